@@ -1,0 +1,219 @@
+"""The ``idnode`` command: run the node and operate on its data.
+
+::
+
+    idnode serve [--host H] [--port P] [--workers N] [--data-dir D] [--database-url URL] [--demo]
+    idnode prefix add PREFIX          home a prefix on this node
+    idnode prefix list
+    idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
+    idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
+    idnode migrate                    apply schema migrations
+
+Every command reads settings from flags, ``IDNODE_*`` variables and ``--config FILE`` (``resolver/config.py``).
+Operator commands work with or without a running node on the same data directory: they start the embedded
+database when it is not running and stop it afterwards only if no node uses it (``resolver/database.py``).
+Errors a user can fix are printed as one line, never as a traceback; exit status 2 for those, 1 for "not found".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from registry.app import extensions
+from registry.bulk import import_lines
+from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
+from resolver import __version__
+from resolver.answers import build_entry, render
+from resolver.config import Settings, load_settings
+from resolver.database import migrate, open_database
+from resolver.errors import ConfigError, HandleError
+from resolver.identifiers import ascii_upper, parse, validate_text
+from resolver.prefixes import PrefixTable
+from resolver.records import ValueFilter
+from resolver.serve import configure_logging, serve
+from resolver.store import Store, connect
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML settings file (also IDNODE_CONFIG)")
+    common.add_argument("--data-dir", dest="data_dir", help="directory of the embedded database (default ./data)")
+    common.add_argument("--database-url", dest="database_url", help="PostgreSQL DSN; unset starts an embedded one")
+    common.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+
+    parser = argparse.ArgumentParser(prog="idnode", description="Industrial-internet identifier resolution node")
+    parser.add_argument("--version", action="version", version=f"idnode {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", parents=[common], help="run the node")
+    serve_cmd.add_argument("--host")
+    serve_cmd.add_argument("--port", type=int)
+    serve_cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    serve_cmd.add_argument("--demo", action="store_true", default=None, help="home 88.888.1 and load demo products")
+
+    prefix_cmd = commands.add_parser("prefix", help="manage homed prefixes")
+    prefix_actions = prefix_cmd.add_subparsers(dest="action", required=True)
+    prefix_add = prefix_actions.add_parser("add", parents=[common], help="home a prefix on this node")
+    prefix_add.add_argument("prefix")
+    prefix_actions.add_parser("list", parents=[common], help="list homed prefixes")
+
+    import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
+    import_cmd.add_argument("file", type=Path)
+    import_cmd.add_argument("--replace", action="store_true", help="overwrite records that already exist")
+
+    resolve_cmd = commands.add_parser("resolve", parents=[common], help="print a record from the database")
+    resolve_cmd.add_argument("handle")
+    resolve_cmd.add_argument("--url", action="store_true", help="print only the URL the proxy redirects to")
+
+    commands.add_parser("migrate", parents=[common], help="apply schema migrations")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {name: getattr(args, name, None) for name in ("host", "port", "workers", "data_dir", "demo", "log_level")}
+    flags["database_url"] = getattr(args, "database_url", None)
+    return load_settings(flags, os.environ, getattr(args, "config", None))
+
+
+def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``work`` against a migrated database, starting the embedded server if needed."""
+
+    async def run(dsn: str) -> T:
+        await migrate(dsn)
+        store = await connect(dsn, settings.database)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    with open_database(settings, serving=False) as dsn:
+        return asyncio.run(run(dsn))
+
+
+def _serve(settings: Settings) -> int:
+    async def prepare(dsn: str) -> None:
+        store = await connect(dsn, settings.database)
+        try:
+            added = await load_demo(store)
+        finally:
+            await store.close()
+        example = DEMO_HANDLES[0][0]
+        base = f"http://{settings.host}:{settings.port}"
+        print(f"demo: prefix {DEMO_PREFIX} homed, {added} new demo record(s). Try:")
+        print(f"  curl {base}/api/handles/{example}")
+        print(f"  curl -i {base}/{example}            # proxy redirect")
+        print(f"  open {base}/{example}?noredirect    # the page a QR-code scan shows")
+        sys.stdout.flush()
+
+    serve(
+        settings,
+        extensions=extensions(),
+        prepare=prepare if settings.demo else None,
+        announce=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
+def _prefix_add(settings: Settings, prefix: str) -> int:
+    validate_text(prefix)
+    if "/" in prefix:
+        raise ConfigError(f"prefix: {prefix!r} contains '/'; give the prefix only, e.g. 88.118.8")
+    added = _with_store(settings, lambda store: store.add_prefix(prefix, ascii_upper(prefix)))
+    print(f"prefix {prefix} {'homed' if added else 'was already homed'}")
+    return 0
+
+
+def _prefix_list(settings: Settings) -> int:
+    for row in sorted(_with_store(settings, Store.fetch_prefixes), key=lambda r: r.key):
+        print(f"{row.prefix}\t{row.kind}")
+    return 0
+
+
+def _import(settings: Settings, path: Path, replace: bool) -> int:
+    try:
+        with path.open("rb") as handle:
+            lines = handle.readlines()
+    except OSError as exc:
+        raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
+
+    async def work(store: Store) -> Any:
+        prefixes = PrefixTable(await store.fetch_prefixes())
+        actor = f"cli:{getpass.getuser()}"
+        return await import_lines(
+            store, lines, prefixes, max_handle_bytes=settings.max_handle_bytes, replace=replace, actor=actor
+        )
+
+    report = _with_store(settings, work)
+    if report.error_count:
+        for error in report.errors:
+            print(f"{path}:{error}", file=sys.stderr)
+        more = report.error_count - len(report.errors)
+        if more > 0:
+            print(f"{path}: ... and {more} more error(s)", file=sys.stderr)
+        print(f"import: {report.error_count} bad line(s); nothing was imported", file=sys.stderr)
+        return 2
+    print(f"import: {report.written} record(s) written, {report.skipped} already present and skipped")
+    return 0
+
+
+def _resolve(settings: Settings, text: str, url_only: bool) -> int:
+    handle = parse(text, max_bytes=settings.max_handle_bytes)
+    records = _with_store(settings, lambda store: store.fetch_records([handle.key]))
+    if not records:
+        print(f"{text}: not found", file=sys.stderr)
+        return 1
+    entry = build_entry(records[0])
+    if url_only:
+        if entry.location is None:
+            print(f"{text}: has no URL value", file=sys.stderr)
+            return 1
+        print(entry.location)
+    else:
+        print(render(entry, text, ValueFilter(), pretty=True).decode())
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    with open_database(settings, serving=False) as dsn:
+        result = asyncio.run(migrate(dsn))
+    print(f"schema at version {result.current}; applied now: {', '.join(result.applied) or 'nothing'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        configure_logging(settings.log_level)
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "prefix":
+            return _prefix_add(settings, args.prefix) if args.action == "add" else _prefix_list(settings)
+        if args.command == "import":
+            return _import(settings, args.file, args.replace)
+        if args.command == "resolve":
+            return _resolve(settings, args.handle, args.url)
+        return _migrate(settings)
+    except ConfigError as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 2
+    except HandleError as exc:
+        print(f"idnode: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

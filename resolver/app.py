@@ -1,0 +1,118 @@
+"""Wiring: the one place where the read path's stages are built and connected, in this order.
+
+1. ``Store``: the pool; everything below that needs the database receives it or a function over it.
+2. ``PrefixTable``: loaded before serving, so the first request already knows what is homed here.
+3. ``Cache`` with a loader over the store (``answers.build_entry`` turns rows into entries); the cache
+   itself knows nothing about PostgreSQL.
+4. ``ChangeListener``: must be LISTENing before the first request is answered, or a change committed
+   between a miss and the LISTEN could be missed; it is started in ``on_startup`` and awaited.
+5. Routes: the API (its hot GET route first), health, then extensions (the registry adds its write routes),
+   then ``/api`` errors, and last the proxy's catch-all ``/{handle}``.
+
+No middleware is installed: each one would run on every cached look-up (research/performance-anchors.md §2a).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import asyncpg
+from aiohttp import web
+
+from resolver.answers import build_entry
+from resolver.cache import Cache, CacheEntry
+from resolver.changes import ChangeListener
+from resolver.config import Settings
+from resolver.http import HandlesEndpoint, api_not_found
+from resolver.lookup import Lookup
+from resolver.prefixes import PrefixTable
+from resolver.proxy import Proxy
+from resolver.responses import ANY_TAIL, json_response
+from resolver.store import Store, connect
+
+__all__ = [
+    "CACHE",
+    "ENDPOINT",
+    "LISTENER",
+    "LOOKUP",
+    "PREFIXES",
+    "SETTINGS",
+    "STORE",
+    "Extension",
+    "create_app",
+]
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[Store] = web.AppKey("store")
+CACHE: web.AppKey[Cache] = web.AppKey("cache")
+PREFIXES: web.AppKey[PrefixTable] = web.AppKey("prefixes")
+LOOKUP: web.AppKey[Lookup] = web.AppKey("lookup")
+LISTENER: web.AppKey[ChangeListener] = web.AppKey("listener")
+ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
+
+Extension = Callable[[web.Application], None]
+"""Adds routes or state to the app before the catch-all routes are registered (the registry is one)."""
+
+LISTEN_START_TIMEOUT = 30.0
+
+
+def _loader(store: Store) -> Callable[[Sequence[str]], object]:
+    async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
+        return {record.key: build_entry(record) for record in await store.fetch_records(keys)}
+
+    return load
+
+
+async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Extension] = ()) -> web.Application:
+    """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
+    store = await connect(dsn, settings.database)
+    prefixes = PrefixTable(await store.fetch_prefixes())
+    cache = Cache(settings.cache, _loader(store))
+    lookup = Lookup(cache, prefixes)
+
+    async def reload_prefixes() -> None:
+        prefixes.replace(await store.fetch_prefixes())
+
+    listener = ChangeListener(lambda: asyncpg.connect(dsn), cache, reload_prefixes, settings.changes)
+    endpoint = HandlesEndpoint(lookup, max_handle_bytes=settings.max_handle_bytes, max_batch=settings.max_batch)
+
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS], app[STORE], app[CACHE], app[PREFIXES] = settings, store, cache, prefixes
+    app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
+
+    app.add_routes(endpoint.routes())
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    for extend in extensions:
+        extend(app)
+    app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
+    app.add_routes(Proxy(lookup, max_handle_bytes=settings.max_handle_bytes).routes())
+
+    async def start_listening(_app: web.Application) -> None:
+        await listener.start(timeout=LISTEN_START_TIMEOUT)
+
+    async def shut_down(_app: web.Application) -> None:
+        await listener.stop()
+        await cache.close()
+        await store.close()
+
+    app.on_startup.append(start_listening)
+    app.on_cleanup.append(shut_down)
+    return app
+
+
+async def healthz(_request: web.Request) -> web.StreamResponse:
+    """The process is up and its loop answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """Ready when the database answers, the schema is migrated and the change listener is connected."""
+    checks: dict[str, object] = {}
+    try:
+        checks["schema_version"] = await request.app[STORE].schema_version()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["listening"] = bool(request.app[LISTENER].connected)
+    ready = checks["database"] == "ok" and bool(checks.get("schema_version")) and checks["listening"]
+    return json_response({"status": "ready" if ready else "not ready", **checks}, status=200 if ready else 503)

@@ -1,0 +1,162 @@
+"""Cache coherence: LISTEN on ``idnode_changes`` and drop what other writers changed.
+
+Every node process holds one dedicated connection (outside the pool, whose connections are never reset)
+that LISTENs on the channel the triggers of ``schema/0001_init.sql`` notify. Payloads:
+
+- ``'<version> <handle_key>'`` → ``cache.evict(key, version)``
+- ``'-'`` → ``cache.evict_absent()`` (a bulk create)
+- ``'*'`` → ``cache.flush()`` (a bulk change)
+- ``'prefixes'`` → reload the prefix table, then flush
+
+While the connection is down the node cannot hear about changes, so losing it flushes the whole cache (answers
+then come from the database until the listener is back) and reconnects with exponential backoff between
+``backoff_min`` and ``backoff_max`` seconds. A silent network drop is caught by a keep-alive query every
+``keepalive`` seconds. Every (re)connection flushes again, since changes may have been missed in between.
+
+Settings: ``ChangesSettings``. Metrics: ``connected`` (0/1), ``reconnects``, ``notifications``,
+``connection_losses``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from resolver.cache import Cache
+from resolver.config import ChangesSettings
+
+__all__ = ["CHANNEL", "ChangeListener"]
+
+CHANNEL = "idnode_changes"
+log = logging.getLogger("idnode.changes")
+
+
+class ChangeListener:
+    """Keeps one LISTEN connection alive and applies notifications to the cache."""
+
+    __slots__ = (
+        "_cache",
+        "_connect",
+        "_keepalive",
+        "_lost",
+        "_ready",
+        "_reload_prefixes",
+        "_settings",
+        "_task",
+        "connected",
+        "connection_losses",
+        "notifications",
+        "reconnects",
+    )
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        cache: Cache,
+        reload_prefixes: Callable[[], Awaitable[None]],
+        settings: ChangesSettings,
+        *,
+        keepalive: float = 5.0,
+    ) -> None:
+        self._connect = connect
+        self._cache = cache
+        self._reload_prefixes = reload_prefixes
+        self._settings = settings
+        self._keepalive = keepalive
+        self._ready = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = 0
+        self.reconnects = 0
+        self.notifications = 0
+        self.connection_losses = 0
+
+    async def start(self, timeout: float) -> None:
+        """Start listening and wait until the first LISTEN is in place, so no change before serving is missed."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="idnode-changes")
+        ready = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait({ready, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            if self._task in done:
+                self._task.result()
+            raise TimeoutError("changes: could not LISTEN within the start-up timeout")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = self._settings.backoff_min
+        first = True
+        while True:
+            try:
+                con = await self._connect()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("changes: cannot connect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.backoff_max)
+                continue
+            delay = self._settings.backoff_min
+            if not first:
+                self.reconnects += 1
+            first = False
+            try:
+                await self._listen(con)
+            finally:
+                self.connected = 0
+                self._cache.flush()
+                con.terminate()
+            self.connection_losses += 1
+            log.warning("changes: LISTEN connection lost; cache flushed, reconnecting")
+
+    async def _listen(self, con: asyncpg.Connection) -> None:
+        self._lost.clear()
+        con.add_termination_listener(lambda _con: self._lost.set())
+        await con.add_listener(CHANNEL, self._on_notification)
+        # Anything may have changed while nobody listened: start from a clean cache and a fresh prefix table.
+        self._cache.flush()
+        await self._reload_prefixes()
+        self.connected = 1
+        self._ready.set()
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=self._keepalive)
+                return
+            try:
+                await con.fetchval("SELECT 1", timeout=self._keepalive)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                return
+
+    def _on_notification(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
+        self.notifications += 1
+        self.apply(payload)
+
+    def apply(self, payload: str) -> None:
+        """Apply one notification payload to the cache (the grammar is in the module docstring)."""
+        cache = self._cache
+        if payload == "*":
+            cache.flush()
+        elif payload == "-":
+            cache.evict_absent()
+        elif payload == "prefixes":
+            cache.flush()
+            task = asyncio.get_running_loop().create_task(self._reload_prefixes())
+            task.add_done_callback(_log_failure)
+        else:
+            version, _, key = payload.partition(" ")
+            if key and version.isdigit():
+                cache.evict(key, int(version))
+            else:
+                log.warning("changes: ignoring malformed notification %r", payload[:100])
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("changes: reloading prefixes failed: %s", task.exception())

@@ -1,0 +1,224 @@
+"""Typed, frozen settings, read from command-line flags, ``IDNODE_*`` environment variables and a TOML file.
+
+Precedence: flags > environment > TOML file (``--config`` or ``IDNODE_CONFIG``) > defaults. The defaults give a
+working node on a laptop. Every option has one flat name used everywhere: flag ``--cache-max-entries``,
+variable ``IDNODE_CACHE_MAX_ENTRIES``, TOML key ``cache_max_entries`` (or ``max_entries`` in a ``[cache]``
+table). A bad value stops the start with a :class:`ConfigError` naming the option, the value and what it
+expected.
+
+==========================  =================  =====================================================
+option                      default            meaning
+==========================  =================  =====================================================
+host                        127.0.0.1          address to listen on
+port                        8000               TCP port
+workers                     1                  node processes sharing the port (SO_REUSEPORT)
+data_dir                    ./data             embedded PostgreSQL cluster and other local state
+database_url                (none)             PostgreSQL DSN; none starts the embedded server
+database_pool_min/max       2 / 16             asyncpg pool bounds per process
+database_timeout            10                 seconds per query
+max_handle_bytes            255                longest identifier accepted (IDIS; Handle.Net allows 2048)
+max_body_bytes              262144             largest request body
+max_batch                   2000               identifiers per POST /api/resolve
+cache_max_entries           1000000            positive cache entries
+cache_max_bytes             1073741824         estimated bytes held by positive entries
+cache_negative_max_entries  100000             remembered absent handles
+cache_safety_ttl            3600               seconds a homed entry lives without a change notification
+cache_negative_ttl          300                seconds an absent-handle entry lives
+changes_backoff_max         10                 longest pause between LISTEN reconnection attempts
+log_level                   INFO               logging threshold
+==========================  =================  =====================================================
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from resolver.errors import ConfigError
+from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
+
+__all__ = ["CacheSettings", "ChangesSettings", "DatabaseSettings", "Settings", "load_settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str | None = None
+    pool_min: int = 2
+    pool_max: int = 16
+    command_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    max_entries: int = 1_000_000
+    max_bytes: int = 1 << 30
+    negative_max_entries: int = 100_000
+    safety_ttl: float = 3600.0
+    negative_ttl: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesSettings:
+    backoff_min: float = 0.1
+    backoff_max: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = Path("data")
+    max_handle_bytes: int = DEFAULT_MAX_HANDLE_BYTES
+    max_body_bytes: int = 256 * 1024
+    max_batch: int = 2000
+    log_level: str = "INFO"
+    demo: bool = False
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    changes: ChangesSettings = field(default_factory=ChangesSettings)
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
+    def cast(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("not an integer")
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    cast.__doc__ = f"an integer from {low} to {high}"
+    return cast
+
+
+def _positive_float(raw: Any) -> float:
+    """a positive number of seconds"""
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _bool(raw: Any) -> bool:
+    """true or false"""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _log_level(raw: Any) -> str:
+    """one of DEBUG, INFO, WARNING, ERROR"""
+    text = str(raw).upper()
+    if text not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("unknown level")
+    return text
+
+
+def _text(raw: Any) -> str:
+    """a string"""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("must be a non-empty string")
+    return raw
+
+
+_BIG = 2**62
+# option name → (section or None, field name, cast)
+_OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
+    "host": (None, "host", _text),
+    "port": (None, "port", _int_in(0, 65535)),
+    "workers": (None, "workers", _int_in(1, 64)),
+    "data_dir": (None, "data_dir", Path),
+    "max_handle_bytes": (None, "max_handle_bytes", _int_in(16, HARD_MAX_HANDLE_BYTES)),
+    "max_body_bytes": (None, "max_body_bytes", _int_in(1024, 64 << 20)),
+    "max_batch": (None, "max_batch", _int_in(1, 100_000)),
+    "log_level": (None, "log_level", _log_level),
+    "demo": (None, "demo", _bool),
+    "database_url": ("database", "url", _text),
+    "database_pool_min": ("database", "pool_min", _int_in(1, 1000)),
+    "database_pool_max": ("database", "pool_max", _int_in(1, 1000)),
+    "database_timeout": ("database", "command_timeout", _positive_float),
+    "cache_max_entries": ("cache", "max_entries", _int_in(0, _BIG)),
+    "cache_max_bytes": ("cache", "max_bytes", _int_in(0, _BIG)),
+    "cache_negative_max_entries": ("cache", "negative_max_entries", _int_in(0, _BIG)),
+    "cache_safety_ttl": ("cache", "safety_ttl", _positive_float),
+    "cache_negative_ttl": ("cache", "negative_ttl", _positive_float),
+    "changes_backoff_max": ("changes", "backoff_max", _positive_float),
+}
+
+
+def _flatten_toml(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            for inner, inner_value in value.items():
+                flat[f"{key}_{inner}"] = inner_value
+        else:
+            flat[key] = value
+    unknown = sorted(set(flat) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"config: {path}: unknown option(s) {', '.join(unknown)}")
+    return flat
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return _flatten_toml(tomllib.load(handle), path)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the three sources into :class:`Settings`; ``None`` flags count as not given."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = environ or {}
+    path = config_file or (Path(environ["IDNODE_CONFIG"]) if environ.get("IDNODE_CONFIG") else None)
+    merged: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        merged.update({k: (v, f"{path}: {k}") for k, v in _read_toml(path).items()})
+    for name in _OPTIONS:
+        env_name = "IDNODE_" + name.upper()
+        if env_name in environ:
+            merged[name] = (environ[env_name], env_name)
+    for name, value in flags.items():
+        if name not in _OPTIONS:
+            raise ConfigError(f"config: unknown option {name}")
+        merged[name] = (value, "--" + name.replace("_", "-"))
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}}
+    for name, (raw, source) in merged.items():
+        section, attr, cast = _OPTIONS[name]
+        try:
+            value = cast(raw)
+        except (TypeError, ValueError) as exc:
+            expected = (cast.__doc__ or "").strip() or "a valid value"
+            raise ConfigError(f"config: {source}={raw!r} is invalid ({exc}); expected {expected}") from None
+        (sections[section] if section else top)[attr] = value
+    settings = Settings(**top)
+    settings = replace(
+        settings,
+        database=replace(settings.database, **sections["database"]),
+        cache=replace(settings.cache, **sections["cache"]),
+        changes=replace(settings.changes, **sections["changes"]),
+    )
+    if settings.database.pool_min > settings.database.pool_max:
+        raise ConfigError(
+            f"config: database_pool_min={settings.database.pool_min} exceeds "
+            f"database_pool_max={settings.database.pool_max}"
+        )
+    return settings

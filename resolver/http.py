@@ -1,0 +1,259 @@
+"""The read API: ``GET /api/handles/{handle}``, its POST form, batch ``POST /api/resolve``, and ``/api`` errors.
+
+Wire behaviour follows the Handle.Net 9 transcripts (research/handle9-transcripts.md §B, §C, §F7–F9):
+the answer echoes the handle as requested (after percent-decoding the raw path once, ``+`` kept), filters
+that match nothing answer 200 rc 200 with ``values: []``, unknown handles 404 rc 100, foreign prefixes 400
+rc 301, an empty handle 400 rc 102, unknown ``/api/`` endpoints 404 rc 4 and wrong methods 405 rc 4.
+Anonymous readers never see values without public-read permission; ``publicOnly=false`` needs an
+authenticated reader (the registry provides authentication; without it the answer is rc 402).
+
+The registry adds its methods to the same resources through ``HandlesEndpoint.methods`` so that every
+``/api/handles/...`` request is routed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+
+from resolver.answers import render
+from resolver.cache import CacheEntry
+from resolver.errors import (
+    AuthenticationNeeded,
+    HandleError,
+    InvalidHandle,
+    MethodNotAllowed,
+    ProtocolError,
+    UnknownEndpoint,
+)
+from resolver.identifiers import Handle, ascii_upper, decode_path, parse
+from resolver.lookup import Lookup
+from resolver.records import ValueFilter
+from resolver.responses import (
+    ANY_TAIL,
+    JSON_HEADERS,
+    Handler,
+    answers_errors,
+    error_response,
+    flag,
+    json_response,
+    with_cors,
+)
+
+__all__ = ["HandlesEndpoint", "Reader", "api_not_found"]
+
+_PREFIX = "/api/handles/"
+_SKIP = len(_PREFIX)
+_CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
+_CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
+_ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+
+Reader = Callable[[web.Request], Awaitable[Any]]
+"""Returns the authenticated identity of a request, or None (anonymous); raises for bad credentials."""
+
+
+def _anonymous(_request: web.Request) -> Awaitable[None]:
+    async def none() -> None:
+        return None
+
+    return none()
+
+
+def handle_text(request: web.Request) -> str:
+    """The handle named by ``/api/handles/<handle>``: the raw path, decoded once; raises rc 102 when empty."""
+    raw = request.raw_path.split("?", 1)[0]
+    if not raw.startswith(_PREFIX):  # absolute-form request target, or /api/handles without a slash
+        raw = request.rel_url.raw_path
+    text = decode_path(raw[_SKIP:]) if raw.startswith(_PREFIX) else ""
+    if not text:
+        raise InvalidHandle("Empty handle invalid")
+    return text
+
+
+class HandlesEndpoint:
+    """``/api/handles/{handle}`` for every method, plus ``POST /api/resolve``."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        max_handle_bytes: int,
+        max_batch: int,
+        authenticate: Reader = _anonymous,
+    ) -> None:
+        self.lookup = lookup
+        self.max_handle_bytes = max_handle_bytes
+        self.max_batch = max_batch
+        self.authenticate = authenticate
+        self.methods: dict[str, Handler] = {"POST": self.post_handle, "OPTIONS": self.options}
+        self._cache_get = lookup.cache.get
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(_PREFIX + ANY_TAIL, self.get_handle),
+            web.route("*", _PREFIX + ANY_TAIL, self.dispatch),
+            web.route("*", "/api/handles", self.dispatch_collection),
+            web.post("/api/resolve", self.resolve_batch),
+        ]
+
+    async def get_handle(self, request: web.Request) -> web.StreamResponse:
+        """HOT PATH: every look-up lands here. A cached record asked for anonymously, unfiltered and in its stored
+        spelling is answered with the bytes encoded when it was cached: no await, no JSON, no logging."""
+        raw = request.raw_path
+        if "?" not in raw and "%" not in raw:
+            text = raw[_SKIP:]
+            entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
+            if entry is not None and entry.handle == text and "Origin" not in request.headers:
+                return web.Response(body=entry.body, headers=JSON_HEADERS)
+            return await self._get(request, request.query, entry)
+        return await self._get(request, request.query, None)
+
+    @answers_errors
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        handler = self.methods.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+        return await handler(request)
+
+    @answers_errors
+    async def dispatch_collection(self, request: web.Request) -> web.StreamResponse:
+        """``/api/handles`` without a handle: listing (``?prefix=``, registry) or rc 102 (transcript C4)."""
+        handler = self.methods.get("LIST") if request.method in ("GET", "HEAD") else None
+        if handler is not None and "prefix" in request.query:
+            return await handler(request)
+        if request.method in ("GET", "HEAD", "POST"):
+            raise InvalidHandle("Empty handle invalid")
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+
+    async def options(self, request: web.Request) -> web.StreamResponse:
+        """``Allow`` for plain OPTIONS (B22), CORS preflight answers when ``Origin`` is sent (B23)."""
+        response = web.Response(status=200, headers={"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+        if request.headers.get("Origin"):
+            with_cors(request, response)
+            response.headers["Access-Control-Max-Age"] = "86400"
+            response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        return response
+
+    @answers_errors
+    async def _get(
+        self, request: web.Request, params: MultiMapping[Any], entry: CacheEntry | None
+    ) -> web.StreamResponse:
+        text = handle_text(request)
+        try:
+            handle = parse(text, max_bytes=self.max_handle_bytes)
+            value_filter = ValueFilter.from_query(params.getall("type", ()), params.getall("index", ()))
+            public_only = not _wants_private(params)
+            if not public_only and await self.authenticate(request) is None:
+                raise AuthenticationNeeded(handle=text)
+            if entry is None:
+                entry = await self.lookup.resolve(handle)
+        except HandleError as exc:
+            if exc.handle is None and exc.response_code != 4:
+                exc.handle = text
+            raise
+        body = render(entry, text, value_filter, public_only=public_only, pretty=flag(params, "pretty"))
+        response = json_response(body, callback=params.get("callback"))
+        return with_cors(request, response)
+
+    async def post_handle(self, request: web.Request) -> web.StreamResponse:
+        """POST to a handle is a GET whose parameters come in a JSON body (transcript B24)."""
+        params = await _json_params(request)
+        return await self._get(request, params, None)
+
+    @answers_errors
+    async def resolve_batch(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/resolve``: up to ``max_batch`` handles, one result each, in request order.
+
+        Body ``{"handles": [...], "type": [...], "index": [...]}`` (or a bare array of handles). Each result is
+        exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
+        their pre-encoded bytes. Misses of one request are loaded together in one query.
+        """
+        payload = await _json_body(request)
+        if isinstance(payload, list):
+            payload = {"handles": payload}
+        if not isinstance(payload, dict) or not isinstance(payload.get("handles"), list):
+            raise ProtocolError('Expected {"handles": ["prefix/suffix", ...]}')
+        texts = payload["handles"]
+        if len(texts) > self.max_batch:
+            raise ProtocolError(f"At most {self.max_batch} handles per request, got {len(texts)}")
+        value_filter = ValueFilter.from_query(_as_list(payload.get("type")), map(str, _as_list(payload.get("index"))))
+        parts: list[bytes | None] = [None] * len(texts)
+        waiting: list[tuple[int, str, Handle]] = []
+        for position, text in enumerate(texts):
+            try:
+                if not isinstance(text, str):
+                    raise InvalidHandle("Each handle must be a string")
+                handle = parse(text, max_bytes=self.max_handle_bytes)
+                entry = self.lookup.cached(handle)
+            except HandleError as exc:
+                parts[position] = _error_part(exc, text)
+                continue
+            if entry is None:
+                waiting.append((position, text, handle))
+            else:
+                parts[position] = render(entry, text, value_filter)
+        if waiting:  # started together, so the cache loads all of them in one query
+            outcomes = await asyncio.gather(
+                *(self.lookup.resolve(handle) for _, _, handle in waiting), return_exceptions=True
+            )
+            for (position, text, _), outcome in zip(waiting, outcomes, strict=True):
+                if isinstance(outcome, HandleError):
+                    parts[position] = _error_part(outcome, text)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    parts[position] = render(outcome, text, value_filter)
+        body = b'{"responseCode":1,"results":[' + b",".join(p for p in parts if p is not None) + b"]}"
+        return with_cors(request, json_response(body))
+
+
+def _error_part(error: HandleError, text: Any) -> bytes:
+    if error.handle is None and isinstance(text, str) and error.response_code != 4:
+        error.handle = text
+    return orjson.dumps(error.body())
+
+
+def _wants_private(params: MultiMapping[Any]) -> bool:
+    raw = params.get("publicOnly")
+    return raw is not None and not flag(params, "publicOnly")
+
+
+def _as_list(raw: Any) -> list[Any]:
+    if raw is None:
+        return []
+    return raw if isinstance(raw, list) else [raw]
+
+
+async def _json_body(request: web.Request) -> Any:
+    data = await request.read()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"Malformed JSON body: {exc}") from None
+
+
+async def _json_params(request: web.Request) -> MultiMapping[Any]:
+    """The JSON body of a POST-as-GET as a multi-mapping: lists become repeated parameters."""
+    out: MultiDict[Any] = MultiDict(request.query)
+    if not request.body_exists:
+        return out
+    payload = await _json_body(request)
+    if not isinstance(payload, dict):
+        raise ProtocolError("POST parameters must be a JSON object")
+    for key, value in payload.items():
+        for item in _as_list(value):
+            out.add(key, item if isinstance(item, str | bool) else str(item))
+    return out
+
+
+async def api_not_found(request: web.Request) -> web.StreamResponse:
+    """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8)."""
+    return error_response(UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}"), request)

@@ -1,0 +1,45 @@
+"""Resolving one parsed handle to a cache entry, or to the Handle.Net error that answers it.
+
+Order, and why: the cache first (a hit needs nothing else; only homed records are ever cached), then the
+prefix table (a foreign prefix is rc 301 without a database round trip), then remembered absences (a negative
+hit), then one coalesced load through the cache.
+"""
+
+from __future__ import annotations
+
+from resolver.cache import Cache, CacheEntry
+from resolver.errors import HandleNotFound, PrefixNotHomed
+from resolver.identifiers import Handle, governing_prefix
+from resolver.prefixes import PrefixTable
+
+__all__ = ["Lookup"]
+
+
+class Lookup:
+    """Cache → prefix table → negative entries → load."""
+
+    __slots__ = ("cache", "prefixes")
+
+    def __init__(self, cache: Cache, prefixes: PrefixTable) -> None:
+        self.cache = cache
+        self.prefixes = prefixes
+
+    def cached(self, handle: Handle) -> CacheEntry | None:
+        """The answer without waiting, when there is one; raises for a foreign prefix or a remembered absence."""
+        entry = self.cache.get(handle.key)
+        if entry is not None:
+            return entry
+        if not self.prefixes.homes(governing_prefix(handle)):
+            raise PrefixNotHomed(handle=handle.text)
+        if self.cache.is_absent(handle.key):
+            raise HandleNotFound(handle=handle.text)
+        return None
+
+    async def resolve(self, handle: Handle) -> CacheEntry:
+        """The entry for ``handle``; raises PrefixNotHomed or HandleNotFound."""
+        entry = self.cached(handle)
+        if entry is None:
+            entry = await self.cache.fetch(handle.key)
+            if entry is None:
+                raise HandleNotFound(handle=handle.text)
+        return entry

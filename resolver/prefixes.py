@@ -1,0 +1,40 @@
+"""Which prefixes this node answers for: the in-memory copy of the ``prefixes`` table.
+
+A handle is answered here when its governing prefix or one of that prefix's ancestors is homed: a secondary
+node that homes ``88.118`` answers authoritatively (404 for unknown handles) under ``88.118.8`` as well. Any other
+handle gets rc 301 "That prefix doesn't live here" without touching the database. The table is small, loaded at
+start and reloaded when a ``prefixes`` change notification arrives (``changes.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from resolver.identifiers import ascii_upper, prefix_chain
+from resolver.store import PrefixRow
+
+__all__ = ["PrefixTable"]
+
+
+class PrefixTable:
+    """Homed (and, later, delegated) prefixes by ASCII-upper-cased key."""
+
+    __slots__ = ("_kinds",)
+
+    def __init__(self, rows: Iterable[PrefixRow] = ()) -> None:
+        self._kinds: dict[str, str] = {}
+        self.replace(rows)
+
+    def replace(self, rows: Iterable[PrefixRow]) -> None:
+        self._kinds = {row.key: row.kind for row in rows}
+
+    def homes(self, prefix: str) -> bool:
+        """True when ``prefix`` or an ancestor of it is homed here."""
+        kinds = self._kinds
+        return any(kinds.get(p) == "homed" for p in prefix_chain(ascii_upper(prefix)))
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    def __contains__(self, prefix: object) -> bool:
+        return isinstance(prefix, str) and ascii_upper(prefix) in self._kinds

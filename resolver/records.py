@@ -1,0 +1,392 @@
+"""Handle values and records: the model, Handle.Net's JSON encoding, every input form it accepts, and filters.
+
+Output follows Handle.Net 9's Gson serializer byte for byte (research/handle-rest-api.md §1.2–1.3, transcripts
+B1–B18, A23): compact JSON; value keys in the order index, type, data, permissions, ttl, timestamp, references;
+``permissions`` left out when it is the default ``1110``; ``timestamp`` always present (pyhandle pops it);
+``format`` chosen from the type (HS_ADMIN → admin, HS_VLIST → vlist) and otherwise from the bytes: ``string``
+for UTF-8 text without control characters, ``base64`` for anything else. ``hex`` is accepted, never produced.
+
+Input accepts what Handle.Net's parser accepts: ``data`` as a bare JSON primitive (what pyhandle sends) or as
+``{format, value}``; admin ``index`` as an int or a numeric string; admin ``permissions`` as a bit string, ``*``,
+a boolean, an int or an array; value ``permissions`` as ``*`` or a bit string read from the right.
+Records are kept sorted by index so that "the first URL" is the same on every read (research §9.12).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from resolver.errors import InvalidValue, ProtocolError, ValueAlreadyExists
+from resolver.identifiers import ascii_upper
+
+__all__ = [
+    "DEFAULT_PERMISSIONS",
+    "DEFAULT_TTL",
+    "MAX_INDEX",
+    "MAX_VALUES",
+    "HandleValue",
+    "ValueFilter",
+    "decode_values",
+    "encode_record",
+    "now_timestamp",
+    "values_from_answer",
+    "values_from_stored",
+    "values_to_stored",
+]
+
+DEFAULT_TTL = 86400
+DEFAULT_PERMISSIONS = "1110"
+"""adminRead adminWrite publicRead publicWrite: everything but public write."""
+MAX_INDEX = 2**31 - 1
+MAX_VALUES = 2048
+"""Handle.Net's ``Common.MAX_HANDLE_VALUES``."""
+MAX_TYPE_BYTES = 1024
+
+_ADMIN_BITS = 12
+_FORMATS_FOR_TYPE = {"HS_ADMIN": "admin", "HS_VLIST": "vlist"}
+_OPAQUE_FORMATS = frozenset({"key", "site"})
+_ALLOWED_CONTROLS = frozenset("\t\n\x0b\x0c\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_BITS = re.compile(r"[01]+")
+
+
+def now_timestamp() -> str:
+    """The current time as Handle.Net prints a value's timestamp: ISO-8601 UTC, whole seconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class HandleValue:
+    """One typed value of a handle record; ``value`` is a str for string/base64 data, a dict or list otherwise."""
+
+    index: int
+    type: str
+    format: str
+    value: Any
+    ttl: int | str = DEFAULT_TTL
+    timestamp: str = ""
+    permissions: str = DEFAULT_PERMISSIONS
+    references: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def public_read(self) -> bool:
+        return self.permissions[2] == "1"
+
+    def to_json(self) -> dict[str, Any]:
+        """The value as Handle.Net serializes it; also the stored form."""
+        value = self.value
+        if self.format == "admin":  # jsonb does not keep key order; Handle.Net's is handle, index, permissions
+            value = {"handle": value["handle"], "index": value["index"], "permissions": value["permissions"]}
+        elif self.format == "vlist":
+            value = [{"handle": ref["handle"], "index": ref["index"]} for ref in value]
+        out: dict[str, Any] = {"index": self.index, "type": self.type, "data": {"format": self.format, "value": value}}
+        if self.permissions != DEFAULT_PERMISSIONS:
+            out["permissions"] = self.permissions
+        out["ttl"] = self.ttl
+        out["timestamp"] = self.timestamp
+        if self.references:
+            out["references"] = [{"handle": h, "index": i} for h, i in self.references]
+        return out
+
+    def text(self) -> str:
+        """The value as a person reads it: string data as is, structured data as compact JSON."""
+        if isinstance(self.value, str):
+            return self.value
+        return orjson.dumps(self.value).decode()
+
+    def type_key(self) -> str:
+        return ascii_upper(self.type)
+
+
+def encode_record(handle: str, values: Sequence[HandleValue], *, pretty: bool = False) -> bytes:
+    """The body of a successful resolution; rc 200 with ``values: []`` when nothing is left (transcript B8)."""
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    if not values:
+        return orjson.dumps({"responseCode": 200, "values": [], "handle": handle}, option=option)
+    return orjson.dumps({"responseCode": 1, "handle": handle, "values": [v.to_json() for v in values]}, option=option)
+
+
+def values_to_stored(values: Iterable[HandleValue]) -> bytes:
+    """The jsonb document stored for a record: the values in their output form."""
+    return orjson.dumps([v.to_json() for v in values])
+
+
+def values_from_stored(document: str | bytes) -> tuple[HandleValue, ...]:
+    """Rebuild values from their stored form, trusting it (it was validated when written)."""
+    return tuple(_value_from_output(item) for item in orjson.loads(document))
+
+
+def values_from_answer(body: bytes) -> tuple[HandleValue, ...]:
+    """Rebuild values from an encoded answer (see ``encode_record``)."""
+    return tuple(_value_from_output(item) for item in orjson.loads(body)["values"])
+
+
+def _value_from_output(item: dict[str, Any]) -> HandleValue:
+    data = item["data"]
+    refs = item.get("references") or ()
+    return HandleValue(
+        index=item["index"],
+        type=item["type"],
+        format=data["format"],
+        value=data["value"],
+        ttl=item.get("ttl", DEFAULT_TTL),
+        timestamp=item.get("timestamp", ""),
+        permissions=item.get("permissions", DEFAULT_PERMISSIONS),
+        references=tuple((r["handle"], int(r["index"])) for r in refs),
+    )
+
+
+# --- input -------------------------------------------------------------------------------------------------
+
+
+def decode_values(payload: Any, *, timestamp: str | None = None) -> list[HandleValue]:
+    """Validate a PUT body (``{"values": [...]}``, a bare array, or one value object) into sorted values.
+
+    Raises :class:`ProtocolError` (rc 4) for shapes Handle.Net cannot parse, :class:`InvalidValue` (rc 202) for
+    values it refuses and :class:`ValueAlreadyExists` (rc 201) for an index given twice. Input timestamps are
+    ignored: the server stamps values when it stores them (research §1.3).
+    """
+    if isinstance(payload, dict):
+        items = payload["values"] if "values" in payload else [payload] if _looks_like_value(payload) else None
+    else:
+        items = payload
+    if not isinstance(items, list):
+        raise ProtocolError("Expected a JSON object with a 'values' array, an array of values, or one value")
+    if len(items) > MAX_VALUES:
+        raise InvalidValue(f"A record holds at most {MAX_VALUES} values, got {len(items)}")
+    stamp = timestamp or now_timestamp()
+    values = [_decode_value(item, stamp) for item in items]
+    seen: set[int] = set()
+    for v in values:
+        if v.index in seen:
+            raise ValueAlreadyExists(f"Index conflict for {v.index}")
+        seen.add(v.index)
+    values.sort(key=lambda v: v.index)
+    return values
+
+
+def _looks_like_value(obj: dict[str, Any]) -> bool:
+    return "index" in obj and "type" in obj and "data" in obj
+
+
+def _decode_value(item: Any, stamp: str) -> HandleValue:
+    if not isinstance(item, dict):
+        raise ProtocolError("Each value must be a JSON object")
+    index = _decode_index(item.get("index"), what="Value index")
+    type_ = item.get("type")
+    if not isinstance(type_, str):
+        raise ProtocolError(f"Value {index}: 'type' must be a string")
+    if len(type_.encode("utf-8", "surrogatepass")) > MAX_TYPE_BYTES or _CONTROL.search(type_):
+        raise InvalidValue(f"Value {index}: invalid type {type_[:64]!r}")
+    if "data" not in item:
+        raise ProtocolError(f"Value {index}: missing 'data'")
+    fmt, value = _decode_data(index, type_, item["data"])
+    return HandleValue(
+        index=index,
+        type=type_,
+        format=fmt,
+        value=value,
+        ttl=_decode_ttl(index, item.get("ttl")),
+        timestamp=stamp,
+        permissions=_decode_value_permissions(index, item.get("permissions")),
+        references=_decode_references(index, item.get("references")),
+    )
+
+
+def _decode_index(raw: Any, *, what: str) -> int:
+    if isinstance(raw, bool):
+        raise ProtocolError(f"{what} must be an integer")
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        raw = int(raw.strip())
+    if not isinstance(raw, int):
+        raise ProtocolError(f"{what} must be an integer, got {raw!r}"[:200])
+    if raw <= 0:
+        raise InvalidValue("Value indexes must be positive")
+    if raw > MAX_INDEX:
+        raise InvalidValue(f"{what} {raw} is larger than {MAX_INDEX}")
+    return raw
+
+
+def _decode_ttl(index: int, raw: Any) -> int | str:
+    if raw is None:
+        return DEFAULT_TTL
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if not -(2**31) <= raw <= MAX_INDEX:
+            raise InvalidValue(f"Value {index}: ttl {raw} out of range")
+        return raw
+    if isinstance(raw, str):
+        if raw.strip().lstrip("-").isdigit():
+            return _decode_ttl(index, int(raw))
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time") from None
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time")
+
+
+def _decode_value_permissions(index: int, raw: Any) -> str:
+    if raw is None:
+        return DEFAULT_PERMISSIONS
+    if raw == "*":
+        return "1111"
+    if isinstance(raw, str) and _BITS.fullmatch(raw) and len(raw) <= 4:
+        return raw.rjust(4, "0")
+    raise InvalidValue(f"Value {index}: permissions must be a bit string like '1110' or '*'")
+
+
+def _decode_references(index: int, raw: Any) -> tuple[tuple[str, int], ...]:
+    if not raw:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(r, dict) and isinstance(r.get("handle"), str) for r in raw):
+        raise InvalidValue(f"Value {index}: references must be a list of {{handle, index}}")
+    return tuple((r["handle"], _decode_index(r.get("index"), what="Reference index")) for r in raw)
+
+
+def _decode_data(index: int, type_: str, data: Any) -> tuple[str, Any]:
+    required = _FORMATS_FOR_TYPE.get(ascii_upper(type_))
+    if isinstance(data, dict):
+        fmt = data.get("format")
+        if not isinstance(fmt, str) or "value" not in data:
+            raise ProtocolError(f"Value {index}: data needs 'format' and 'value'")
+        fmt = fmt.lower()
+        raw = data["value"]
+    elif isinstance(data, str | int | float | bool):
+        fmt, raw = "string", data
+    else:
+        raise ProtocolError(f"Value {index}: data must be a string or a {{format, value}} object")
+    if required and fmt != required:
+        raise InvalidValue(f"Value {index}: {type_} data must use the '{required}' format")
+    if fmt == "admin":
+        if required != "admin":
+            raise InvalidValue(f"Value {index}: the 'admin' format is only for HS_ADMIN values")
+        return "admin", _decode_admin(index, raw)
+    if fmt == "vlist":
+        if required != "vlist":
+            raise InvalidValue(f"Value {index}: the 'vlist' format is only for HS_VLIST values")
+        return "vlist", _decode_vlist(index, raw)
+    if fmt in _OPAQUE_FORMATS:
+        return fmt, raw
+    return _classify_bytes(_data_bytes(index, fmt, raw))
+
+
+def _data_bytes(index: int, fmt: str, raw: Any) -> bytes:
+    if fmt == "string":
+        if isinstance(raw, str):
+            return raw.encode("utf-8", "surrogatepass")
+        if raw is None or isinstance(raw, dict | list):
+            raise InvalidValue(f"Value {index}: string data must be a JSON string")
+        return orjson.dumps(raw)
+    if not isinstance(raw, str):
+        raise InvalidValue(f"Value {index}: {fmt} data must be a JSON string")
+    try:
+        if fmt == "base64":
+            return base64.b64decode(raw, validate=True)
+        if fmt == "hex":
+            return bytes.fromhex(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidValue(f"Value {index}: data is not valid {fmt}") from None
+    raise ProtocolError(f"Value {index}: unknown data format {fmt!r}")
+
+
+def _classify_bytes(raw: bytes) -> tuple[str, str]:
+    """Handle.Net's choice for untyped bytes: text when it is clean UTF-8, base64 otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64", base64.b64encode(raw).decode("ascii")
+    if _CONTROL.search(text):
+        return "base64", base64.b64encode(raw).decode("ascii")
+    return "string", text
+
+
+def _decode_admin(index: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("handle"), str):
+        raise InvalidValue(f"Value {index}: admin data needs 'handle', 'index' and 'permissions'")
+    try:
+        admin_index = _decode_index(raw.get("index"), what="Admin index")
+    except InvalidValue:
+        raise InvalidValue(f"Value {index}: admin index must be a positive integer") from None
+    return {
+        "handle": raw["handle"],
+        "index": admin_index,
+        "permissions": _decode_admin_bits(index, raw.get("permissions")),
+    }
+
+
+def _decode_admin_bits(index: int, raw: Any) -> str:
+    """AdminRecordGsonTypeAdapter: bit string (read from the right), ``*``, boolean, int read as binary, array."""
+    if raw == "*" or raw is True:
+        return "1" * _ADMIN_BITS
+    if raw is False:
+        return "0" * _ADMIN_BITS
+    if isinstance(raw, int):
+        raw = str(raw)
+    if isinstance(raw, list):
+        raw = "".join("1" if bit else "0" for bit in raw)
+    if isinstance(raw, str) and _BITS.fullmatch(raw) and len(raw) <= _ADMIN_BITS:
+        return raw.rjust(_ADMIN_BITS, "0")
+    raise InvalidValue(f"Value {index}: admin permissions must be a bit string of at most 12 bits")
+
+
+def _decode_vlist(index: int, raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise InvalidValue(f"Value {index}: vlist data must be an array of {{handle, index}}")
+    out = []
+    for ref in raw:
+        if not isinstance(ref, dict) or not isinstance(ref.get("handle"), str):
+            raise InvalidValue(f"Value {index}: vlist entries need 'handle' and 'index'")
+        out.append({"handle": ref["handle"], "index": _decode_index(ref.get("index"), what="Vlist index")})
+    return out
+
+
+# --- filters -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFilter:
+    """``type``/``index`` query filters; all given filters are OR-ed (transcript B7).
+
+    Types compare ASCII-case-insensitively, and a type ending in ``.`` also matches its subtypes
+    (``URL.`` matches ``URL`` and ``URL.foo``; Handle.Net ``Util.isParentTypeInArray``).
+    """
+
+    types: tuple[str, ...] = ()
+    indexes: frozenset[int] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.types or self.indexes)
+
+    @classmethod
+    def from_query(cls, types: Iterable[str], indexes: Iterable[str]) -> ValueFilter:
+        parsed: set[int] = set()
+        for raw in indexes:
+            try:
+                parsed.add(int(raw))
+            except ValueError:
+                raise ProtocolError(f'Invalid index parameter "{raw[:64]}": not an integer') from None
+        return cls(tuple(ascii_upper(t) for t in types if t), frozenset(parsed))
+
+    def matches(self, value: HandleValue) -> bool:
+        if value.index in self.indexes:
+            return True
+        vtype = value.type_key()
+        for wanted in self.types:
+            if vtype == wanted:
+                return True
+            if wanted.endswith(".") and (vtype == wanted[:-1] or vtype.startswith(wanted)):
+                return True
+        return False
+
+    def apply(self, values: Sequence[HandleValue]) -> list[HandleValue]:
+        if not self:
+            return list(values)
+        return [v for v in values if self.matches(v)]

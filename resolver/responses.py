@@ -1,0 +1,156 @@
+"""Building HTTP answers: JSON bodies as Handle.Net sends them, error conversion, CORS, request parameters.
+
+Shared by the read path and the registry. The hot path uses only ``JSON_HEADERS``; everything else here is
+for the slower paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from resolver.errors import AuthenticationNeeded, HandleError, InternalError, ProtocolError, ServerTooBusy
+
+__all__ = [
+    "ANY_TAIL",
+    "JSON_HEADERS",
+    "JSON_TYPE",
+    "Handler",
+    "answers_errors",
+    "error_response",
+    "flag",
+    "json_response",
+    "with_cors",
+]
+
+log = logging.getLogger("idnode.http")
+
+JSON_TYPE = "application/json;charset=UTF-8"
+JSON_HEADERS = {"Content-Type": JSON_TYPE}
+"""Handle.Net's exact Content-Type (transcript B1)."""
+
+_JSONP_TYPE = "application/javascript;charset=UTF-8"
+_CALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_$.]")
+_TRUE_WORDS = frozenset({"", "true", "yes"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ANY_TAIL = "{tail:[\\s\\S]*}"
+"""Route pattern for "the rest of the path". aiohttp matches the *decoded* path, where ``.*`` would stop at a
+decoded newline and answer aiohttp's own plain 404; the handler must see such a handle to refuse it with rc 102."""
+
+
+def flag(params: Mapping[str, Any], name: str) -> bool:
+    """Handle.Net's boolean parameters: absent → false; present and empty, ``true`` or ``yes`` (any case) → true."""
+    raw = params.get(name)
+    if raw is None:
+        return False
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in _TRUE_WORDS
+
+
+def json_response(
+    body: bytes | dict[str, Any],
+    *,
+    status: int = 200,
+    callback: str | None = None,
+    pretty: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A JSON (or JSONP, when ``callback`` is given) answer."""
+    if isinstance(body, dict):
+        body = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+    out_headers = dict(headers) if headers else {}
+    if callback:
+        name = _CALLBACK_UNSAFE.sub("_", callback)[:128]
+        body = name.encode() + b"(" + body + b");"
+        out_headers["Content-Type"] = _JSONP_TYPE
+        out_headers["X-Content-Type-Options"] = "nosniff"
+    else:
+        out_headers["Content-Type"] = JSON_TYPE
+    return web.Response(body=body, status=status, headers=out_headers)
+
+
+def error_response(error: HandleError, request: web.Request | None = None) -> web.Response:
+    """The JSON answer for ``error``; rc 402 is 401 only on a secure channel, 403 otherwise (research §4)."""
+    status = error.http_status
+    headers: dict[str, str] = {}
+    if isinstance(error, AuthenticationNeeded):
+        if request is not None and is_secure(request):
+            headers["WWW-Authenticate"] = 'Basic realm="handle"'
+        else:
+            status = 403
+    allow = getattr(error, "allow", None)
+    if allow:
+        headers["Allow"] = ", ".join(allow)
+    response = json_response(error.body(), status=status, headers=headers)
+    if request is not None:
+        with_cors(request, response)
+    return response
+
+
+def is_secure(request: web.Request) -> bool:
+    """Whether the request came over TLS (the registry widens this to trusted proxies)."""
+    checker = request.app.get(SECURE_CHECK)
+    return checker(request) if checker is not None else request.secure
+
+
+SECURE_CHECK: web.AppKey[Callable[[web.Request], bool]] = web.AppKey("secure_check")
+
+
+def with_cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Reflect ``Origin`` as Handle.Net does (transcript B21); credentials are never allowed cross-origin."""
+    origin = request.headers.get("Origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Content-Length"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def answers_errors(
+    handler: Callable[..., Awaitable[web.StreamResponse]],
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Turn whatever ``handler`` raises into a Handle-style JSON answer, never a trace.
+
+    A database that cannot be reached is rc 3 / 503 (retry later); anything unexpected is logged with a
+    request id and answered rc 2 / 500 naming that id.
+    """
+
+    @functools.wraps(handler)
+    async def wrapped(*args: Any) -> web.StreamResponse:
+        try:
+            return await handler(*args)
+        except HandleError as exc:
+            return error_response(exc, _request_of(args))
+        except web.HTTPRequestEntityTooLarge as exc:
+            error = ProtocolError(f"Request body larger than {exc.max_size} bytes")
+            error.http_status = 413
+            return error_response(error, _request_of(args))
+        except web.HTTPException:
+            raise
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+            request = _request_of(args)
+            log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
+            return error_response(ServerTooBusy("Database unavailable; try again shortly"), request)
+        except Exception:
+            request = _request_of(args)
+            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+            log.exception("internal error, request id %s: %s %s", request_id, request.method, request.path)
+            return error_response(InternalError(f"Internal error (request id {request_id})"), request)
+
+    return wrapped
+
+
+def _request_of(args: tuple[Any, ...]) -> web.Request:
+    """The request among a handler's arguments (plain functions and methods alike)."""
+    return next(arg for arg in args if isinstance(arg, web.BaseRequest))

@@ -1,0 +1,187 @@
+"""PostgreSQL access: the connection pool, the schema migrations, and the queries of the read path.
+
+Settings: a DSN (``IDNODE_DATABASE_URL`` or the embedded server's) and pool bounds (``DatabaseSettings``).
+
+The pool is created with a no-op ``reset``: asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL`` on every release, a second round trip that doubled PostgreSQL's CPU per cold look-up
+(research/performance-anchors.md §2d). It is safe because idnode keeps no session state on pooled connections:
+writes set their actor with ``set_config(..., true)`` (transaction-local), the migration lock is a transaction
+lock, and LISTEN lives on a connection of its own (``changes.py``). asyncpg still rolls back a transaction that
+was left open.
+
+Writes go through plain INSERT/UPDATE/DELETE; the triggers of ``schema/0001_init.sql`` stamp versions, append
+history and notify every node, so a write by plain SQL is seen by the caches too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from resolver.config import DatabaseSettings
+
+__all__ = ["MigrationResult", "PrefixRow", "Store", "StoredRecord", "apply_migrations", "connect"]
+
+log = logging.getLogger("idnode.store")
+
+_WRITE_CHUNK = 5000
+_MIGRATION_LOCK = 0x1D0DE  # pg_advisory_xact_lock key shared by every idnode process
+
+_FETCH = 'SELECT handle_key, handle, version, "values"::text FROM handles WHERE handle_key = ANY($1::text[])'
+_PREFIXES = "SELECT prefix_key, prefix, kind, delegate_url FROM prefixes"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One row of ``handles`` as the read path needs it; ``values`` is the stored JSON text."""
+
+    key: str
+    handle: str
+    version: int
+    values: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRow:
+    key: str
+    prefix: str
+    kind: str
+    delegate_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    applied: tuple[str, ...]
+    current: int
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """Replaces asyncpg's per-release reset query; see the module docstring for why this is safe."""
+
+
+async def connect(dsn: str, settings: DatabaseSettings) -> Store:
+    """Open the pool; raises ``OSError``/``asyncpg`` errors the caller turns into a start-up message."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        reset=_no_reset,
+        command_timeout=settings.command_timeout,
+        server_settings={"application_name": "idnode"},
+    )
+    return Store(pool)
+
+
+class Store:
+    """The database as the node sees it. Holds the pool; every method is one round trip unless it says otherwise."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetch_records(self, keys: Sequence[str]) -> list[StoredRecord]:
+        """The stored records among ``keys`` (absent keys are simply missing from the result)."""
+        rows = await self.pool.fetch(_FETCH, list(keys))
+        return [StoredRecord(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def fetch_prefixes(self) -> list[PrefixRow]:
+        rows = await self.pool.fetch(_PREFIXES)
+        return [PrefixRow(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def add_prefix(self, prefix: str, key: str, *, parent_key: str | None = None) -> bool:
+        """Home ``prefix``; False when it was homed already."""
+        status = await self.pool.execute(
+            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            key,
+            prefix,
+            parent_key,
+        )
+        return status.endswith(" 1")
+
+    async def schema_version(self) -> int:
+        """The highest applied migration, 0 when none; raises if the database is unreachable."""
+        exists = await self.pool.fetchval("SELECT to_regclass('idnode_migrations') IS NOT NULL")
+        if not exists:
+            return 0
+        return await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM idnode_migrations")
+
+    async def write_records(
+        self,
+        records: Iterable[tuple[str, str, str, str]],
+        *,
+        actor: str,
+        request_id: str | None = None,
+        replace: bool = True,
+    ) -> int:
+        """Create (and with ``replace`` overwrite) ``(key, handle, prefix_key, values_json)`` rows in one transaction.
+
+        Returns how many rows were written. Without ``replace``, rows whose key exists are left alone, which
+        makes a re-run of an import skip what is already there.
+        """
+        conflict = 'DO UPDATE SET handle = EXCLUDED.handle, "values" = EXCLUDED."values"' if replace else "DO NOTHING"
+        statement = (
+            'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values") '
+            "SELECT k, h, p, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(k, h, p, v) "
+            f"ON CONFLICT (handle_key) {conflict} RETURNING 1) SELECT count(*) FROM ins"
+        )
+        rows = list(records)
+        written = 0
+        async with self.pool.acquire() as con, con.transaction():
+            await _set_actor(con, actor, request_id)
+            for start in range(0, len(rows), _WRITE_CHUNK):
+                chunk = rows[start : start + _WRITE_CHUNK]
+                written += await con.fetchval(statement, *(list(column) for column in zip(*chunk, strict=True)))
+        return written
+
+
+async def _set_actor(con: asyncpg.Connection, actor: str, request_id: str | None) -> None:
+    await con.execute(
+        "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)",
+        actor,
+        request_id or "",
+    )
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("resolver.schema").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def apply_migrations(pool: asyncpg.Pool) -> MigrationResult:
+    """Apply the numbered SQL files not yet recorded, each in its own transaction, under a shared lock.
+
+    Idempotent and safe to run from several processes at once: the advisory transaction lock serialises them,
+    and each re-reads the applied set after taking it.
+    """
+    applied: list[str] = []
+    async with pool.acquire() as con:
+        async with con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await con.execute(
+                "CREATE TABLE IF NOT EXISTS idnode_migrations ("
+                " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        for version, name, sql in _migrations():
+            async with con.transaction():
+                await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                done = await con.fetchval("SELECT 1 FROM idnode_migrations WHERE version = $1", version)
+                if done:
+                    continue
+                log.info("applying migration %s", name)
+                await con.execute(sql)
+                await con.execute("INSERT INTO idnode_migrations (version, name) VALUES ($1, $2)", version, name)
+                applied.append(name)
+        current = await con.fetchval("SELECT coalesce(max(version), 0) FROM idnode_migrations")
+    return MigrationResult(tuple(applied), int(current))

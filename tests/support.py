@@ -1,0 +1,157 @@
+"""Helpers for tests: seeding a database by plain SQL, running a node in-process or as a process, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import orjson
+import yarl
+from aiohttp import web
+
+from registry.app import extensions as registry_extensions
+from resolver.app import create_app
+from resolver.config import Settings
+from resolver.identifiers import ascii_upper
+from resolver.records import decode_values, values_to_stored
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name`` (works for TCP and unix-socket DSNs alike)."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def home(dsn: str, *prefixes: str) -> None:
+    """Home ``prefixes`` with plain SQL, as an operator's ``idnode prefix add`` does."""
+    con = await asyncpg.connect(dsn)
+    try:
+        for prefix in prefixes:
+            await con.execute(
+                "INSERT INTO prefixes (prefix_key, prefix) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                ascii_upper(prefix),
+                prefix,
+            )
+    finally:
+        await con.close()
+
+
+async def put_record(dsn: str, handle: str, values: list[dict[str, Any]]) -> None:
+    """Create or replace a record by plain SQL (the triggers notify every node)."""
+    stored = values_to_stored(decode_values(values)).decode()
+    prefix = handle.split("/", 1)[0]
+    con = await asyncpg.connect(dsn)
+    try:
+        await con.execute(
+            'INSERT INTO handles (handle_key, handle, prefix_key, "values") VALUES ($1, $2, $3, $4::jsonb) '
+            'ON CONFLICT (handle_key) DO UPDATE SET handle = EXCLUDED.handle, "values" = EXCLUDED."values"',
+            ascii_upper(handle),
+            handle,
+            ascii_upper(prefix),
+            stored,
+        )
+    finally:
+        await con.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Node:
+    """A node serving over real HTTP on 127.0.0.1, and a client session for it."""
+
+    url: str
+    app: web.Application
+    dsn: str
+    http: aiohttp.ClientSession
+
+    def raw_url(self, path: str) -> yarl.URL:
+        """The URL of ``path`` sent exactly as written (no re-encoding of ``%`` escapes)."""
+        return yarl.URL(self.url + path, encoded=True)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        async with self.http.get(self.raw_url(path), allow_redirects=False, **kwargs) as response:
+            body = await response.read()
+            return response.status, _decode(response, body), response
+
+
+def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
+    if response.content_type == "application/json" and body:
+        return orjson.loads(body)
+    return body.decode("utf-8", "replace")
+
+
+async def start_node(dsn: str, settings: Settings | None = None) -> tuple[web.AppRunner, str, web.Application]:
+    settings = settings or Settings()
+    app = await create_app(settings, dsn, extensions=registry_extensions())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    return runner, f"http://127.0.0.1:{port}", app
+
+
+@contextlib.contextmanager
+def node_process(dsn: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``idnode serve`` as a separate OS process on a free port; yields its base URL once it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "registry.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    full_env = {**os.environ, "IDNODE_DATABASE_URL": dsn, "IDNODE_LOG_LEVEL": "WARNING", **(env or {})}
+    process = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"node exited with {process.returncode}:\n{output}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"node at {url} not ready after {timeout}s")
+
+
+async def eventually(check: Any, timeout: float = 1.0, interval: float = 0.02) -> Any:
+    """Poll the async ``check`` until it returns a truthy value or ``timeout`` passes; returns the last result."""
+    deadline = time.monotonic() + timeout
+    result = await check()
+    while not result and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
+        result = await check()
+    return result
