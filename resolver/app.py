@@ -15,16 +15,19 @@ No middleware is installed: each one would run on every cached look-up (research
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from resolver.answers import build_entry
-from resolver.cache import Cache, CacheEntry
+from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.http import HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
+from resolver.metrics import NodeCollector, NodeMetrics, new_registry
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, json_response
@@ -49,6 +52,9 @@ PREFIXES: web.AppKey[PrefixTable] = web.AppKey("prefixes")
 LOOKUP: web.AppKey[Lookup] = web.AppKey("lookup")
 LISTENER: web.AppKey[ChangeListener] = web.AppKey("listener")
 ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
+METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
+COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 Extension = Callable[[web.Application], None]
 """Adds routes or state to the app before the catch-all routes are registered (the registry is one)."""
@@ -56,9 +62,14 @@ Extension = Callable[[web.Application], None]
 LISTEN_START_TIMEOUT = 30.0
 
 
-def _loader(store: Store) -> Callable[[Sequence[str]], object]:
+def _loader(store: Store, metrics: NodeMetrics) -> Loader:
+    observe = metrics.db_query.observe
+
     async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
-        return {record.key: build_entry(record) for record in await store.fetch_records(keys)}
+        started = perf_counter()
+        records = await store.fetch_records(keys)
+        observe(perf_counter() - started)
+        return {record.key: build_entry(record) for record in records}
 
     return load
 
@@ -67,25 +78,30 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
     store = await connect(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
-    cache = Cache(settings.cache, _loader(store))
+    metrics = NodeMetrics()
+    cache = Cache(settings.cache, _loader(store, metrics))
     lookup = Lookup(cache, prefixes)
 
     async def reload_prefixes() -> None:
         prefixes.replace(await store.fetch_prefixes())
 
     listener = ChangeListener(lambda: asyncpg.connect(dsn), cache, reload_prefixes, settings.changes)
-    endpoint = HandlesEndpoint(lookup, max_handle_bytes=settings.max_handle_bytes, max_batch=settings.max_batch)
+    endpoint = HandlesEndpoint(
+        lookup, metrics, max_handle_bytes=settings.max_handle_bytes, max_batch=settings.max_batch
+    )
+    collector = NodeCollector(metrics, cache.stats, listener, store.pool)
 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[STORE], app[CACHE], app[PREFIXES] = settings, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
+    app[METRICS], app[COLLECTOR], app[REGISTRY] = metrics, collector, new_registry(collector)
 
     app.add_routes(endpoint.routes())
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", scrape)])
     for extend in extensions:
         extend(app)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    app.add_routes(Proxy(lookup, max_handle_bytes=settings.max_handle_bytes).routes())
+    app.add_routes(Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes).routes())
 
     async def start_listening(_app: web.Application) -> None:
         await listener.start(timeout=LISTEN_START_TIMEOUT)
@@ -98,6 +114,12 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app
+
+
+async def scrape(request: web.Request) -> web.StreamResponse:
+    """Prometheus exposition of this process's registry."""
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_request: web.Request) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from resolver.errors import (
 )
 from resolver.identifiers import Handle, ascii_upper, decode_path, parse
 from resolver.lookup import Lookup
+from resolver.metrics import NodeMetrics
 from resolver.records import ValueFilter
 from resolver.responses import (
     ANY_TAIL,
@@ -81,17 +83,21 @@ class HandlesEndpoint:
     def __init__(
         self,
         lookup: Lookup,
+        metrics: NodeMetrics,
         *,
         max_handle_bytes: int,
         max_batch: int,
         authenticate: Reader = _anonymous,
     ) -> None:
         self.lookup = lookup
+        self.metrics = metrics
         self.max_handle_bytes = max_handle_bytes
         self.max_batch = max_batch
         self.authenticate = authenticate
         self.methods: dict[str, Handler] = {"POST": self.post_handle, "OPTIONS": self.options}
         self._cache_get = lookup.cache.get
+        self._counts = metrics.lookups["rest"]
+        self._observe = metrics.latency["rest"].observe
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -104,14 +110,20 @@ class HandlesEndpoint:
     async def get_handle(self, request: web.Request) -> web.StreamResponse:
         """HOT PATH: every look-up lands here. A cached record asked for anonymously, unfiltered and in its stored
         spelling is answered with the bytes encoded when it was cached: no await, no JSON, no logging."""
+        started = perf_counter()
         raw = request.raw_path
+        entry = None
         if "?" not in raw and "%" not in raw:
             text = raw[_SKIP:]
             entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
             if entry is not None and entry.handle == text and "Origin" not in request.headers:
-                return web.Response(body=entry.body, headers=JSON_HEADERS)
-            return await self._get(request, request.query, entry)
-        return await self._get(request, request.query, None)
+                self._counts.hit += 1
+                response = web.Response(body=entry.body, headers=JSON_HEADERS)
+                self._observe(perf_counter() - started)
+                return response
+        response = await self._get(request, request.query, entry)
+        self._observe(perf_counter() - started)
+        return response
 
     @answers_errors
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -146,19 +158,22 @@ class HandlesEndpoint:
     async def _get(
         self, request: web.Request, params: MultiMapping[Any], entry: CacheEntry | None
     ) -> web.StreamResponse:
-        text = handle_text(request)
+        text = ""
         try:
+            text = handle_text(request)
             handle = parse(text, max_bytes=self.max_handle_bytes)
             value_filter = ValueFilter.from_query(params.getall("type", ()), params.getall("index", ()))
             public_only = not _wants_private(params)
             if not public_only and await self.authenticate(request) is None:
                 raise AuthenticationNeeded(handle=text)
-            if entry is None:
-                entry = await self.lookup.resolve(handle)
         except HandleError as exc:
-            if exc.handle is None and exc.response_code != 4:
-                exc.handle = text
+            self._counts.error += 1
+            _echo(exc, text)
             raise
+        if entry is None:
+            entry = await self.lookup.resolve(handle, self._counts)
+        else:
+            self._counts.hit += 1  # found by the hot path, which left the answer to this slower one
         body = render(entry, text, value_filter, public_only=public_only, pretty=flag(params, "pretty"))
         response = json_response(body, callback=params.get("callback"))
         return with_cors(request, response)
@@ -185,6 +200,8 @@ class HandlesEndpoint:
         if len(texts) > self.max_batch:
             raise ProtocolError(f"At most {self.max_batch} handles per request, got {len(texts)}")
         value_filter = ValueFilter.from_query(_as_list(payload.get("type")), map(str, _as_list(payload.get("index"))))
+        counts = self.metrics.lookups["batch"]
+        self.metrics.batch_sizes.observe(len(texts))
         parts: list[bytes | None] = [None] * len(texts)
         waiting: list[tuple[int, str, Handle]] = []
         for position, text in enumerate(texts):
@@ -192,7 +209,12 @@ class HandlesEndpoint:
                 if not isinstance(text, str):
                     raise InvalidHandle("Each handle must be a string")
                 handle = parse(text, max_bytes=self.max_handle_bytes)
-                entry = self.lookup.cached(handle)
+            except HandleError as exc:
+                counts.error += 1
+                parts[position] = _error_part(exc, text)
+                continue
+            try:
+                entry = self.lookup.cached(handle, counts)
             except HandleError as exc:
                 parts[position] = _error_part(exc, text)
                 continue
@@ -202,7 +224,7 @@ class HandlesEndpoint:
                 parts[position] = render(entry, text, value_filter)
         if waiting:  # started together, so the cache loads all of them in one query
             outcomes = await asyncio.gather(
-                *(self.lookup.resolve(handle) for _, _, handle in waiting), return_exceptions=True
+                *(self.lookup.resolve(handle, counts) for _, _, handle in waiting), return_exceptions=True
             )
             for (position, text, _), outcome in zip(waiting, outcomes, strict=True):
                 if isinstance(outcome, HandleError):
@@ -215,9 +237,14 @@ class HandlesEndpoint:
         return with_cors(request, json_response(body))
 
 
-def _error_part(error: HandleError, text: Any) -> bytes:
-    if error.handle is None and isinstance(text, str) and error.response_code != 4:
+def _echo(error: HandleError, text: object) -> None:
+    """Name the requested handle in an error about it (not in protocol errors, transcript C10)."""
+    if error.handle is None and isinstance(text, str) and text and error.response_code != 4:
         error.handle = text
+
+
+def _error_part(error: HandleError, text: object) -> bytes:
+    _echo(error, text)
     return orjson.dumps(error.body())
 
 

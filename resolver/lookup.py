@@ -10,6 +10,7 @@ from __future__ import annotations
 from resolver.cache import Cache, CacheEntry
 from resolver.errors import HandleNotFound, PrefixNotHomed
 from resolver.identifiers import Handle, governing_prefix
+from resolver.metrics import LookupCounts
 from resolver.prefixes import PrefixTable
 
 __all__ = ["Lookup"]
@@ -24,22 +25,34 @@ class Lookup:
         self.cache = cache
         self.prefixes = prefixes
 
-    def cached(self, handle: Handle) -> CacheEntry | None:
-        """The answer without waiting, when there is one; raises for a foreign prefix or a remembered absence."""
+    def cached(self, handle: Handle, counts: LookupCounts) -> CacheEntry | None:
+        """The answer without waiting, when there is one; raises for a foreign prefix or a remembered absence.
+
+        Counts the outcome it decides in ``counts``; a None result is counted by :meth:`resolve`.
+        """
         entry = self.cache.get(handle.key)
         if entry is not None:
+            counts.hit += 1
             return entry
         if not self.prefixes.homes(governing_prefix(handle)):
+            counts.error += 1
             raise PrefixNotHomed(handle=handle.text)
         if self.cache.is_absent(handle.key):
+            counts.negative_hit += 1
             raise HandleNotFound(handle=handle.text)
         return None
 
-    async def resolve(self, handle: Handle) -> CacheEntry:
-        """The entry for ``handle``; raises PrefixNotHomed or HandleNotFound."""
-        entry = self.cached(handle)
+    async def resolve(self, handle: Handle, counts: LookupCounts) -> CacheEntry:
+        """The entry for ``handle``; raises PrefixNotHomed or HandleNotFound; counts the outcome."""
+        entry = self.cached(handle, counts)
         if entry is None:
-            entry = await self.cache.fetch(handle.key)
+            try:
+                entry = await self.cache.fetch(handle.key)
+            except BaseException:
+                counts.error += 1
+                raise
             if entry is None:
+                counts.not_found += 1
                 raise HandleNotFound(handle=handle.text)
+            counts.miss += 1
         return entry

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from time import perf_counter
 from urllib.parse import quote
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from resolver.answers import redirect_target, select
 from resolver.errors import HandleError, HandleNotFound, InvalidHandle
 from resolver.identifiers import decode_path, parse, strip_scheme
 from resolver.lookup import Lookup
+from resolver.metrics import NodeMetrics
 from resolver.pages import error_page, home_page, not_found_page, redirect_page, values_page
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, flag
@@ -39,9 +41,18 @@ def safe_location(url: str) -> str:
 class Proxy:
     """``GET /{handle}`` and ``GET /``."""
 
-    def __init__(self, lookup: Lookup, *, max_handle_bytes: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        metrics: NodeMetrics,
+        *,
+        max_handle_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.lookup = lookup
         self.max_handle_bytes = max_handle_bytes
+        self._counts = metrics.lookups["proxy"]
+        self._observe = metrics.latency["proxy"].observe
         self._clock = clock
 
     def routes(self) -> list[web.RouteDef]:
@@ -52,13 +63,23 @@ class Proxy:
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         """HOT PATH for QR-code scans: a cached record with a URL becomes a 302 without any encoding work."""
+        started = perf_counter()
+        response = await self._answer(request)
+        self._observe(perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         text = request.raw_path.split("?", 1)[0][1:]
         try:
-            text = strip_scheme(decode_path(text))
-            if text in _NO_PAGES:
-                raise HandleNotFound(handle=text)
-            handle = parse(text, max_bytes=self.max_handle_bytes)
-            entry = await self.lookup.resolve(handle)
+            try:
+                text = strip_scheme(decode_path(text))
+                if text in _NO_PAGES:
+                    raise HandleNotFound(handle=text)
+                handle = parse(text, max_bytes=self.max_handle_bytes)
+            except HandleError:
+                self._counts.error += 1
+                raise
+            entry = await self.lookup.resolve(handle, self._counts)
         except HandleNotFound:
             return _html(not_found_page(text), status=404)
         except InvalidHandle as exc:
