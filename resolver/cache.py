@@ -122,11 +122,10 @@ class Cache:
         "_bytes",
         "_clock",
         "_entries",
-        "_generation",
+        "_floors",
         "_inflight",
         "_load",
         "_negative",
-        "_stale",
         "_tasks",
         "discarded_loads",
         "evictions",
@@ -155,8 +154,7 @@ class Cache:
         self._bytes = 0
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
         self._batch: list[str] = []
-        self._stale: set[str] = set()
-        self._generation = 0
+        self._floors: dict[str, int] = {}  # evicted in-flight key → the version its load must reach to be stored
         self._tasks: set[asyncio.Task[None]] = set()
         for name in self.COUNTERS:
             setattr(self, name, 0)
@@ -206,38 +204,49 @@ class Cache:
     def _start_loads(self) -> None:
         keys, self._batch = self._batch, []
         for start in range(0, len(keys), _MAX_KEYS_PER_LOAD):
-            task = asyncio.get_running_loop().create_task(self._run_load(keys[start : start + _MAX_KEYS_PER_LOAD]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            chunk = {
+                key: self._inflight[key] for key in keys[start : start + _MAX_KEYS_PER_LOAD] if key in self._inflight
+            }
+            if chunk:
+                task = asyncio.get_running_loop().create_task(self._run_load(chunk))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    async def _run_load(self, keys: list[str]) -> None:
-        generation = self._generation
+    async def _run_load(self, futures: dict[str, asyncio.Future[CacheEntry | None]]) -> None:
+        """Load ``futures``' keys, answer their waiters, and store what is still current.
+
+        A key whose future is no longer the registered load (an eviction or flush came meanwhile) is answered
+        but not stored, and never unregisters a newer load of the same key.
+        """
         self.loads += 1
-        self.load_keys += len(keys)
+        self.load_keys += len(futures)
         try:
-            found = await self._load(keys)
+            found = await self._load(list(futures))
         except BaseException as exc:
             self.load_errors += 1
-            for key in keys:
-                future = self._inflight.pop(key)
-                self._stale.discard(key)
+            for key, future in futures.items():
+                if self._inflight.get(key) is future:
+                    del self._inflight[key]
                 if not future.done():
                     future.set_exception(exc)
                     future.exception()  # waiters may all be gone; do not log "never retrieved"
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        keep = generation == self._generation
-        for key in keys:
-            future = self._inflight.pop(key)
+        for key, future in futures.items():
             entry = found.get(key)
-            if not keep or key in self._stale:
-                self.discarded_loads += 1
-            elif entry is None:
-                self.put_absent(key)
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+                if entry is None:
+                    self.put_absent(key)
+                else:
+                    self.put(key, entry)
             else:
-                self.put(key, entry)
-            self._stale.discard(key)
+                floor = self._floors.pop(key, None)
+                if floor is not None and entry is not None and entry.version >= floor and key not in self._inflight:
+                    self.put(key, entry)  # loaded after the change it was evicted for: still current
+                else:
+                    self.discarded_loads += 1
             if not future.done():
                 future.set_result(entry)
 
@@ -254,7 +263,7 @@ class Cache:
         entry.expires_at = self._clock() + self.settings.safety_ttl
         self._entries[key] = entry
         self._bytes += entry.size
-        self._evict_to_bounds()
+        self._evict_to_bounds(key)
 
     def put_absent(self, key: str) -> None:
         """Remember that ``key`` is not in the store (only called for homed prefixes)."""
@@ -266,12 +275,13 @@ class Cache:
             self._negative.popitem(last=False)
             self.negative_evictions += 1
 
-    def _evict_to_bounds(self) -> None:
+    def _evict_to_bounds(self, newest: str) -> None:
+        """CLOCK over the older entries: ``newest``, just stored, is never its own victim while others remain."""
         entries = self._entries
         max_entries, max_bytes = self.settings.max_entries, self.settings.max_bytes
         while entries and (len(entries) > max_entries or self._bytes > max_bytes):
             key, entry = entries.popitem(last=False)
-            if entry.referenced and len(entries) > 0:
+            if entries and (entry.referenced or key == newest):
                 entry.referenced = False
                 entries[key] = entry  # second chance: back of the queue
                 continue
@@ -288,29 +298,35 @@ class Cache:
     def evict(self, key: str, version: int | None = None) -> None:
         """Drop what is cached for ``key`` unless it is already at ``version`` or newer (read-your-writes).
 
-        A load of ``key`` under way is marked stale so its result is not stored.
+        A load of ``key`` under way is forgotten: later misses do not join it, and its waiters still get its answer,
+        which is stored only if it is at least ``version`` (it was read after the change).
         """
         self.invalidations += 1
         entry = self._entries.get(key)
         if entry is not None and (version is None or entry.version < version):
             self._remove(key)
         self._negative.pop(key, None)
-        if key in self._inflight:
-            self._stale.add(key)
+        if self._inflight.pop(key, None) is not None:  # a load under way may predate the change
+            if version is None:
+                self._floors.pop(key, None)
+            else:
+                self._floors[key] = max(version, self._floors.get(key, 0))
 
     def evict_absent(self) -> None:
         """Forget every negative entry (many handles were created at once)."""
         self.invalidations += 1
         self._negative.clear()
-        self._stale.update(self._inflight)
+        self._inflight.clear()
+        self._floors.clear()
 
     def flush(self) -> None:
-        """Forget everything, and let no load under way store its result (its data may predate the flush)."""
+        """Forget everything; loads under way answer their waiters but store nothing (their data may predate it)."""
         self.flushes += 1
         self._entries.clear()
         self._negative.clear()
+        self._inflight.clear()
+        self._floors.clear()
         self._bytes = 0
-        self._generation += 1
 
     # --- introspection ----------------------------------------------------------------------------------------
 

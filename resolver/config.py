@@ -26,11 +26,17 @@ cache_safety_ttl            3600               seconds a homed entry lives witho
 cache_negative_ttl          300                seconds an absent-handle entry lives
 changes_backoff_max         10                 longest pause between LISTEN reconnection attempts
 log_level                   INFO               logging threshold
+tls                         false              serve HTTPS (authentication only counts on a secure channel)
+tls_cert / tls_key          (generated)        PEM files; without them a self-signed pair is kept in data_dir
+trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
+operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
+auth_failure_limit          10                 failed logins per identity and per client address per minute
 ==========================  =================  =====================================================
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +46,7 @@ from typing import Any
 from resolver.errors import ConfigError
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
 
-__all__ = ["CacheSettings", "ChangesSettings", "DatabaseSettings", "Settings", "load_settings"]
+__all__ = ["CacheSettings", "ChangesSettings", "DatabaseSettings", "RegistrySettings", "Settings", "load_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,14 @@ class ChangesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    trusted_proxies: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    auth_failure_limit: int = 10
+    auth_failure_window: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -77,15 +91,19 @@ class Settings:
     max_batch: int = 2000
     log_level: str = "INFO"
     demo: bool = False
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     changes: ChangesSettings = field(default_factory=ChangesSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], int]:
     def cast(raw: Any) -> int:
-        if isinstance(raw, bool):
-            raise ValueError("not an integer")
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError("not a whole number")
         value = int(raw)
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
@@ -98,8 +116,8 @@ def _int_in(low: int, high: int) -> Callable[[Any], int]:
 def _positive_float(raw: Any) -> float:
     """a positive number of seconds"""
     value = float(raw)
-    if value <= 0:
-        raise ValueError("must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive, finite number")
     return value
 
 
@@ -121,6 +139,12 @@ def _log_level(raw: Any) -> str:
     if text not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError("unknown level")
     return text
+
+
+def _words(raw: Any) -> tuple[str, ...]:
+    """a comma-separated list"""
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def _text(raw: Any) -> str:
@@ -152,6 +176,12 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "cache_safety_ttl": ("cache", "safety_ttl", _positive_float),
     "cache_negative_ttl": ("cache", "negative_ttl", _positive_float),
     "changes_backoff_max": ("changes", "backoff_max", _positive_float),
+    "tls": (None, "tls", _bool),
+    "tls_cert": (None, "tls_cert", Path),
+    "tls_key": (None, "tls_key", Path),
+    "trusted_proxies": ("registry", "trusted_proxies", _words),
+    "operators": ("registry", "operators", _words),
+    "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
 }
 
 
@@ -200,7 +230,7 @@ def load_settings(
             raise ConfigError(f"config: unknown option {name}")
         merged[name] = (value, "--" + name.replace("_", "-"))
     top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}}
+    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}, "registry": {}}
     for name, (raw, source) in merged.items():
         section, attr, cast = _OPTIONS[name]
         try:
@@ -215,6 +245,7 @@ def load_settings(
         database=replace(settings.database, **sections["database"]),
         cache=replace(settings.cache, **sections["cache"]),
         changes=replace(settings.changes, **sections["changes"]),
+        registry=replace(settings.registry, **sections["registry"]),
     )
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(

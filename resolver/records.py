@@ -37,6 +37,7 @@ __all__ = [
     "decode_values",
     "encode_record",
     "now_timestamp",
+    "redact_secrets",
     "values_from_answer",
     "values_from_stored",
     "values_to_stored",
@@ -49,6 +50,8 @@ MAX_INDEX = 2**31 - 1
 MAX_VALUES = 2048
 """Handle.Net's ``Common.MAX_HANDLE_VALUES``."""
 MAX_TYPE_BYTES = 1024
+SECRET_TYPES = frozenset({"HS_SECKEY"})
+SECRET_PLACEHOLDER = "(secret key, not shown)"
 
 _ADMIN_BITS = 12
 _FORMATS_FOR_TYPE = {"HS_ADMIN": "admin", "HS_VLIST": "vlist"}
@@ -104,6 +107,16 @@ class HandleValue:
 
     def type_key(self) -> str:
         return ascii_upper(self.type)
+
+
+def redact_secrets(values: Iterable[HandleValue]) -> list[HandleValue]:
+    """``values`` with the data of every HS_SECKEY replaced: a secret key (even hashed) is never shown to anyone."""
+    return [
+        HandleValue(v.index, v.type, "string", SECRET_PLACEHOLDER, v.ttl, v.timestamp, v.permissions, v.references)
+        if v.type_key() in SECRET_TYPES
+        else v
+        for v in values
+    ]
 
 
 def encode_record(handle: str, values: Sequence[HandleValue], *, pretty: bool = False) -> bytes:
@@ -279,6 +292,8 @@ def _decode_data(index: int, type_: str, data: Any) -> tuple[str, Any]:
 
 
 def _data_bytes(index: int, fmt: str, raw: Any) -> bytes:
+    if fmt not in ("string", "base64", "hex"):
+        raise ProtocolError(f"Value {index}: unknown data format {fmt!r}")
     if fmt == "string":
         if isinstance(raw, str):
             return raw.encode("utf-8", "surrogatepass")
@@ -288,13 +303,9 @@ def _data_bytes(index: int, fmt: str, raw: Any) -> bytes:
     if not isinstance(raw, str):
         raise InvalidValue(f"Value {index}: {fmt} data must be a JSON string")
     try:
-        if fmt == "base64":
-            return base64.b64decode(raw, validate=True)
-        if fmt == "hex":
-            return bytes.fromhex(raw)
+        return base64.b64decode(raw, validate=True) if fmt == "base64" else bytes.fromhex(raw)
     except (binascii.Error, ValueError):
         raise InvalidValue(f"Value {index}: data is not valid {fmt}") from None
-    raise ProtocolError(f"Value {index}: unknown data format {fmt!r}")
 
 
 def _classify_bytes(raw: bytes) -> tuple[str, str]:
@@ -323,15 +334,16 @@ def _decode_admin(index: int, raw: Any) -> dict[str, Any]:
 
 
 def _decode_admin_bits(index: int, raw: Any) -> str:
-    """AdminRecordGsonTypeAdapter: bit string (read from the right), ``*``, boolean, int read as binary, array."""
+    """AdminRecordGsonTypeAdapter: bit string (read from the right), ``*``, boolean, an int taken as its binary
+    form, or an array whose element ``i`` is bit ``i`` (so element 0 is the rightmost character)."""
     if raw == "*" or raw is True:
         return "1" * _ADMIN_BITS
     if raw is False:
         return "0" * _ADMIN_BITS
     if isinstance(raw, int):
-        raw = str(raw)
+        raw = format(raw, "b") if 0 <= raw < 2**_ADMIN_BITS else "x"
     if isinstance(raw, list):
-        raw = "".join("1" if bit else "0" for bit in raw)
+        raw = "".join("1" if bit else "0" for bit in reversed(raw))
     if isinstance(raw, str) and _BITS.fullmatch(raw) and len(raw) <= _ADMIN_BITS:
         return raw.rjust(_ADMIN_BITS, "0")
     raise InvalidValue(f"Value {index}: admin permissions must be a bit string of at most 12 bits")

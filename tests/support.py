@@ -69,6 +69,15 @@ async def put_record(dsn: str, handle: str, values: list[dict[str, Any]]) -> Non
         await con.close()
 
 
+async def delete_record(dsn: str, handle: str) -> None:
+    """Delete a record by plain SQL (the triggers notify every node)."""
+    con = await asyncpg.connect(dsn)
+    try:
+        await con.execute("DELETE FROM handles WHERE handle_key = $1", ascii_upper(handle))
+    finally:
+        await con.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

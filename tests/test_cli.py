@@ -1,0 +1,229 @@
+"""registry/cli.py: the real ``idnode`` command as a subprocess against the test database.
+
+Exit statuses: 0 done, 1 not found, 2 an error the user can fix (printed as one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.support import REPO, home
+
+
+def idnode(dsn: str, cwd: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m registry.cli ARGS`` in ``cwd`` with ``IDNODE_DATABASE_URL`` pointing at ``dsn``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=dsn, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "registry.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _jsonl(path: Path, *records: Any) -> Path:
+    lines = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _record(handle: str, url: str | None = None, **extra: str) -> dict[str, Any]:
+    values: list[dict[str, Any]] = []
+    if url is not None:
+        values.append({"index": 1, "type": "URL", "data": url})
+    values += [{"index": 10 + n, "type": kind, "data": text} for n, (kind, text) in enumerate(extra.items())]
+    return {"handle": handle, "values": values}
+
+
+async def _count(dsn: str) -> int:
+    con = await asyncpg.connect(dsn)
+    try:
+        return await con.fetchval("SELECT count(*) FROM handles")
+    finally:
+        await con.close()
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("idnode: ")
+    return lines[0]
+
+
+GOOD = (
+    _record("88.TEST/pump-1", "https://example.org/pump-1", productName="离心泵 Centrifugal pump"),
+    _record("88.TEST/valve-1", "https://example.org/valve-1"),
+    _record("88.TEST/no-url", None, model="CP-40/160"),
+)
+
+
+# --- prefixes --------------------------------------------------------------------------------------------------
+
+
+async def test_prefix_add_then_list_shows_the_homed_prefix(database: str, tmp_path: Path) -> None:
+    added = idnode(database, tmp_path, "prefix", "add", "88.TEST")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "prefix 88.TEST homed"
+    again = idnode(database, tmp_path, "prefix", "add", "88.TEST")
+    assert (again.returncode, again.stdout.strip()) == (0, "prefix 88.TEST was already homed")
+    listed = idnode(database, tmp_path, "prefix", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["88.TEST\thomed"]
+    assert list(tmp_path.iterdir()) == []  # with a database URL, no embedded server or data dir appears
+
+
+async def test_prefix_add_of_a_handle_is_refused(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "prefix", "add", "88.TEST/x")
+    assert result.returncode == 2
+    assert "'/'" in _one_line_error(result)
+
+
+# --- import and resolve ---------------------------------------------------------------------------------------
+
+
+async def test_imported_records_resolve(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    result = idnode(database, tmp_path, "import", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "3 record(s) written" in result.stdout
+    assert await _count(database) == 3
+
+    shown = idnode(database, tmp_path, "resolve", "88.TEST/pump-1")
+    assert shown.returncode == 0, shown.stderr
+    body = orjson.loads(shown.stdout)
+    assert (body["responseCode"], body["handle"]) == (1, "88.TEST/pump-1")
+    assert [(v["index"], v["data"]["value"]) for v in body["values"]] == [
+        (1, "https://example.org/pump-1"),
+        (10, "离心泵 Centrifugal pump"),
+    ]
+
+    url = idnode(database, tmp_path, "resolve", "88.TEST/pump-1", "--url")
+    assert (url.returncode, url.stdout) == (0, "https://example.org/pump-1\n")
+
+
+async def test_resolve_echoes_another_spelling(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    assert idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "good.jsonl", *GOOD))).returncode == 0
+    shown = idnode(database, tmp_path, "resolve", "88.test/VALVE-1")
+    assert shown.returncode == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["handle"] == "88.test/VALVE-1"
+
+
+async def test_rerunning_an_import_skips_existing_records(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    assert idnode(database, tmp_path, "import", str(path)).returncode == 0
+    again = idnode(database, tmp_path, "import", str(path))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "import: 0 record(s) written, 3 already present and skipped"
+    assert await _count(database) == 3
+
+
+async def test_import_with_replace_overwrites_existing_records(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    assert idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "a.jsonl", *GOOD))).returncode == 0
+    changed = _jsonl(tmp_path / "b.jsonl", _record("88.TEST/pump-1", "https://example.org/pump-1/v2"))
+    result = idnode(database, tmp_path, "import", str(changed), "--replace")
+    assert result.returncode == 0, result.stderr
+    assert "1 record(s) written" in result.stdout
+    url = idnode(database, tmp_path, "resolve", "88.TEST/pump-1", "--url")
+    assert url.stdout == "https://example.org/pump-1/v2\n"
+
+
+async def test_bad_import_names_every_bad_line_and_imports_nothing(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(
+        tmp_path / "bad.jsonl",
+        _record("88.TEST/a", "https://example.org/a"),  # 1: good
+        '{"handle": "88.TEST/b", "values": [',  # 2: not JSON
+        _record("99.NOPE/c", "https://example.org/c"),  # 3: prefix not homed here
+        {"handle": "88.TEST/d", "values": [{"index": 0, "type": "URL", "data": "x"}]},  # 4: bad value
+        _record("88.test/A", "https://example.org/a-again"),  # 5: line 1's handle again
+        _record("88.TEST/e", "https://example.org/e"),  # 6: good
+    )
+    result = idnode(database, tmp_path, "import", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for line in (2, 3, 4, 5):
+        assert f"bad.jsonl:line {line}: " in result.stderr
+    for line in (1, 6):
+        assert f"line {line}:" not in result.stderr
+    assert "99.NOPE" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert await _count(database) == 0
+
+
+async def test_import_of_a_missing_file_is_a_one_line_error(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "import", str(tmp_path / "absent.jsonl"))
+    assert result.returncode == 2
+    assert "absent.jsonl" in _one_line_error(result)
+
+
+async def test_resolve_of_a_missing_handle_exits_1(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    result = idnode(database, tmp_path, "resolve", "88.TEST/absent")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "88.TEST/absent: not found" in result.stderr
+
+
+async def test_resolve_url_of_a_record_without_url_exits_1(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    assert idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "good.jsonl", *GOOD))).returncode == 0
+    result = idnode(database, tmp_path, "resolve", "88.TEST/no-url", "--url")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "no URL" in result.stderr
+
+
+async def test_resolve_of_an_invalid_handle_is_a_one_line_error(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "resolve", "88.TEST/" + "x" * 300)
+    assert result.returncode == 2
+    _one_line_error(result)
+
+
+# --- faults ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [("prefix", "list"), ("resolve", "88.TEST/x"), ("migrate",)])
+async def test_unreachable_database_is_a_one_line_error(
+    database: str, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    result = idnode(database, tmp_path, *command, "--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert "127.0.0.1:1" in line
+    assert result.stdout == ""
+
+
+async def test_serve_on_a_port_in_use_is_a_one_line_error(database: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = idnode(database, tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert "already in use" in line
+    assert str(port) in line
+
+
+async def test_bad_setting_is_a_one_line_error(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "serve", "--port", "99999")
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert "--port" in line and "99999" in line
+
+
+async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("schema at version ")
+    assert "applied now: nothing" in result.stdout
