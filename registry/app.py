@@ -1,16 +1,92 @@
-"""The registry's additions to the node application (write routes, authentication), as app extensions.
+"""The registry's additions to the node application, as one app extension.
 
-The read path (``resolver.app.create_app``) takes a list of extensions and calls each before it registers its
-catch-all routes; ``extensions()`` is that list for a full node.
+``resolver.app.create_app`` calls each extension after the read routes and before its catch-all routes. The
+registry extension, in order:
+1. decides what a secure channel is (TLS, or a trusted proxy's ``X-Forwarded-Proto: https``);
+2. builds the authenticator and the shared ``Registry`` over the read path's lookup, cache and pool;
+3. plugs PUT/DELETE/listing/history into the read API's ``/api/handles`` endpoint (one route per path, so the
+   hot GET route stays first and untouched) and lets authenticated readers ask for ``publicOnly=false``;
+4. adds its own routes (prefixes, sessions, templates, batch, reverse look-up, OpenAPI);
+5. hands its counters to the app's metrics collector.
 """
 
 from __future__ import annotations
 
-from resolver.app import Extension
+from aiohttp import web
 
-__all__ = ["extensions"]
+from registry.auth import Authenticator, Identity, secure_check
+from registry.batch import BatchWrites
+from registry.core import Registry
+from registry.http import HandleWrites
+from registry.openapi import OpenAPI
+from registry.permissions import Perm, admin_permissions
+from registry.prefixes import PrefixesAPI
+from registry.search import ReverseLookup
+from registry.sessions import Sessions
+from registry.templates import Templates
+from resolver.app import COLLECTOR, ENDPOINT, LOOKUP, SETTINGS, STORE, Extension
+from resolver.errors import HandleError
+from resolver.identifiers import parse
+from resolver.responses import SECURE_CHECK
+
+__all__ = ["REGISTRY", "extensions"]
+
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+
+
+def _install(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    is_secure = secure_check(settings.registry)
+    app[SECURE_CHECK] = is_secure
+    lookup = app[LOOKUP]
+    authenticator = Authenticator(lookup, settings.registry, is_secure)
+    registry = Registry(
+        lookup=lookup,
+        pool=app[STORE].pool,
+        authenticator=authenticator,
+        configured_operators=settings.registry.operators,
+        max_handle_bytes=settings.max_handle_bytes,
+        max_batch=settings.max_batch,
+    )
+    app[REGISTRY] = registry
+    sessions = Sessions(registry)
+    authenticator.sessions = sessions.identify
+    templates = Templates(registry)
+    writes = HandleWrites(registry, templates)
+
+    endpoint = app[ENDPOINT]
+    endpoint.methods.update(writes.methods())
+    endpoint.history = writes.history
+
+    async def private_reader(request: web.Request, handle: str) -> Identity | None:
+        """Who may see ``handle``'s non-public values: an admin of it with READ_VALUE."""
+        identity = await authenticator.identify(request)
+        if identity is None:
+            return None
+        values = await registry.values_of(handle)
+        if values is not None:
+            prefix = parse(handle).prefix
+            admins = admin_permissions(values) or await registry.permissions.prefix_admins(prefix)
+            try:
+                await registry.permissions.require(identity, prefix, admins, {Perm.READ_VALUE}, handle=handle)
+            except HandleError as exc:
+                exc.handle = None
+                raise
+        return identity
+
+    endpoint.authenticate = private_reader
+    for component in (
+        PrefixesAPI(registry),
+        sessions,
+        templates,
+        BatchWrites(registry, templates),
+        ReverseLookup(registry),
+    ):
+        app.add_routes(component.routes())
+    app.add_routes(OpenAPI().routes())
+    app[COLLECTOR].sources.append(registry.collect)
 
 
 def extensions() -> list[Extension]:
-    """Everything the registry adds to a node; empty until the write API lands."""
-    return []
+    """Everything the registry adds to a node."""
+    return [_install]

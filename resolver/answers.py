@@ -12,7 +12,14 @@ from collections.abc import Sequence
 
 from resolver.cache import CacheEntry
 from resolver.identifiers import ascii_upper
-from resolver.records import DEFAULT_TTL, HandleValue, ValueFilter, encode_record, values_from_stored
+from resolver.records import (
+    DEFAULT_TTL,
+    HandleValue,
+    ValueFilter,
+    encode_record,
+    redact_secrets,
+    values_from_stored,
+)
 from resolver.store import StoredRecord
 
 __all__ = ["build_entry", "redirect_target", "render"]
@@ -66,8 +73,7 @@ def render(
 
 
 def select(entry: CacheEntry, value_filter: ValueFilter, *, public_only: bool = True) -> list[HandleValue]:
-    """The entry's values a reader may see, narrowed by the filter, in index order."""
+    """The entry's values a reader may see, narrowed by the filter, in index order; secret keys never show."""
     values: Sequence[HandleValue] = entry.values
-    if public_only:
-        values = [v for v in values if v.public_read]
+    values = [v for v in values if v.public_read] if public_only else redact_secrets(values)
     return value_filter.apply(values)

@@ -16,9 +16,11 @@
     │   ├── InvalidValue            rc 202 → 400
     │   ├── PrefixNotHomed          rc 301 → 400 ("That prefix doesn't live here")
     │   ├── AuthenticationNeeded    rc 402 → 401 (403 on an insecure channel)
+    │   │   └── BadCredentials      rc 402 → 401, "Identity not verified" (transcript A7)
     │   ├── InvalidAdmin            rc 400 → 403
     │   ├── InsufficientPermissions rc 401 → 403
     │   ├── AuthenticationFailed    rc 403 → 403
+    │   │   └── TooManyFailures     rc 403 → 429, with Retry-After
     │   ├── ServerTooBusy           rc 3   → 503
     │   └── InternalError           rc 2   → 500 (never carries a trace to the client)
     └── ConfigError (ValueError)    a bad setting, reported at start naming the setting
@@ -32,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationFailed",
     "AuthenticationNeeded",
+    "BadCredentials",
     "ConfigError",
     "HandleAlreadyExists",
     "HandleError",
@@ -46,6 +49,7 @@ __all__ = [
     "PrefixNotHomed",
     "ProtocolError",
     "ServerTooBusy",
+    "TooManyFailures",
     "UnknownEndpoint",
     "ValueAlreadyExists",
     "ValuesNotFound",
@@ -134,6 +138,10 @@ class AuthenticationNeeded(HandleError):
     response_code, http_status = 402, 401
 
 
+class BadCredentials(AuthenticationNeeded):
+    default_message = "Identity not verified"
+
+
 class InvalidAdmin(HandleError):
     response_code, http_status = 400, 403
     default_message = "Not an admin of this handle"
@@ -147,6 +155,15 @@ class InsufficientPermissions(HandleError):
 class AuthenticationFailed(HandleError):
     response_code, http_status = 403, 403
     default_message = "Authentication failed"
+
+
+class TooManyFailures(AuthenticationFailed):
+    http_status = 429
+    default_message = "Too many failed authentication attempts"
+
+    def __init__(self, retry_after: float, *, handle: str | None = None) -> None:
+        super().__init__(f"Too many failed authentication attempts; retry in {retry_after:.0f} s", handle=handle)
+        self.retry_after = retry_after
 
 
 class ServerTooBusy(HandleError):

@@ -27,6 +27,7 @@ from resolver.cache import CacheEntry
 from resolver.errors import (
     AuthenticationNeeded,
     HandleError,
+    HandleNotFound,
     InvalidHandle,
     MethodNotAllowed,
     ProtocolError,
@@ -53,17 +54,17 @@ _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
 _CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
 _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
+_HISTORY = "/history"
+"""``GET /api/handles/<h>/history`` lists the versions of ``<h>`` when ``<h>/history`` is not a handle itself."""
 _ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 
-Reader = Callable[[web.Request], Awaitable[Any]]
-"""Returns the authenticated identity of a request, or None (anonymous); raises for bad credentials."""
+Reader = Callable[[web.Request, str], Awaitable[Any]]
+"""``reader(request, handle)``: the identity allowed to read ``handle``'s non-public values, or None (anonymous);
+raises for bad credentials or an identity without that right."""
 
 
-def _anonymous(_request: web.Request) -> Awaitable[None]:
-    async def none() -> None:
-        return None
-
-    return none()
+async def _anonymous(_request: web.Request, _handle: str) -> None:
+    return None
 
 
 def handle_text(request: web.Request) -> str:
@@ -95,6 +96,7 @@ class HandlesEndpoint:
         self.max_batch = max_batch
         self.authenticate = authenticate
         self.methods: dict[str, Handler] = {"POST": self.post_handle, "OPTIONS": self.options}
+        self.history: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = None
         self._cache_get = lookup.cache.get
         self._counts = metrics.lookups["rest"]
         self._observe = metrics.latency["rest"].observe
@@ -164,14 +166,19 @@ class HandlesEndpoint:
             handle = parse(text, max_bytes=self.max_handle_bytes)
             value_filter = ValueFilter.from_query(params.getall("type", ()), params.getall("index", ()))
             public_only = not _wants_private(params)
-            if not public_only and await self.authenticate(request) is None:
+            if not public_only and await self.authenticate(request, handle.name) is None:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
             self._counts.error += 1
             _echo(exc, text)
             raise
         if entry is None:
-            entry = await self.lookup.resolve(handle, self._counts)
+            try:
+                entry = await self.lookup.resolve(handle, self._counts)
+            except HandleNotFound:
+                if self.history is not None and text.endswith(_HISTORY) and len(text) > len(_HISTORY):
+                    return await self.history(request, text[: -len(_HISTORY)])
+                raise
         else:
             self._counts.hit += 1  # found by the hot path, which left the answer to this slower one
         body = render(entry, text, value_filter, public_only=public_only, pretty=flag(params, "pretty"))

@@ -129,6 +129,11 @@ class Handle:
     def prefix_key(self) -> str:
         return ascii_upper(self.prefix)
 
+    @property
+    def name(self) -> str:
+        """The full handle looked up: ``text``, or ``0.NA/<text>`` for a bare prefix."""
+        return f"{self.prefix}/{self.suffix}"
+
 
 def parse(text: str, *, max_bytes: int = DEFAULT_MAX_HANDLE_BYTES, bare_is_prefix: bool = True) -> Handle:
     """Parse ``PREFIX/SUFFIX``; with ``bare_is_prefix`` a text without ``/`` means the prefix handle ``0.NA/<text>``.

@@ -16,8 +16,16 @@ from typing import Any
 import asyncpg
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
-from resolver.errors import AuthenticationNeeded, HandleError, InternalError, ProtocolError, ServerTooBusy
+from resolver.errors import (
+    AuthenticationNeeded,
+    BadCredentials,
+    HandleError,
+    InternalError,
+    ProtocolError,
+    ServerTooBusy,
+)
 
 __all__ = [
     "ANY_TAIL",
@@ -69,7 +77,7 @@ def json_response(
     """A JSON (or JSONP, when ``callback`` is given) answer."""
     if isinstance(body, dict):
         body = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
-    out_headers = dict(headers) if headers else {}
+    out_headers: CIMultiDict[str] = CIMultiDict(headers or {})
     if callback:
         name = _CALLBACK_UNSAFE.sub("_", callback)[:128]
         body = name.encode() + b"(" + body + b");"
@@ -83,15 +91,20 @@ def json_response(
 def error_response(error: HandleError, request: web.Request | None = None) -> web.Response:
     """The JSON answer for ``error``; rc 402 is 401 only on a secure channel, 403 otherwise (research §4)."""
     status = error.http_status
-    headers: dict[str, str] = {}
+    headers: CIMultiDict[str] = CIMultiDict()
     if isinstance(error, AuthenticationNeeded):
         if request is not None and is_secure(request):
-            headers["WWW-Authenticate"] = 'Basic realm="handle"'
+            headers.add("WWW-Authenticate", 'Basic realm="handle"')
+            if isinstance(error, BadCredentials):
+                headers.add("WWW-Authenticate", 'Handle error="Identity not verified"')
         else:
             status = 403
     allow = getattr(error, "allow", None)
     if allow:
         headers["Allow"] = ", ".join(allow)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     response = json_response(error.body(), status=status, headers=headers)
     if request is not None:
         with_cors(request, response)

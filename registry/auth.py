@@ -1,0 +1,320 @@
+"""Who is asking: identities, hashed secret keys, HTTP Basic as Handle.Net parses it, and failed-login limits.
+
+An identity is ``index:handle`` (``300:88.118.8/ADMIN``): the value at that index of that handle holds an
+HS_SECKEY or an HS_PUBKEY. idnode never stores a secret key in the clear: an HS_SECKEY value holds
+``pbkdf2-sha1$<iterations>$<salt>$<key>``. PBKDF2-HMAC-SHA1 is the one hashed form Handle's challenge-response
+can still verify (research/handle-rest-api.md §4.3: the client derives the same key from the secret and keys an
+HMAC with it), so one stored form serves both Basic and ``/api/sessions``.
+
+Basic (research §4.1): base64 of ``<percent-encoded username>:<password bytes>``, split at the first colon; the
+username is percent-decoded keeping ``+``; ``index:handle`` is split at its first colon only when the part before
+it is all digits, otherwise the index is 0, meaning "any secret key of that handle". A request's credentials only
+count on a secure channel (TLS, or a trusted proxy that says ``X-Forwarded-Proto: https``); elsewhere they are
+ignored, as Handle.Net does (transcript A8).
+
+Verifying a password costs a PBKDF2 run (tens of milliseconds by design), so a successful check is remembered as
+a SHA-256 of the password under the stored hash: later requests cost one hash, and changing the key forgets it.
+Failed logins are limited per identity and per client address (``auth_failure_limit`` per
+``auth_failure_window``); past the limit the answer is 429 with ``Retry-After``, before any PBKDF2 work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from resolver.config import RegistrySettings
+from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, TooManyFailures
+from resolver.identifiers import ascii_upper, parse
+from resolver.lookup import Lookup
+from resolver.metrics import LookupCounts
+from resolver.records import HandleValue
+
+__all__ = [
+    "Authenticator",
+    "Identity",
+    "hash_secret",
+    "is_hashed_secret",
+    "parse_basic",
+    "secure_check",
+    "verify_secret",
+]
+
+SECRET_SCHEME = "pbkdf2-sha1"
+SECRET_ITERATIONS = 100_000
+SECRET_LENGTH = 20
+_HANDLE_AUTH_FIELD = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+_VERIFIED_MAX = 10_000
+_LIMITER_MAX_KEYS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """``index:handle``; index 0 means "proved by any secret key of the handle" and matches no HS_ADMIN index."""
+
+    handle: str
+    index: int
+
+    @property
+    def key(self) -> str:
+        return ascii_upper(self.handle)
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.handle}"
+
+    @classmethod
+    def parse(cls, text: str) -> Identity:
+        """``300:88.1/ADMIN`` or a bare handle (index 0); raises ValueError for anything else."""
+        head, sep, rest = text.partition(":")
+        if sep and head.isdigit():
+            index, handle = int(head), rest
+        else:
+            index, handle = 0, text
+        if "/" not in handle or not handle.split("/", 1)[0]:
+            raise ValueError(f"identity {text!r} is not index:prefix/suffix")
+        return cls(handle, index)
+
+
+# --- secrets -------------------------------------------------------------------------------------------------
+
+
+def _derive(secret: bytes, salt: bytes, iterations: int, length: int) -> bytes:
+    return PBKDF2HMAC(algorithm=hashes.SHA1(), length=length, salt=salt, iterations=iterations).derive(secret)
+
+
+def hash_secret(secret: bytes, *, iterations: int = SECRET_ITERATIONS) -> str:
+    """The stored form of a secret key (PBKDF2-HMAC-SHA1 with a random salt)."""
+    salt = os.urandom(16)
+    key = _derive(secret, salt, iterations, SECRET_LENGTH)
+    return f"{SECRET_SCHEME}${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def is_hashed_secret(text: str) -> bool:
+    return text.startswith(SECRET_SCHEME + "$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    salt: bytes
+    iterations: int
+    key: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> StoredSecret | None:
+        parts = text.split("$")
+        if len(parts) != 4 or parts[0] != SECRET_SCHEME or not parts[1].isdigit():
+            return None
+        try:
+            return cls(base64.b64decode(parts[2]), int(parts[1]), base64.b64decode(parts[3]))
+        except ValueError:
+            return None
+
+
+def verify_secret(stored: str, secret: bytes) -> bool:
+    """Constant-time check of ``secret`` against a stored hash; False for anything unparsable."""
+    parsed = StoredSecret.parse(stored)
+    if parsed is None:
+        return False
+    candidate = _derive(secret, parsed.salt, parsed.iterations, len(parsed.key))
+    return hmac.compare_digest(candidate, parsed.key)
+
+
+# --- Basic ---------------------------------------------------------------------------------------------------
+
+
+def parse_basic(header: str) -> tuple[Identity, bytes]:
+    """Identity and password bytes from ``Authorization: Basic ...``; raises BadCredentials when malformed."""
+    try:
+        decoded = base64.b64decode(header.split(" ", 1)[1].strip(), validate=True)
+    except (IndexError, ValueError):
+        raise BadCredentials("Malformed Basic credentials") from None
+    username, sep, password = decoded.partition(b":")
+    if not sep:
+        raise BadCredentials("Malformed Basic credentials")
+    try:
+        name = unquote_to_bytes(username).decode("utf-8")
+        return Identity.parse(name), password
+    except (UnicodeDecodeError, ValueError):
+        raise BadCredentials() from None
+
+
+# --- secure channel ------------------------------------------------------------------------------------------
+
+
+def secure_check(settings: RegistrySettings) -> Callable[[web.Request], bool]:
+    """A request is secure over TLS, or from a trusted proxy that forwarded an HTTPS request."""
+    networks = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+
+    def check(request: web.Request) -> bool:
+        if request.secure:
+            return True
+        if not networks or request.headers.get("X-Forwarded-Proto", "").lower() != "https":
+            return False
+        peer = request.remote
+        try:
+            address = ipaddress.ip_address(peer) if peer else None
+        except ValueError:
+            return False
+        return address is not None and any(address in net for net in networks)
+
+    return check
+
+
+# --- failure limits ------------------------------------------------------------------------------------------
+
+
+class FailureLimiter:
+    """Sliding-window count of failures per key; bounded in keys so a flood of names cannot grow it."""
+
+    __slots__ = ("_clock", "_failures", "limit", "window")
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` may try again; 0 when it may now."""
+        times = self._failures.get(key)
+        if not times:
+            return 0.0
+        now = self._clock()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) < self.limit:
+            return 0.0
+        return times[0] + self.window - now
+
+    def fail(self, key: str) -> None:
+        times = self._failures.pop(key, None) or deque()
+        times.append(self._clock())
+        if len(times) > self.limit:
+            times.popleft()
+        self._failures[key] = times
+        if len(self._failures) > _LIMITER_MAX_KEYS:
+            self._failures.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+# --- the authenticator ---------------------------------------------------------------------------------------
+
+
+class Authenticator:
+    """Turns a request's credentials into an :class:`Identity` (or None for an anonymous request).
+
+    ``sessions`` resolves ``Authorization: Handle sessionId="..."`` headers (``registry/sessions.py``).
+    """
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        settings: RegistrySettings,
+        is_secure: Callable[[web.Request], bool],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lookup = lookup
+        self.is_secure = is_secure
+        self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window, clock)
+        self.sessions: Callable[[web.Request, dict[str, str]], object] | None = None
+        self._verified: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+        self._internal = LookupCounts()  # identity look-ups are not client look-ups
+        self.failures: dict[str, int] = {"bad_secret": 0, "unknown_identity": 0, "malformed": 0, "rate_limited": 0}
+
+    async def identify(self, request: web.Request) -> Identity | None:
+        """The authenticated identity, None when the request carries no usable credentials.
+
+        Raises BadCredentials (401) for credentials that do not verify, TooManyFailures (429) past the limit.
+        """
+        header = request.headers.get("Authorization")
+        if not header or not self.is_secure(request):
+            return None
+        scheme = header.split(" ", 1)[0].lower()
+        if scheme == "basic":
+            identity, password = self._parse(header)
+            await self.verify_password(identity, password, request.remote or "?")
+            return identity
+        if scheme == "handle" and self.sessions is not None:
+            fields = parse_handle_authorization(header)
+            return await self.sessions(request, fields)  # type: ignore[misc]
+        return None
+
+    def _parse(self, header: str) -> tuple[Identity, bytes]:
+        try:
+            return parse_basic(header)
+        except BadCredentials:
+            self.failures["malformed"] += 1
+            raise
+
+    async def key_values(self, identity: Identity, kind: str) -> list[HandleValue]:
+        """The ``kind`` (HS_SECKEY or HS_PUBKEY) values that can prove ``identity`` (index 0: any of them)."""
+        try:
+            entry = await self.lookup.resolve(parse(identity.handle, bare_is_prefix=False), self._internal)
+        except HandleError:
+            return []
+        return [v for v in entry.values if v.type_key() == kind and identity.index in (0, v.index)]
+
+    async def verify_password(self, identity: Identity, password: bytes, peer: str) -> None:
+        """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures."""
+        keys = (f"id:{identity.key}", f"ip:{peer}")
+        wait = max(self.limiter.retry_after(k) for k in keys)
+        if wait > 0:
+            self.failures["rate_limited"] += 1
+            raise TooManyFailures(wait)
+        values = await self.key_values(identity, "HS_SECKEY")
+        if not values:
+            self.failures["unknown_identity"] += 1
+        else:
+            for value in values:
+                if await self._check(identity, value, password):
+                    self.limiter.clear(keys[0])
+                    return
+            self.failures["bad_secret"] += 1
+        for key in keys:
+            self.limiter.fail(key)
+        raise BadCredentials()
+
+    async def _check(self, identity: Identity, value: HandleValue, password: bytes) -> bool:
+        if value.format != "string":
+            return False
+        stored = str(value.value)
+        memo = (identity.key, value.index, stored)
+        digest = hashlib.sha256(password).digest()
+        known = self._verified.get(memo)
+        if known is not None and hmac.compare_digest(known, digest):
+            return True
+        # PBKDF2 is slow on purpose; keep it off the event loop.
+        if not await asyncio.to_thread(verify_secret, stored, password):
+            return False
+        self._verified[memo] = digest
+        if len(self._verified) > _VERIFIED_MAX:
+            self._verified.popitem(last=False)
+        return True
+
+
+def parse_handle_authorization(header: str) -> dict[str, str]:
+    """``Authorization: Handle k="v", ...`` as a dict (values percent-decoded, as Handle.Net does for ``id``)."""
+    fields = {key: value for key, value in _HANDLE_AUTH_FIELD.findall(header)}
+    if "id" in fields:
+        try:
+            fields["id"] = unquote_to_bytes(fields["id"]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed("Invalid id in Handle authorization") from None
+    return fields

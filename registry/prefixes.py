@@ -1,0 +1,112 @@
+"""``/api/prefixes``: the node operator homes prefixes and onboards enterprises (transcripts D13–D16).
+
+- ``GET /api/prefixes[?page=&pageSize=]`` → ``{"responseCode":1,"totalCount":"N","prefixes":["0.NA/P",...]}``.
+- ``POST /api/prefixes/{prefix}`` with ``{"name", "creditCode", "contact"}`` onboards an enterprise
+  (``registry/enterprises.py``) and answers 201 with its identity and secret, shown this once; without a name it
+  only homes the prefix, as Handle.Net's does.
+- ``DELETE /api/prefixes/{prefix}[?force=true]`` unhomes it (409 while it has handles, unless forced).
+- ``GET /api/prefixes/{prefix}`` is 405, as in Handle.Net.
+
+Every call needs a node-operator identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from registry.core import Registry
+from registry.enterprises import onboard, remove_prefix, validate_prefix
+from resolver.errors import InsufficientPermissions, MethodNotAllowed, ProtocolError
+from resolver.identifiers import ascii_upper
+from resolver.responses import answers_errors, flag, json_response
+from resolver.store import Store
+
+__all__ = ["PrefixesAPI"]
+
+_ITEM_ALLOW = ("POST", "DELETE", "OPTIONS")
+
+
+class PrefixesAPI:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/prefixes", self.list),
+            web.post("/api/prefixes/{prefix}", self.create),
+            web.delete("/api/prefixes/{prefix}", self.delete),
+            web.route("*", "/api/prefixes/{prefix}", self.not_allowed),
+        ]
+
+    async def _operator(self, request: web.Request, echo: str | None) -> str:
+        identity = await self.registry.identity(request, echo)
+        if not await self.registry.is_operator(identity):
+            raise InsufficientPermissions("Only a node operator may manage prefixes", handle=echo)
+        return str(identity)
+
+    @answers_errors
+    async def list(self, request: web.Request) -> web.StreamResponse:
+        await self._operator(request, None)
+        rows = await Store(self.registry.pool).fetch_prefixes()
+        names = sorted(f"0.NA/{row.prefix}" for row in rows if row.kind == "homed")
+        body: dict[str, Any] = {"responseCode": 1, "totalCount": str(len(names))}
+        page, size = request.query.get("page"), request.query.get("pageSize")
+        if page is not None and size is not None:
+            try:
+                first, count = int(page), int(size)
+            except ValueError:
+                raise ProtocolError("page and pageSize must be integers") from None
+            if first >= 0 and count >= 0:
+                body.update(page=first, pageSize=count)
+                names = names[first * count : first * count + count]
+        body["prefixes"] = names
+        return json_response(body)
+
+    @answers_errors
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        prefix = validate_prefix(request.match_info["prefix"])
+        actor = await self._operator(request, prefix)
+        payload: dict[str, Any] = {}
+        if request.body_exists:
+            try:
+                payload = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(f"Malformed JSON body: {exc}") from None
+            if not isinstance(payload, dict):
+                raise ProtocolError('Expected {"name": ..., "creditCode": ..., "contact": ...}')
+        name = payload.get("name")
+        if name is None:
+            added = await Store(self.registry.pool).add_prefix(prefix, ascii_upper(prefix))
+            return json_response({"responseCode": 1, "prefix": prefix}, status=201 if added else 200)
+        if not isinstance(name, str) or not name.strip():
+            raise ProtocolError("name must be a non-empty string")
+        credentials = await onboard(
+            self.registry.pool,
+            prefix,
+            name=name.strip(),
+            credit_code=_optional(payload, "creditCode"),
+            contact=_optional(payload, "contact"),
+            actor=actor,
+        )
+        return json_response({"responseCode": 1, "prefix": prefix, **credentials.as_json()}, status=201)
+
+    @answers_errors
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        prefix = validate_prefix(request.match_info["prefix"])
+        actor = await self._operator(request, prefix)
+        deleted = await remove_prefix(self.registry.pool, prefix, force=flag(request.query, "force"), actor=actor)
+        return json_response({"responseCode": 1, "prefix": prefix, "deletedHandles": deleted})
+
+    @answers_errors
+    async def not_allowed(self, request: web.Request) -> web.StreamResponse:
+        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ITEM_ALLOW)
+
+
+def _optional(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"{key} must be a string")
+    return value
