@@ -5,6 +5,10 @@
     idnode serve [--host H] [--port P] [--workers N] [--data-dir D] [--database-url URL] [--demo]
     idnode prefix add PREFIX          home a prefix on this node
     idnode prefix list
+    idnode enterprise add --prefix P --name N [--credit-code C] [--contact C] [--json]
+                                      onboard an enterprise; prints its identity and secret (shown once)
+    idnode operator add HANDLE [--json]
+                                      create a node-operator identity; prints its secret (shown once)
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -26,9 +30,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from registry.app import extensions
 from registry.bulk import import_lines
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
+from registry.enterprises import Credentials, add_operator, onboard
 from resolver import __version__
 from resolver.answers import build_entry, render
 from resolver.config import Settings, load_settings
@@ -67,6 +74,21 @@ def _parser() -> argparse.ArgumentParser:
     prefix_add = prefix_actions.add_parser("add", parents=[common], help="home a prefix on this node")
     prefix_add.add_argument("prefix")
     prefix_actions.add_parser("list", parents=[common], help="list homed prefixes")
+
+    enterprise_cmd = commands.add_parser("enterprise", help="onboard enterprises")
+    enterprise_actions = enterprise_cmd.add_subparsers(dest="action", required=True)
+    enterprise_add = enterprise_actions.add_parser("add", parents=[common], help="onboard an enterprise")
+    enterprise_add.add_argument("--prefix", required=True, help="the enterprise prefix, e.g. 88.118.8")
+    enterprise_add.add_argument("--name", required=True)
+    enterprise_add.add_argument("--credit-code", dest="credit_code", help="unified social credit code")
+    enterprise_add.add_argument("--contact")
+    enterprise_add.add_argument("--json", action="store_true", help='print {"identity": ..., "secret": ...}')
+
+    operator_cmd = commands.add_parser("operator", help="node-operator identities")
+    operator_actions = operator_cmd.add_subparsers(dest="action", required=True)
+    operator_add = operator_actions.add_parser("add", parents=[common], help="create an operator identity")
+    operator_add.add_argument("handle", help="identity handle under a homed prefix, e.g. 88.118/OPERATOR")
+    operator_add.add_argument("--json", action="store_true", help='print {"identity": ..., "secret": ...}')
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -140,6 +162,33 @@ def _prefix_list(settings: Settings) -> int:
     return 0
 
 
+def _print_credentials(credentials: Credentials, as_json: bool, what: str) -> None:
+    if as_json:
+        print(orjson.dumps(credentials.as_json()).decode())
+    else:
+        print(f"{what} identity: {credentials.identity}")
+        print(f"secret (shown once, store it now): {credentials.secret}")
+
+
+def _enterprise_add(settings: Settings, args: argparse.Namespace) -> int:
+    actor = f"cli:{getpass.getuser()}"
+    credentials = _with_store(
+        settings,
+        lambda store: onboard(
+            store.pool, args.prefix, name=args.name, credit_code=args.credit_code, contact=args.contact, actor=actor
+        ),
+    )
+    _print_credentials(credentials, args.json, f"enterprise {args.prefix}")
+    return 0
+
+
+def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
+    actor = f"cli:{getpass.getuser()}"
+    credentials = _with_store(settings, lambda store: add_operator(store.pool, args.handle, actor=actor))
+    _print_credentials(credentials, args.json, "operator")
+    return 0
+
+
 def _import(settings: Settings, path: Path, replace: bool) -> int:
     try:
         with path.open("rb") as handle:
@@ -200,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "prefix":
             return _prefix_add(settings, args.prefix) if args.action == "add" else _prefix_list(settings)
+        if args.command == "enterprise":
+            return _enterprise_add(settings, args)
+        if args.command == "operator":
+            return _operator_add(settings, args)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":

@@ -113,7 +113,11 @@ class Registry:
 
     async def identity(self, request: web.Request, handle: str | None = None) -> Identity:
         """The authenticated identity; AuthenticationNeeded (401, 403 on plain HTTP) when there is none."""
-        identity = await self.auth.identify(request)
+        try:
+            identity = await self.auth.identify(request)
+        except HandleError as exc:
+            exc.handle = exc.handle or handle
+            raise
         if identity is None:
             raise AuthenticationNeeded(handle=handle)
         return identity

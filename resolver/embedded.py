@@ -15,6 +15,7 @@ only a server they started, and only when no node holds the data directory (``Da
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import logging
@@ -134,9 +135,12 @@ class EmbeddedPostgres:
         return self._server.get_uri()
 
     def _forget_instance(self) -> None:
-        """The package memoises servers per path, including half-started ones; forget ours before a retry."""
+        """The package memoises servers per path, including half-started ones, and registers an atexit hook for
+        each; forget ours (and its hook, which would fail on the missing entry) once stopped or before a retry."""
         _, postgres_server = _server_module()
-        postgres_server.PostgresServer._instances.pop(self.pgdata.resolve(), None)
+        server = postgres_server.PostgresServer._instances.pop(self.pgdata.resolve(), None)
+        if server is not None:
+            atexit.unregister(server._cleanup)
 
     def stop(self) -> None:
         """Stop the cluster (fast shutdown); a no-op when it is not running."""

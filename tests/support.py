@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -109,15 +110,19 @@ def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
     return body.decode("utf-8", "replace")
 
 
-async def start_node(dsn: str, settings: Settings | None = None) -> tuple[web.AppRunner, str, web.Application]:
+async def start_node(
+    dsn: str, settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str, web.Application]:
+    """A full node (read path and registry) on a free 127.0.0.1 port; HTTPS when ``ssl_context`` is given."""
     settings = settings or Settings()
     app = await create_app(settings, dsn, extensions=registry_extensions())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
     await site.start()
-    return runner, f"http://127.0.0.1:{port}", app
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, f"{scheme}://127.0.0.1:{port}", app
 
 
 @contextlib.contextmanager
