@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+from tqdm import tqdm
 
 from registry.app import extensions
 from registry.bulk import import_lines
@@ -191,17 +192,22 @@ def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _import(settings: Settings, path: Path, replace: bool) -> int:
     try:
-        with path.open("rb") as handle:
-            lines = handle.readlines()
+        handle = path.open("rb")
     except OSError as exc:
         raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
 
     async def work(store: Store) -> Any:
         prefixes = PrefixTable(await store.fetch_prefixes())
-        actor = f"cli:{getpass.getuser()}"
-        return await import_lines(
-            store, lines, prefixes, max_handle_bytes=settings.max_handle_bytes, replace=replace, actor=actor
-        )
+        with handle, tqdm(unit=" records", desc="import", disable=None, file=sys.stderr) as bar:
+            return await import_lines(
+                store,
+                handle,
+                prefixes,
+                max_handle_bytes=settings.max_handle_bytes,
+                replace=replace,
+                actor=f"cli:{getpass.getuser()}",
+                progress=bar.update,
+            )
 
     report = _with_store(settings, work)
     if report.error_count:
