@@ -37,6 +37,7 @@ from registry.app import extensions
 from registry.bulk import import_lines
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
 from registry.enterprises import Credentials, add_operator, onboard
+from registry.tls import server_context
 from resolver import __version__
 from resolver.answers import build_entry, render
 from resolver.config import Settings, load_settings
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int)
     serve_cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     serve_cmd.add_argument("--demo", action="store_true", default=None, help="home 88.888.1 and load demo products")
+    serve_cmd.add_argument("--tls", action="store_true", default=None, help="serve HTTPS (needed for writes)")
+    serve_cmd.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate (default: generated self-signed)")
+    serve_cmd.add_argument("--tls-key", dest="tls_key", help="PEM private key")
 
     prefix_cmd = commands.add_parser("prefix", help="manage homed prefixes")
     prefix_actions = prefix_cmd.add_subparsers(dest="action", required=True)
@@ -104,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {name: getattr(args, name, None) for name in ("host", "port", "workers", "data_dir", "demo", "log_level")}
+    names = ("host", "port", "workers", "data_dir", "demo", "log_level", "tls", "tls_cert", "tls_key")
+    flags = {name: getattr(args, name, None) for name in names}
     flags["database_url"] = getattr(args, "database_url", None)
     return load_settings(flags, os.environ, getattr(args, "config", None))
 
@@ -132,7 +137,7 @@ def _serve(settings: Settings) -> int:
         finally:
             await store.close()
         example = DEMO_HANDLES[0][0]
-        base = f"http://{settings.host}:{settings.port}"
+        base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
         print(f"demo: prefix {DEMO_PREFIX} homed, {added} new demo record(s). Try:")
         print(f"  curl {base}/api/handles/{example}")
         print(f"  curl -i {base}/{example}            # proxy redirect")
@@ -144,6 +149,7 @@ def _serve(settings: Settings) -> int:
         extensions=extensions(),
         prepare=prepare if settings.demo else None,
         announce=lambda line: print(line, flush=True),
+        ssl_context=server_context(settings),
     )
     return 0
 
@@ -250,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
             return _serve(settings)
         if args.command == "prefix":

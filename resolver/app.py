@@ -19,7 +19,6 @@ from time import perf_counter
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from resolver.answers import build_entry
 from resolver.cache import Cache, CacheEntry, Loader
@@ -27,7 +26,7 @@ from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.http import HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
-from resolver.metrics import NodeCollector, NodeMetrics, new_registry
+from resolver.metrics import REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, json_response
@@ -54,7 +53,6 @@ LISTENER: web.AppKey[ChangeListener] = web.AppKey("listener")
 ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
 METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
 COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
-REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 Extension = Callable[[web.Application], None]
 """Adds routes or state to the app before the catch-all routes are registered (the registry is one)."""
@@ -89,7 +87,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     endpoint = HandlesEndpoint(
         lookup, metrics, max_handle_bytes=settings.max_handle_bytes, max_batch=settings.max_batch
     )
-    collector = NodeCollector(metrics, cache.stats, listener, store.pool)
+    collector = NodeCollector(metrics, cache.stats, listener, store.pool, workers=settings.workers)
 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[STORE], app[CACHE], app[PREFIXES] = settings, store, cache, prefixes
@@ -114,12 +112,6 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app
-
-
-async def scrape(request: web.Request) -> web.StreamResponse:
-    """Prometheus exposition of this process's registry."""
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_request: web.Request) -> web.StreamResponse:

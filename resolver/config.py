@@ -26,6 +26,9 @@ cache_safety_ttl            3600               seconds a homed entry lives witho
 cache_negative_ttl          300                seconds an absent-handle entry lives
 changes_backoff_max         10                 longest pause between LISTEN reconnection attempts
 log_level                   INFO               logging threshold
+log_format                  text               ``text`` or ``json`` (one object per line, resolver/logs.py)
+access_log_sample           0                  fraction of requests logged to idnode.access (0 = off)
+slow_request_ms             0                  log requests slower than this to idnode.slow (0 = off)
 tls                         false              serve HTTPS (authentication only counts on a secure channel)
 tls_cert / tls_key          (generated)        PEM files; without them a self-signed pair is kept in data_dir
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
@@ -90,6 +93,9 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     max_batch: int = 2000
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log_sample: float = 0.0
+    slow_request_ms: float = 0.0
     demo: bool = False
     tls: bool = False
     tls_cert: Path | None = None
@@ -147,6 +153,30 @@ def _words(raw: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _log_format(raw: Any) -> str:
+    """text or json"""
+    text = str(raw).strip().lower()
+    if text not in {"text", "json"}:
+        raise ValueError("unknown format")
+    return text
+
+
+def _fraction(raw: Any) -> float:
+    """a number from 0 to 1"""
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _non_negative_float(raw: Any) -> float:
+    """a number of milliseconds, 0 or more (0 turns it off)"""
+    value = float(raw)
+    if not value >= 0.0:
+        raise ValueError("must not be negative")
+    return value
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -165,6 +195,9 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "max_body_bytes": (None, "max_body_bytes", _int_in(1024, 64 << 20)),
     "max_batch": (None, "max_batch", _int_in(1, 100_000)),
     "log_level": (None, "log_level", _log_level),
+    "log_format": (None, "log_format", _log_format),
+    "access_log_sample": (None, "access_log_sample", _fraction),
+    "slow_request_ms": (None, "slow_request_ms", _non_negative_float),
     "demo": (None, "demo", _bool),
     "database_url": ("database", "url", _text),
     "database_pool_min": ("database", "pool_min", _int_in(1, 1000)),

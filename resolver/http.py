@@ -169,7 +169,7 @@ class HandlesEndpoint:
             if not public_only and await self.authenticate(request, handle.name) is None:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
-            self._counts.error += 1
+            self._counts.invalid += 1  # the client's mistake (malformed, too long, needs authentication)
             _echo(exc, text)
             raise
         if entry is None:
@@ -217,7 +217,7 @@ class HandlesEndpoint:
                     raise InvalidHandle("Each handle must be a string")
                 handle = parse(text, max_bytes=self.max_handle_bytes)
             except HandleError as exc:
-                counts.error += 1
+                counts.invalid += 1
                 parts[position] = _error_part(exc, text)
                 continue
             try:

@@ -35,7 +35,7 @@ class Lookup:
             counts.hit += 1
             return entry
         if not self.prefixes.homes(governing_prefix(handle)):
-            counts.error += 1
+            counts.invalid += 1  # asked the wrong node: the client's mistake, not a failure of this one
             raise PrefixNotHomed(handle=handle.text)
         if self.cache.is_absent(handle.key):
             counts.negative_hit += 1

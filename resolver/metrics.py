@@ -5,12 +5,13 @@ Why this shape: ``Counter.labels(...).inc()`` costs about 4 µs and a pre-bound 
 themselves (``Cache`` attributes, ``LookupCounts`` per API, ``LatencyHistogram``) with integer increments and no
 lock — one event loop per process — and ``NodeCollector`` turns those numbers into metric families when
 Prometheus scrapes ``/metrics``. Each app has its own ``CollectorRegistry`` (never the global one), so two nodes in
-one test process do not clash.
+one test process do not clash. ``benchmarks/metrics_overhead.py`` measures what the counting costs a look-up.
 
 Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or prefix):
 
 - ``lookups_total{outcome,api}``: one per identifier looked up. outcome: hit, negative_hit, miss, not_found,
-  forwarded, stale, error; api: rest, proxy, batch.
+  forwarded, stale, invalid (the client named no handle this node can answer: malformed, too long, foreign
+  prefix), error (the node failed); api: rest, proxy, batch.
 - ``lookup_duration_seconds{api}``: histogram of handler time per request (50 µs – 1 s buckets).
 - ``batch_size``: histogram of identifiers per ``POST /api/resolve``.
 - ``cache_entries{kind}``, ``cache_bytes``: positive/negative entries, estimated bytes of positive entries.
@@ -20,17 +21,42 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
 - ``db_query_duration_seconds``: histogram of the read path's load queries.
 - ``db_pool_connections{state}`` (idle, in_use), ``db_pool_max_connections``.
 - ``listen_connected``, ``listen_reconnects_total``, ``listen_connection_losses_total``, ``listen_notifications_total``.
-- ``build_info{version}``; and the standard ``process_*`` metrics of this process.
+- ``workers``: processes serving this node (``--workers``); ``workers_unreachable``: siblings that did not answer
+  the scrape (always 0 with one worker).
+- ``build_info{version,python}``; and the standard ``process_*`` metrics of this process.
+
+Several workers (``idnode serve --workers N``, resolver/serve.py). Each worker counts in its own process, but
+``GET /metrics`` on the shared port must describe the node whichever worker the kernel hands the scrape to. So
+each worker also serves its own registry at ``/metrics/local`` on a loopback socket of its own (serve.py binds
+them before forking), and a worker answering ``/metrics`` fetches its siblings' ``/metrics/local`` concurrently
+(``SIBLING_TIMEOUT`` each) and merges them with its own families (``merge``): per metric name and label set,
+counters, histogram buckets, sums and counts, and gauges are summed (``idnode_listen_connected`` then counts the
+workers listening, ``process_resident_memory_bytes`` is the node's RSS); ``process_start_time_seconds`` and
+``*_created`` take the minimum; ``idnode_build_info``, ``idnode_workers`` and ``process_max_fds`` the maximum.
+A sibling that does not answer in time is left out and counted in ``idnode_workers_unreachable``. A restarted
+worker starts its counters from zero, which Prometheus' ``rate()`` treats as a counter reset. No
+``prometheus_client`` multiprocess files are involved. With one worker ``/metrics`` is this process's registry.
+
+Example::
+
+    registry = new_registry(NodeCollector(NodeMetrics(), cache.stats, listener, store.pool, workers=2))
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", scrape)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import platform
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from resolver import __version__
@@ -38,18 +64,33 @@ from resolver import __version__
 __all__ = [
     "APIS",
     "LATENCY_BUCKETS",
+    "LOCAL_PATH",
     "OUTCOMES",
+    "REGISTRY",
+    "SIBLINGS",
+    "SIBLING_TIMEOUT",
     "LatencyHistogram",
     "LookupCounts",
     "NodeCollector",
     "NodeMetrics",
+    "Siblings",
+    "local_scrape",
+    "merge",
     "new_registry",
+    "scrape",
 ]
 
+log = logging.getLogger("idnode.metrics")
+
 APIS = ("rest", "proxy", "batch")
-OUTCOMES = ("hit", "negative_hit", "miss", "not_found", "forwarded", "stale", "error")
+OUTCOMES = ("hit", "negative_hit", "miss", "not_found", "forwarded", "stale", "invalid", "error")
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+LOCAL_PATH = "/metrics/local"
+SIBLING_TIMEOUT = 1.0
+"""Seconds a worker waits for a sibling's ``/metrics/local``: well inside Prometheus' default 10 s scrape timeout,
+and long enough for a busy worker's loop to come round to the request."""
 
 
 class LookupCounts:
@@ -63,7 +104,11 @@ class LookupCounts:
 
 
 class LatencyHistogram:
-    """A histogram as a list of bucket counts: ``observe`` is one bisect and two additions, no lock."""
+    """A histogram as a list of bucket counts: ``observe`` is one bisect and two additions, no lock.
+
+    ``bisect_left`` puts a value equal to a bound into that bound's bucket, as Prometheus' ``le`` (less or equal)
+    requires.
+    """
 
     __slots__ = ("bounds", "counts", "sum")
 
@@ -116,18 +161,27 @@ class NodeCollector(Collector):
         listener: object,
         pool: object,
         sources: Sequence[Source] = (),
+        *,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"metrics: workers must be at least 1, got {workers}")
         self.metrics = metrics
         self.cache_stats = cache_stats
         self.listener = listener
         self.pool = pool
         self.sources = list(sources)
+        self.workers = workers
 
     def collect(self) -> Iterator[Metric]:
         yield from self._lookups()
         yield from self._cache()
         yield from self._database()
         yield from self._listener()
+        yield GaugeMetricFamily("idnode_workers", "Worker processes serving this node", value=self.workers)
+        yield GaugeMetricFamily(
+            "idnode_workers_unreachable", "Workers that did not answer this scrape in time", value=0
+        )
         info = GaugeMetricFamily("idnode_build_info", "idnode version", labels=["version", "python"])
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
@@ -190,8 +244,10 @@ class NodeCollector(Collector):
     def _listener(self) -> Iterator[Metric]:
         listener = self.listener
         yield GaugeMetricFamily(
-            "idnode_listen_connected", "1 while the LISTEN connection is up", value=listener.connected
-        )  # type: ignore[attr-defined]
+            "idnode_listen_connected",
+            "1 while the LISTEN connection is up",
+            value=listener.connected,  # type: ignore[attr-defined]
+        )
         for key, doc in (
             ("reconnects", "LISTEN reconnections"),
             ("connection_losses", "LISTEN connections lost"),
@@ -206,3 +262,134 @@ def new_registry(collector: NodeCollector) -> CollectorRegistry:
     registry.register(collector)
     ProcessCollector(registry=registry)
     return registry
+
+
+# --- node-wide totals over several workers -------------------------------------------------------------------
+
+_MINIMUM = frozenset({"process_start_time_seconds"})
+_MAXIMUM = frozenset({"idnode_build_info", "idnode_workers", "process_max_fds"})
+_MAXIMUM_TYPES = frozenset({"info", "stateset"})
+
+
+def _combiner(family: Metric) -> Callable[[float, float], float]:
+    if family.name in _MINIMUM or family.name.endswith("_created"):
+        return min
+    if family.name in _MAXIMUM or family.type in _MAXIMUM_TYPES:
+        return max
+    return _add
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
+
+class _Families:
+    """A ready list of families in the shape ``generate_latest`` reads (a registry's ``collect``)."""
+
+    __slots__ = ("families",)
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def merge(groups: Iterable[Iterable[Metric]]) -> list[Metric]:
+    """One list of families holding the node-wide value of every (sample name, label set) across ``groups``.
+
+    How each family combines is in the module docstring. Order follows the first group that has each family and
+    sample, so the worker answering the scrape decides the layout.
+    """
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list]] = {}
+    for group in groups:
+        for family in group:
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+                values[family.name] = {}
+            combine = _combiner(family)
+            samples = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                seen = samples.get(key)
+                if seen is None:
+                    samples[key] = [sample.name, dict(sample.labels), sample.value]
+                else:
+                    seen[2] = combine(seen[2], sample.value)
+    for name, merged in families.items():
+        for sample_name, labels, value in values[name].values():
+            merged.add_sample(sample_name, labels, value)
+    return list(families.values())
+
+
+class Siblings:
+    """The other workers of this node, reached over loopback for node-wide scrapes (see the module docstring)."""
+
+    __slots__ = ("_session", "timeout", "urls")
+
+    def __init__(self, urls: Sequence[str], *, timeout: float = SIBLING_TIMEOUT) -> None:
+        if timeout <= 0:
+            raise ValueError(f"metrics: sibling timeout must be positive, got {timeout}")
+        self.urls = tuple(urls)
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def fetch(self) -> tuple[list[str], int]:
+        """The siblings' expositions that arrived in time, and how many did not."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        outcomes = await asyncio.gather(*(self._fetch_one(url) for url in self.urls))
+        texts = [text for text in outcomes if text is not None]
+        return texts, len(outcomes) - len(texts)
+
+    async def _fetch_one(self, url: str) -> str | None:
+        assert self._session is not None
+        try:
+            async with self._session.get(url) as response:
+                if response.status == 200:
+                    return await response.text()
+                log.warning("metrics: sibling %s answered %d", url, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("metrics: sibling %s did not answer: %s", url, type(exc).__name__)
+        return None
+
+    async def node_wide(self, registry: CollectorRegistry) -> bytes:
+        """This worker's registry merged with every sibling that answers, as one exposition."""
+        texts, unreachable = await self.fetch()
+        groups: list[Iterable[Metric]] = [registry.collect()]
+        groups += [text_string_to_metric_families(text) for text in texts]
+        groups.append(
+            [GaugeMetricFamily("idnode_workers_unreachable", "Workers that did not answer", value=unreachable)]
+        )
+        return generate_latest(_Families(merge(groups)))  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
+SIBLINGS: web.AppKey[Siblings] = web.AppKey("siblings")
+
+
+async def scrape(request: web.Request) -> web.StreamResponse:
+    """``GET /metrics``: the node's totals: this process's registry, merged with its siblings' when it has any."""
+    app = request.app
+    siblings = app.get(SIBLINGS)
+    if siblings is None:
+        body = generate_latest(app[REGISTRY])
+    else:
+        body = await siblings.node_wide(app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def local_scrape(registry: CollectorRegistry) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The ``/metrics/local`` handler of one worker: its own registry only, never merged."""
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler

@@ -77,7 +77,7 @@ class Proxy:
                     raise HandleNotFound(handle=text)
                 handle = parse(text, max_bytes=self.max_handle_bytes)
             except HandleError:
-                self._counts.error += 1
+                self._counts.invalid += 1
                 raise
             entry = await self.lookup.resolve(handle, self._counts)
         except HandleNotFound:

@@ -158,7 +158,13 @@ def answers_errors(
         except Exception:
             request = _request_of(args)
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
-            log.exception("internal error, request id %s: %s %s", request_id, request.method, request.path)
+            log.exception(
+                "internal error, request id %s: %s %s",
+                request_id,
+                request.method,
+                request.path,
+                extra={"request_id": request_id},
+            )
             return error_response(InternalError(f"Internal error (request id {request_id})"), request)
 
     return wrapped

@@ -4,10 +4,20 @@ The parent process owns the database (starts the embedded server when needed), a
 the port; then it either serves itself (``workers = 1``) or forks N workers, each with its own SO_REUSEPORT
 socket on the port, so the kernel spreads connections over them. Each worker has its own pool, cache and LISTEN
 connection; notifications keep their caches coherent. The parent forwards SIGTERM/SIGINT, restarts a worker
-that dies, and stops the embedded database after the last worker exits.
+that dies (on the same sockets), and stops the embedded database after the last worker exits.
 
 A port that is already taken is found by a plain bind (without SO_REUSEPORT) before the workers bind, so a
 second node on the same port fails with a clear message instead of silently sharing it.
+
+Metrics with several workers: before forking, the parent also binds one loopback socket per worker
+(``127.0.0.1``, an ephemeral port, announced at start). Each worker serves its own registry there at
+``/metrics/local`` and answers ``GET /metrics`` on the shared port with the node-wide totals, merged from its own
+registry and its siblings' ``/metrics/local`` (resolver/metrics.py describes the merge). So Prometheus scrapes
+one target per node, whichever worker answers, and no multiprocess files are written. With one worker nothing
+of this exists: ``/metrics`` is the process's registry.
+
+Logs (resolver/logs.py): ``configure_logging`` sets text or JSON lines once, in the parent, before forking; the
+per-request log (sampled access lines, slow requests) is handed to aiohttp only when one of them is on.
 """
 
 from __future__ import annotations
@@ -19,16 +29,20 @@ import logging
 import os
 import signal
 import socket
-import sys
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from resolver.app import Extension, create_app
+from resolver.app import REGISTRY, Extension, create_app
 from resolver.config import Settings
 from resolver.database import describe, migrate, open_database
 from resolver.errors import ConfigError
+from resolver.logs import configure_logging, request_log_options
+from resolver.metrics import LOCAL_PATH, SIBLINGS, Siblings, local_scrape
 
 __all__ = ["bind", "configure_logging", "serve"]
 
@@ -37,9 +51,15 @@ log = logging.getLogger("idnode.serve")
 Prepare = Callable[[str], Awaitable[None]]
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+@dataclass(frozen=True, slots=True)
+class _Worker:
+    """What one worker process is given: its share of the port, and its loopback metrics socket and siblings."""
+
+    index: int
+    sock: socket.socket
+    local: socket.socket
+    siblings: tuple[str, ...]
+    """``/metrics/local`` URLs of the other workers."""
 
 
 def _use_uvloop() -> None:
@@ -72,15 +92,56 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _run_worker(settings: Settings, dsn: str, sock: socket.socket, extensions: Iterable[Extension]) -> None:
+def _request_log(settings: Settings) -> dict[str, Any]:
+    # getattr until config.py has these options; then settings.access_log_sample / settings.slow_request_ms.
+    sample = settings.access_log_sample
+    slow_ms = settings.slow_request_ms
+    return request_log_options(sample=sample, slow_ms=slow_ms)
+
+
+def _metrics_worker(worker: _Worker) -> Extension:
+    """Serve this worker's registry on its loopback socket, and make ``/metrics`` merge the siblings' in."""
+
+    def extend(app: web.Application) -> None:
+        registry = app[REGISTRY]
+        siblings = Siblings(worker.siblings)
+        app[SIBLINGS] = siblings
+
+        async def local_site(_app: web.Application) -> AsyncIterator[None]:
+            local = web.Application()
+            local.router.add_get(LOCAL_PATH, local_scrape(registry))
+            runner = web.AppRunner(local, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.SockSite(runner, worker.local).start()
+            yield
+            await siblings.close()
+            await runner.cleanup()
+
+        app.cleanup_ctx.append(local_site)
+
+    return extend
+
+
+def _run_worker(
+    settings: Settings,
+    dsn: str,
+    sock: socket.socket,
+    extensions: Iterable[Extension],
+    ssl_context: ssl.SSLContext | None,
+    worker: _Worker | None = None,
+) -> None:
     _use_uvloop()
+    extensions = tuple(extensions)
+    if worker is not None:
+        extensions += (_metrics_worker(worker),)
     web.run_app(
         create_app(settings, dsn, extensions=extensions),
         sock=sock,
-        access_log=None,
+        ssl_context=ssl_context,
         print=None,
         shutdown_timeout=5.0,
         handle_signals=True,
+        **_request_log(settings),
     )
 
 
@@ -90,8 +151,12 @@ def serve(
     extensions: Iterable[Extension] = (),
     prepare: Prepare | None = None,
     announce: Callable[[str], None] = print,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT. ``prepare`` runs once against the migrated database before serving."""
+    """Serve until SIGTERM/SIGINT. ``prepare`` runs once against the migrated database before serving.
+
+    With ``ssl_context`` the shared port speaks HTTPS; the per-worker metrics sockets stay plain HTTP on loopback.
+    """
     extensions = tuple(extensions)
     with open_database(settings, serving=True) as dsn:
         result = asyncio.run(migrate(dsn))
@@ -101,35 +166,52 @@ def serve(
             asyncio.run(prepare(dsn))
         first = bind(settings.host, settings.port, reuse_port=False)
         port = first.getsockname()[1]
-        url = f"http://{settings.host}:{port}"
+        url = f"{'https' if ssl_context is not None else 'http'}://{settings.host}:{port}"
         announce(f"idnode serving on {url} with {settings.workers} worker(s); data: {describe(settings)}")
         if settings.workers == 1:
-            _run_worker(settings, dsn, first, extensions)
+            _run_worker(settings, dsn, first, extensions, ssl_context)
             return
         first.close()
         sockets = [bind(settings.host, port, reuse_port=True) for _ in range(settings.workers)]
-        _supervise(settings, dsn, sockets, extensions)
+        locals_ = [bind("127.0.0.1", 0, reuse_port=False) for _ in range(settings.workers)]
+        urls = [f"http://127.0.0.1:{sock.getsockname()[1]}{LOCAL_PATH}" for sock in locals_]
+        announce(f"idnode per-worker metrics: {' '.join(urls)}")
+        workers = [
+            _Worker(index, sock, local, tuple(u for i, u in enumerate(urls) if i != index))
+            for index, (sock, local) in enumerate(zip(sockets, locals_, strict=True))
+        ]
+        _supervise(settings, dsn, workers, extensions, ssl_context)
 
 
-def _supervise(settings: Settings, dsn: str, sockets: list[socket.socket], extensions: tuple[Extension, ...]) -> None:
+def _supervise(
+    settings: Settings,
+    dsn: str,
+    workers: list[_Worker],
+    extensions: tuple[Extension, ...],
+    ssl_context: ssl.SSLContext | None,
+) -> None:
     """Fork one worker per socket, restart any that dies, and pass termination signals on."""
-    children: dict[int, socket.socket] = {}
+    children: dict[int, _Worker] = {}
     stopping = False
 
-    def spawn(sock: socket.socket) -> None:
+    def spawn(worker: _Worker) -> None:
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _run_worker(settings, dsn, sock, extensions)
+                for other in workers:  # the siblings' sockets are theirs to serve
+                    if other is not worker:
+                        other.sock.close()
+                        other.local.close()
+                _run_worker(settings, dsn, worker.sock, extensions, ssl_context, worker)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
             finally:
                 os._exit(code)
-        children[pid] = sock
+        children[pid] = worker
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -140,8 +222,8 @@ def _supervise(settings: Settings, dsn: str, sockets: list[socket.socket], exten
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for sock in sockets:
-        spawn(sock)
+    for worker in workers:
+        spawn(worker)
     last_restart = 0.0
     while children:
         try:
@@ -150,13 +232,14 @@ def _supervise(settings: Settings, dsn: str, sockets: list[socket.socket], exten
             break
         except InterruptedError:
             continue
-        sock = children.pop(pid, None)
-        if sock is None or stopping:
+        worker = children.pop(pid, None)
+        if worker is None or stopping:
             continue
         log.error("worker %d exited (status %d); restarting it", pid, status)
         if time.monotonic() - last_restart < 1.0:
             time.sleep(1.0)  # a worker that dies at once must not become a fork loop
         last_restart = time.monotonic()
-        spawn(sock)
-    for sock in sockets:
-        sock.close()
+        spawn(worker)
+    for worker in workers:
+        worker.sock.close()
+        worker.local.close()
