@@ -60,6 +60,7 @@ SECRET_LENGTH = 20
 _HANDLE_AUTH_FIELD = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _VERIFIED_MAX = 10_000
 _LIMITER_MAX_KEYS = 100_000
+_ADDRESS_FACTOR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +234,10 @@ class Authenticator:
         self.lookup = lookup
         self.is_secure = is_secure
         self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window, clock)
+        # One address may carry many users (NAT, a company proxy): it gets a wider allowance than one identity.
+        self.address_limiter = FailureLimiter(
+            settings.auth_failure_limit * _ADDRESS_FACTOR, settings.auth_failure_window, clock
+        )
         self.sessions: Callable[[web.Request, dict[str, str]], object] | None = None
         self._verified: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
         self._internal = LookupCounts()  # identity look-ups are not client look-ups
@@ -273,8 +278,8 @@ class Authenticator:
 
     async def verify_password(self, identity: Identity, password: bytes, peer: str) -> None:
         """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures."""
-        keys = (f"id:{identity.key}", f"ip:{peer}")
-        wait = max(self.limiter.retry_after(k) for k in keys)
+        key = identity.key
+        wait = self.blocked_for(identity, peer)
         if wait > 0:
             self.failures["rate_limited"] += 1
             raise TooManyFailures(wait)
@@ -284,12 +289,19 @@ class Authenticator:
         else:
             for value in values:
                 if await self._check(identity, value, password):
-                    self.limiter.clear(keys[0])
+                    self.limiter.clear(key)
                     return
             self.failures["bad_secret"] += 1
-        for key in keys:
-            self.limiter.fail(key)
+        self.fail(key, peer)
         raise BadCredentials()
+
+    def blocked_for(self, identity: Identity, peer: str) -> float:
+        """Seconds until ``identity`` may try again from ``peer`` (0: now)."""
+        return max(self.limiter.retry_after(identity.key), self.address_limiter.retry_after(peer))
+
+    def fail(self, key: str, peer: str) -> None:
+        self.limiter.fail(key)
+        self.address_limiter.fail(peer)
 
     async def _check(self, identity: Identity, value: HandleValue, password: bytes) -> bool:
         if value.format != "string":

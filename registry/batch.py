@@ -14,6 +14,7 @@ decisions hold until commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from registry.auth import Identity
+from registry.auth import Identity, verify_secret
 from registry.core import Registry, request_id
 from registry.templates import Templates
 from registry.writes import merge_keeping_stamps, protect_secrets
 from resolver.errors import HandleAlreadyExists, HandleError, HandleNotFound, PrefixNotHomed, ProtocolError
 from resolver.identifiers import Handle, governing_prefix, parse
-from resolver.records import HandleValue, decode_values, values_from_stored, values_to_stored
+from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
 from resolver.responses import answers_errors, json_response
 from resolver.store import StoredRecord
 
@@ -42,6 +43,7 @@ class _Item:
     op: str
     handle: Handle
     values: list[HandleValue] = field(default_factory=list)
+    given: list[HandleValue] = field(default_factory=list)
     template: str | None = None
     stored: str = ""
 
@@ -55,11 +57,22 @@ def _result(text: str, error: HandleError | None = None, **extra: Any) -> dict[s
     return out
 
 
-def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
-    def strip(values: Sequence[HandleValue]) -> list[dict[str, Any]]:
-        return [v.to_json() | {"timestamp": ""} for v in values]
+async def _same_record(stored: Sequence[HandleValue], given: Sequence[HandleValue]) -> bool:
+    """Whether ``given`` (as sent, secrets in the clear) is what ``stored`` holds, timestamps aside.
 
-    return strip(a) == strip(b)
+    A secret key is stored hashed with a fresh salt, so it is compared by verifying the given secret against the
+    stored hash (PBKDF2, off the event loop), not by comparing values.
+    """
+    if [v.index for v in stored] != [v.index for v in given]:
+        return False
+    for old, new in zip(stored, given, strict=True):
+        if new.type_key() in SECRET_TYPES and old.type_key() in SECRET_TYPES:
+            same_meta = (old.type, old.ttl, old.permissions) == (new.type, new.ttl, new.permissions[:2] + "00")
+            if not same_meta or not await asyncio.to_thread(verify_secret, str(old.value), str(new.value).encode()):
+                return False
+        elif old.to_json() | {"timestamp": ""} != new.to_json() | {"timestamp": ""}:
+            return False
+    return True
 
 
 class BatchWrites:
@@ -114,7 +127,8 @@ class BatchWrites:
             raise PrefixNotHomed(handle=handle.text)
         item = _Item(position, raw["op"], handle)
         if item.op != "delete":
-            item.values = await protect_secrets(decode_values(raw.get("values", [])))
+            item.given = decode_values(raw.get("values", []))
+            item.values = await protect_secrets(item.given)
             item.template = await self.templates.check(handle.prefix, item.values)
         return item
 
@@ -149,7 +163,9 @@ class BatchWrites:
                         await registry.authorize_change(identity, item.handle, None, item.values)
                         creates.append(item)
                     elif item.op == "create":
-                        if not _same_values(before, item.values):
+                        # Only the handle's admins may learn whether a retry matches what is stored.
+                        await registry.authorize_change(identity, item.handle, before, before)
+                        if not await _same_record(before, item.given):
                             raise HandleAlreadyExists(handle=text)
                         results[item.position] = _result(text, unchanged=True)
                         continue

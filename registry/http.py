@@ -29,6 +29,7 @@ from resolver.errors import (
     HandleAlreadyExists,
     HandleError,
     HandleNotFound,
+    InvalidHandle,
     InvalidValue,
     PrefixNotHomed,
     ProtocolError,
@@ -127,7 +128,11 @@ class HandleWrites:
         if index_params:
             return await self._add_values(request, handle, values, index_params, overwrite), op
         if flag(request.query, "mintNewSuffix"):
+            if "/" not in text:
+                raise InvalidHandle("mintNewSuffix needs the start of a handle, e.g. 88.118.8/ or 88.118.8/batch-")
             return await self._mint(request, handle, values), "create"
+        if not handle.suffix:
+            raise InvalidHandle("Handle has an empty suffix", handle=text)
         existing = await self._existing(handle)
         if existing is not None and not overwrite:
             raise HandleAlreadyExists(handle=text)

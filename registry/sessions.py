@@ -173,6 +173,8 @@ class Sessions:
 
     @answers_errors
     async def collection_other(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS":  # answered on any channel (transcript G14)
+            return web.Response(headers={"Allow": "POST, OPTIONS"})
         self._secure(request)
         raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=("POST", "OPTIONS"))
 
@@ -215,16 +217,15 @@ class Sessions:
         if fields.get("version", "0") != "0":
             raise ProtocolError("Unsupported version of the Handle authorization scheme")
         auth = self.registry.auth
-        keys = (f"id:{identity.key}", f"ip:{request.remote or '?'}")
-        if max(auth.limiter.retry_after(k) for k in keys) > 0:
+        peer = request.remote or "?"
+        if auth.blocked_for(identity, peer) > 0:
             auth.failures["rate_limited"] += 1
             return None
         kind, alg, message = fields.get("type", "HS_PUBKEY").upper(), fields.get("alg", "SHA256"), nonce + cnonce
         check = verify_keyed if kind == "HS_SECKEY" else verify_signature
         if any(check(value, alg, message, signature) for value in await auth.key_values(identity, kind)):
-            auth.limiter.clear(keys[0])
+            auth.limiter.clear(identity.key)
             return identity
         auth.failures["bad_secret"] += 1
-        for key in keys:
-            auth.limiter.fail(key)
+        auth.fail(identity.key, peer)
         return None

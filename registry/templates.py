@@ -38,6 +38,8 @@ TEMPLATE_INDEX = 1001
 FIRST_ITEM_INDEX = 2000
 _TYPES = frozenset({"string", "number", "date"})
 _STATES = frozenset({"enabled", "disabled"})
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+"""Decimal numbers only: ``float`` alone would also take nan, inf and 1_0."""
 _RANGE = re.compile(r"^\s*([\[(])\s*(-?[\d.]*)\s*,\s*(-?[\d.]*)\s*([\])])\s*$")
 _DATE_TOKENS = (("YYYY", "%Y"), ("MM", "%m"), ("DD", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))
 MAX_ITEMS = 500
@@ -124,17 +126,19 @@ def _item_problem(item: dict[str, Any], value: HandleValue) -> str | None:
     if "maxLength" in item and len(text) > item["maxLength"]:
         return f"longer than {item['maxLength']} characters"
     if item["type"] == "number":
-        try:
-            number = float(text)
-        except ValueError:
+        if not _NUMBER.fullmatch(text):
             return f"{text[:40]!r} is not a number"
+        number = float(text)
         if "numberRange" in item and not _in_range(number, item["numberRange"]):
             return f"{text} is outside {item['numberRange']}"
     if item["type"] == "date":
         pattern = item.get("dateFormat", "YYYY-MM-DD")
+        directive = _strftime_pattern(pattern)
         try:
-            datetime.strptime(text, _strftime_pattern(pattern))
+            exact = datetime.strptime(text, directive).strftime(directive) == text  # strptime takes "3" for MM
         except ValueError:
+            exact = False
+        if not exact:
             return f"{text[:40]!r} is not a date in the format {pattern}"
     return None
 
@@ -207,7 +211,7 @@ class Templates:
         if problems:
             self.registry.counts.template_failures += 1
             raise InvalidValue(f"Does not match data template {reference[1]}: " + "; ".join(problems))
-        return f"{reference[0]}/{reference[1]}"
+        return f"{ascii_upper(reference[0])}/{reference[1]}"
 
     def _names(self, request: web.Request) -> tuple[str, str]:
         prefix = validate_text(request.match_info["prefix"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from resolver.embedded import EmbeddedPostgres
 from resolver.store import apply_migrations
-from tests.support import Node, home, start_node, with_database
+from tests.support import Node, fresh_database, home, start_node, with_database
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +58,8 @@ async def template_database(server_dsn: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database(server_dsn: str, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated, empty database for one test; yields its DSN."""
-    name = f"idnode_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-        yield with_database(server_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database(server_dsn, template_database) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import socket
@@ -11,11 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -24,6 +26,8 @@ import yarl
 from aiohttp import web
 
 from registry.app import extensions as registry_extensions
+from registry.enterprises import Credentials, add_operator, onboard
+from registry.tls import ensure_self_signed
 from resolver.app import create_app
 from resolver.config import Settings
 from resolver.identifiers import ascii_upper
@@ -103,6 +107,12 @@ class Node:
             body = await response.read()
             return response.status, _decode(response, body), response
 
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        """Any method on ``path`` (sent as written); returns status, decoded body and the response."""
+        async with self.http.request(method, self.raw_url(path), allow_redirects=False, **kwargs) as response:
+            body = await response.read()
+            return response.status, _decode(response, body), response
+
 
 def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
     if response.content_type == "application/json" and body:
@@ -169,3 +179,75 @@ async def eventually(check: Any, timeout: float = 1.0, interval: float = 0.02) -
         await asyncio.sleep(interval)
         result = await check()
     return result
+
+
+# --- registry helpers: credentials, secure channels, enterprises ------------------------------------------
+
+SECURE = {"X-Forwarded-Proto": "https"}
+"""What a trusted TLS-terminating proxy adds; start the node with ``trusted_proxies=("127.0.0.1",)``."""
+
+
+def basic(identity: str, secret: str) -> dict[str, str]:
+    """``Authorization: Basic`` for ``index:handle``, the username percent-encoded as Handle.Net wants (§4.1)."""
+    token = base64.b64encode(f"{quote(identity, safe='')}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def secure_basic(identity: str, secret: str) -> dict[str, str]:
+    """Basic credentials sent through the trusted proxy (a secure channel)."""
+    return {**SECURE, **basic(identity, secret)}
+
+
+async def onboard_enterprise(dsn: str, prefix: str, *, name: str | None = None) -> Credentials:
+    """Onboard the enterprise of ``prefix`` (homes it); returns its ``Credentials`` (``300:<prefix>/ADMIN``)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await onboard(
+            pool, prefix, name=name or f"Enterprise {prefix}", credit_code=None, contact=None, actor="test"
+        )
+    finally:
+        await pool.close()
+
+
+async def add_node_operator(dsn: str, handle: str) -> Credentials:
+    """A node operator identity ``300:<handle>`` (its prefix is homed first); returns its ``Credentials``."""
+    await home(dsn, handle.split("/", 1)[0])
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await add_operator(pool, handle, actor="test")
+    finally:
+        await pool.close()
+
+
+def self_signed_context(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for 127.0.0.1 generated into ``directory``."""
+    cert, key = ensure_self_signed(directory)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def running_node(
+    dsn: str, settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Node]:
+    """A full node on 127.0.0.1 with a client session (that does not verify certificates) for it."""
+    runner, url, app = await start_node(dsn, settings, ssl_context=ssl_context)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+            yield Node(url, app, dsn, http)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_dsn: str, template: str) -> AsyncIterator[str]:
+    """Like the ``database`` fixture, for a module-scoped fixture whose tests share one database."""
+    name = f"idnode_m_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        yield with_database(server_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Compatibility tests: real third-party clients against a live node."""
