@@ -38,7 +38,6 @@ _STYLE = (
     ".v{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:.7rem .9rem;margin:.6rem 0}"
     ".t{font-weight:600}.i{color:#57606a;font-size:.85rem}.d{word-break:break-all;margin-top:.25rem}"
     "a{color:#0969da}footer{color:#57606a;font-size:.8rem;margin-top:1.5rem}"
-    "input{font-size:1rem;padding:.5rem;width:70%}button{font-size:1rem;padding:.5rem .9rem}"
 )
 
 
