@@ -1,0 +1,103 @@
+"""The scenario catalogue: what each scenario sends, to which server, and what answers it expects.
+
+Targets (each started once per run, in this order, by ``suite.py``):
+
+- ``hello``: aiohttp hello-world, one process on the server core: the Python baseline.
+- ``nginx``: Debian's nginx, one worker, a static ~400-byte JSON file: the "physical limit".
+- ``node``: idnode with its default cache, on the server core. The hot set (records ``0 .. hot_keys-1``) is
+  cached through ``/api/resolve`` before the first run, so the cached scenarios never miss.
+- ``node-cold``: idnode with ``IDNODE_CACHE_MAX_ENTRIES`` = ``cold_cache_entries`` (1,000): uniform keys over
+  all records make nearly every look-up a PostgreSQL point select.
+- ``hello-w2`` / ``node-w2``: two worker processes sharing the port, nothing pinned, two wrk threads (the
+  anchors' §2c set-up); wrk shares the two cores with the servers.
+
+Key sets: cached look-ups draw Zipf-distributed ranks over the hot set; cold look-ups draw uniformly over all
+records; "404 (cold)" draws uniformly over a billion numbers that were never loaded (each a miss, then a
+negative entry); "404 (cached)" draws Zipf over 1,000 absent numbers, which the warm-up turns into negative
+entries. Batches draw uniformly over the hot set, so every identifier is a cache hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks.dataset import ABSENT_BASE
+from benchmarks.lua import Keys, batch_script, get_script, static_script
+from benchmarks.plan import Plan
+
+__all__ = ["TARGETS", "Scenario", "absent_hot_numbers", "catalogue"]
+
+TARGETS = ("hello", "nginx", "node", "node-cold", "hello-w2", "node-w2")
+_ABSENT_SPAN = 1_000_000_000 - ABSENT_BASE - 1
+_ABSENT_HOT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One kind of request stream against one target."""
+
+    name: str
+    title: str
+    target: str
+    script: str
+    path: str = "/"
+    items_per_request: int = 1
+    expect_status_errors: bool = False
+    sweep: bool = False
+    """Run at ``plan.sweep_connections`` (the baselines and the cached look-up) instead of ``plan.connections``."""
+
+    def connections(self, plan: Plan) -> tuple[int, ...]:
+        if self.target.endswith("-w2"):
+            return (plan.workers2_connections,)
+        return plan.sweep_connections if self.sweep else plan.connections
+
+
+def catalogue(plan: Plan) -> list[Scenario]:
+    """Every timed scenario of a run, in the order it is run."""
+    hot = Keys.zipf(0, plan.hot_keys, plan.zipf_exponent)
+    scenarios = [
+        Scenario("hello", "aiohttp hello-world (uvloop)", "hello", static_script(), path="/hello", sweep=True),
+        Scenario("nginx", "nginx static 400 B JSON", "nginx", static_script(), path="/static.json", sweep=True),
+        Scenario("cached", "cached look-up (Zipf)", "node", get_script("/api/handles/", hot), sweep=True),
+        Scenario("proxy", "proxy redirect 302 (Zipf, cached)", "node", get_script("/", hot)),
+        Scenario(
+            "notfound_cached",
+            "404, negative-cached (Zipf over 1,000)",
+            "node",
+            get_script("/api/handles/", Keys.zipf(ABSENT_BASE, _ABSENT_HOT, plan.zipf_exponent)),
+            expect_status_errors=True,
+        ),
+        Scenario(
+            "notfound_cold",
+            "404, uncached (uniform over 10⁸ absent keys)",
+            "node",
+            get_script("/api/handles/", Keys.uniform(ABSENT_BASE + _ABSENT_HOT, _ABSENT_SPAN - _ABSENT_HOT)),
+            expect_status_errors=True,
+        ),
+    ]
+    for size in plan.batch_sizes:
+        scenarios.append(
+            Scenario(
+                f"batch{size}",
+                f"batch resolve, {size} ids/request (cached)",
+                "node",
+                batch_script(Keys.uniform(0, plan.hot_keys), size),
+                items_per_request=size,
+            )
+        )
+    scenarios += [
+        Scenario(
+            "cold",
+            f"cold look-up (uniform, cache {plan.cold_cache_entries:,})",
+            "node-cold",
+            get_script("/api/handles/", Keys.uniform(0, plan.records)),
+        ),
+        Scenario("hello_w2", "aiohttp hello-world, 2 workers", "hello-w2", static_script(), path="/hello"),
+        Scenario("cached_w2", "cached look-up (Zipf), 2 workers", "node-w2", get_script("/api/handles/", hot)),
+    ]
+    return scenarios
+
+
+def absent_hot_numbers() -> range:
+    """The absent records of the "404 (cached)" scenario, to turn into negative entries before it runs."""
+    return range(ABSENT_BASE, ABSENT_BASE + _ABSENT_HOT)
