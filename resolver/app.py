@@ -24,12 +24,13 @@ from resolver.answers import build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
-from resolver.http import HandlesEndpoint, api_not_found
+from resolver.http import HANDLES_PREFIX, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
 from resolver.metrics import REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, json_response
+from resolver.router import new_application
 from resolver.store import Store, connect
 
 __all__ = [
@@ -89,12 +90,13 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     )
     collector = NodeCollector(metrics, cache.stats, listener, store.pool, workers=settings.workers)
 
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app, router = new_application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[STORE], app[CACHE], app[PREFIXES] = settings, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[REGISTRY] = metrics, collector, new_registry(collector)
 
-    app.add_routes(endpoint.routes())
+    hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
+    router.set_hot(HANDLES_PREFIX, hot_route)
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", scrape)])
     for extend in extensions:
         extend(app)

@@ -48,9 +48,9 @@ from resolver.responses import (
     with_cors,
 )
 
-__all__ = ["HandlesEndpoint", "Reader", "api_not_found"]
+__all__ = ["HANDLES_PREFIX", "HandlesEndpoint", "Reader", "api_not_found"]
 
-_PREFIX = "/api/handles/"
+HANDLES_PREFIX = _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
 _CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
 _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"

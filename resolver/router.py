@@ -1,0 +1,52 @@
+"""Routing that sends look-ups straight to their handler, without walking aiohttp's route table.
+
+aiohttp's ``UrlDispatcher.resolve`` walks the path backwards part by part, then matches a regex, for every
+request: measured on a cached look-up (benchmarks, 2026-11-29) that walk cost about 7 µs of the 43 µs a request
+took, more than everything idnode's own hot handler does. ``HotRouter`` checks the one route that matters first
+(GET/HEAD under ``/api/handles/``) with a prefix test on the raw path and hands everything else to the ordinary
+table, so 404/405 handling and every other route behave exactly as before.
+
+aiohttp 3 takes a custom router only through ``Application(router=...)``, which it marks deprecated; the warning
+is silenced in ``new_application`` and the dependency is pinned below aiohttp 4.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from aiohttp import web
+
+__all__ = ["HotRouter", "new_application"]
+
+_HOT_METHODS = frozenset({"GET", "HEAD"})
+
+
+class HotRouter(web.UrlDispatcher):
+    """A ``UrlDispatcher`` with one fast path: a route claimed by :meth:`set_hot` for a raw-path prefix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hot_prefix = ""
+        self._hot_route: web.AbstractRoute | None = None
+
+    def set_hot(self, prefix: str, route: web.AbstractRoute) -> None:
+        """GET and HEAD requests whose raw path starts with ``prefix`` go to ``route`` (its handler reads the path
+        itself; ``match_info`` is empty)."""
+        if not prefix.startswith("/") or route.method != "GET":
+            raise ValueError("router: the hot route must be a GET route under an absolute path prefix")
+        self._hot_prefix, self._hot_route = prefix, route
+
+    async def resolve(self, request: web.Request) -> web.UrlMappingMatchInfo:  # type: ignore[override]
+        route = self._hot_route
+        if route is not None and request.method in _HOT_METHODS and request.raw_path.startswith(self._hot_prefix):
+            return web.UrlMappingMatchInfo({}, route)
+        return await super().resolve(request)  # type: ignore[return-value]
+
+
+def new_application(*, client_max_size: int) -> tuple[web.Application, HotRouter]:
+    """An ``Application`` that routes with a :class:`HotRouter` (see the module docstring)."""
+    router = HotRouter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = web.Application(router=router, client_max_size=client_max_size)
+    return app, router
