@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from resolver.cache import CacheEntry
 from resolver.identifiers import ascii_upper
+from resolver.pages import safe_location
 from resolver.records import (
     DEFAULT_TTL,
     HandleValue,
@@ -34,7 +35,7 @@ def build_entry(record: StoredRecord) -> CacheEntry:
         record.handle,
         record.version,
         encode_record(record.handle, public),
-        location=target.value if target is not None else None,
+        location=safe_location(target.value) if target is not None else None,
         min_ttl=_seconds(target.ttl) if target is not None else DEFAULT_TTL,
         stored=None if len(public) == len(values) else record.values,
     )

@@ -101,7 +101,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     for extend in extensions:
         extend(app)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    app.add_routes(Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes).routes())
+    proxy_routes = app.add_routes(Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes).routes())
+    router.set_fallback(proxy_routes[-1])  # GET /{handle}: every path no other route claims
 
     async def start_listening(_app: web.Application) -> None:
         await listener.start(timeout=LISTEN_START_TIMEOUT)

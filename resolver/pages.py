@@ -14,7 +14,16 @@ from urllib.parse import quote
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
-__all__ = ["error_page", "home_page", "not_found_page", "redirect_page", "values_page"]
+__all__ = ["error_page", "home_page", "not_found_page", "redirect_page", "safe_location", "values_page"]
+
+_LOCATION_SAFE = ":/?#[]@!$&'()*+,;=%~"
+
+
+def safe_location(url: str) -> str:
+    """``url`` as a header-safe URI: non-ASCII, spaces, quotes, angle brackets and controls percent-encoded, so a
+    stored value can never split the ``Location`` header (IRI → URI, as the Handle proxy does)."""
+    return quote(url, safe=_LOCATION_SAFE)
+
 
 _ADMIN_NAMES = (
     "list handles",
