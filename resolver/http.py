@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import MultiDict, MultiMapping
+from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from resolver.answers import render
 from resolver.cache import CacheEntry
@@ -54,6 +54,9 @@ HANDLES_PREFIX = _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
 _CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
 _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
+_NO_PARAMS: MultiMapping[Any] = MultiDictProxy(MultiDict())
+_NOT_FOUND_HEAD = b'{"responseCode":100,"message":"Handle not found","handle":'
+"""The start of ``HandleNotFound().body()`` encoded; ``test_http_read`` checks the two agree."""
 _HISTORY = "/history"
 """``GET /api/handles/<h>/history`` lists the versions of ``<h>`` when ``<h>/history`` is not a handle itself."""
 _ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
@@ -98,6 +101,7 @@ class HandlesEndpoint:
         self.methods: dict[str, Handler] = {"POST": self.post_handle, "OPTIONS": self.options}
         self.history: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = None
         self._cache_get = lookup.cache.get
+        self._is_absent = lookup.cache.is_absent
         self._counts = metrics.lookups["rest"]
         self._observe = metrics.latency["rest"].observe
 
@@ -114,16 +118,23 @@ class HandlesEndpoint:
         spelling is answered with the bytes encoded when it was cached: no await, no JSON, no logging."""
         started = perf_counter()
         raw = request.raw_path
-        entry = None
         if "?" not in raw and "%" not in raw:
             text = raw[_SKIP:]
-            entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
-            if entry is not None and entry.handle == text and "Origin" not in request.headers:
+            key = text.upper() if text.isascii() else ascii_upper(text)
+            entry = self._cache_get(key)
+            plain = "Origin" not in request.headers
+            if entry is not None and entry.handle == text and plain:
                 self._counts.hit += 1
                 response = web.Response(body=entry.body, headers=JSON_HEADERS)
-                self._observe(perf_counter() - started)
-                return response
-        response = await self._get(request, request.query, entry)
+            elif entry is None and plain and text and self._is_absent(key):
+                # A remembered absence: the text was validated when it was first looked up.
+                self._counts.negative_hit += 1
+                body = _NOT_FOUND_HEAD + orjson.dumps(text) + b"}"
+                response = web.Response(body=body, status=404, headers=JSON_HEADERS)
+            else:
+                response = await self._get(request, _NO_PARAMS, entry)
+        else:
+            response = await self._get(request, request.query, None)
         self._observe(perf_counter() - started)
         return response
 

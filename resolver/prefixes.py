@@ -15,23 +15,33 @@ from resolver.store import PrefixRow
 
 __all__ = ["PrefixTable"]
 
+_MAX_REMEMBERED = 10_000
+
 
 class PrefixTable:
     """Homed (and, later, delegated) prefixes by ASCII-upper-cased key."""
 
-    __slots__ = ("_kinds",)
+    __slots__ = ("_answers", "_kinds")
 
     def __init__(self, rows: Iterable[PrefixRow] = ()) -> None:
         self._kinds: dict[str, str] = {}
+        self._answers: dict[str, bool] = {}
         self.replace(rows)
 
     def replace(self, rows: Iterable[PrefixRow]) -> None:
         self._kinds = {row.key: row.kind for row in rows}
+        self._answers = {}
 
     def homes(self, prefix: str) -> bool:
-        """True when ``prefix`` or an ancestor of it is homed here."""
-        kinds = self._kinds
-        return any(kinds.get(p) == "homed" for p in prefix_chain(ascii_upper(prefix)))
+        """True when ``prefix`` or an ancestor of it is homed here (answers remembered until the table changes)."""
+        answer = self._answers.get(prefix)
+        if answer is None:
+            kinds = self._kinds
+            answer = any(kinds.get(p) == "homed" for p in prefix_chain(ascii_upper(prefix)))
+            if len(self._answers) >= _MAX_REMEMBERED:
+                self._answers.clear()
+            self._answers[prefix] = answer
+        return answer
 
     def __len__(self) -> int:
         return len(self._kinds)

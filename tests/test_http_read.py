@@ -272,3 +272,16 @@ async def test_health_and_readiness(xyz: Node) -> None:
     status, body, _ = await xyz.get("/readyz")
     assert status == 200
     assert body["status"] == "ready" and body["listening"] is True and body["schema_version"] >= 1
+
+
+async def test_negative_cache_hit_answers_exactly_like_the_first_404(xyz: Node) -> None:
+    from resolver.app import CACHE
+    from resolver.errors import HandleNotFound
+
+    for path, handle in (("88.TEST/absent-1", "88.TEST/absent-1"), ("88.TEST/absent-%C3%A9", "88.TEST/absent-é")):
+        first = await _raw(xyz, f"/api/handles/{path}")
+        before = xyz.app[CACHE].negative_hits
+        second = await _raw(xyz, f"/api/handles/{path}")
+        assert xyz.app[CACHE].negative_hits == before + 1
+        assert first[:2] == second[:2] == (404, orjson.dumps(HandleNotFound(handle=handle).body()))
+        assert second[2]["Content-Type"] == "application/json;charset=UTF-8"
