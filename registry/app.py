@@ -3,7 +3,8 @@
 ``resolver.app.create_app`` calls each extension after the read routes and before its catch-all routes. The
 registry extension, in order:
 1. decides what a secure channel is (TLS, or a trusted proxy's ``X-Forwarded-Proto: https``);
-2. builds the authenticator and the shared ``Registry`` over the read path's lookup, cache and pool;
+2. builds the authenticator and the shared ``Registry`` over the read path's lookup, cache and pool, and opens
+   a second pool for write transactions at start (why: ``Registry.open_writes``);
 3. plugs PUT/DELETE/listing/history into the read API's ``/api/handles`` endpoint (one route per path, so the
    hot GET route stays first and untouched) and lets authenticated readers ask for ``publicOnly=false``;
 4. adds its own routes (prefixes, sessions, templates, batch, reverse look-up, OpenAPI);
@@ -24,10 +25,11 @@ from registry.prefixes import PrefixesAPI
 from registry.search import ReverseLookup
 from registry.sessions import Sessions
 from registry.templates import Templates
-from resolver.app import COLLECTOR, ENDPOINT, LOOKUP, SETTINGS, STORE, Extension
+from resolver.app import COLLECTOR, DSN, ENDPOINT, LOOKUP, SETTINGS, STORE, Extension
 from resolver.errors import HandleError
 from resolver.identifiers import parse
 from resolver.responses import SECURE_CHECK
+from resolver.store import close_pool, connect
 
 __all__ = ["REGISTRY", "extensions"]
 
@@ -49,6 +51,15 @@ def _install(app: web.Application) -> None:
         max_batch=settings.max_batch,
     )
     app[REGISTRY] = registry
+
+    async def open_writes(_app: web.Application) -> None:
+        registry.open_writes((await connect(app[DSN], settings.database)).pool)
+
+    async def close_writes(_app: web.Application) -> None:
+        await close_pool(registry.writer.pool)
+
+    app.on_startup.append(open_writes)
+    app.on_cleanup.append(close_writes)
     sessions = Sessions(registry)
     authenticator.sessions = sessions.identify
     templates = Templates(registry)

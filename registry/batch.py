@@ -139,7 +139,7 @@ class BatchWrites:
         creates: list[_Item] = []
         updates: list[_Item] = []
         deletes: list[_Item] = []
-        async with registry.pool.acquire() as con, con.transaction():
+        async with registry.writer.pool.acquire() as con, con.transaction():
             await con.execute(
                 "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)",
                 str(identity),

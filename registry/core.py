@@ -20,7 +20,7 @@ from registry.auth import Authenticator, Identity
 from registry.permissions import Perm, Permissions, admin_permissions
 from registry.writes import Writer
 from resolver.answers import build_entry
-from resolver.cache import Cache
+from resolver.cache import Cache, CacheEntry
 from resolver.errors import AuthenticationNeeded, HandleError
 from resolver.identifiers import Handle, ascii_upper, parse
 from resolver.lookup import Lookup
@@ -97,7 +97,7 @@ class Registry:
         self.lookup = lookup
         self.cache: Cache = lookup.cache
         self.pool = pool
-        self.writer = Writer(pool)
+        self._writer: Writer | None = None
         self.auth = authenticator
         self.permissions = Permissions(self.values_of, self.is_operator)
         self.max_handle_bytes = max_handle_bytes
@@ -108,6 +108,24 @@ class Registry:
         self._operators_loaded = float("-inf")
         self._clock = clock
         self._internal = LookupCounts()
+
+    @property
+    def writer(self) -> Writer:
+        """Write transactions, on a pool of their own (see ``open_writes``)."""
+        if self._writer is None:
+            raise RuntimeError("registry: writes are not open yet (app not started)")
+        return self._writer
+
+    def open_writes(self, pool: asyncpg.Pool) -> None:
+        """Give write transactions their own pool.
+
+        A write transaction holds its connection while it authorizes, and authorizing may load records through
+        the cache, which borrows from the read pool. On one shared pool, as many concurrent writes as the pool
+        has connections would each wait for a connection none of them releases (seen under load: every
+        connection "idle in transaction" on the row lock). With two pools no cycle is possible: write
+        connections wait on read connections, never the reverse.
+        """
+        self._writer = Writer(pool)
 
     # --- identity and permission --------------------------------------------------------------------------
 
@@ -133,13 +151,17 @@ class Registry:
             self._operators_loaded = now
         return name in self._operators
 
-    async def values_of(self, text: str) -> Sequence[HandleValue] | None:
-        """All values of a handle through the cache (None when absent or not homed)."""
+    async def entry_of(self, text: str) -> CacheEntry | None:
+        """A handle's cache entry, loaded if needed (None when absent or not homed)."""
         try:
-            entry = await self.lookup.resolve(parse(text), self._internal)
+            return await self.lookup.resolve(parse(text), self._internal)
         except HandleError:
             return None
-        return entry.values
+
+    async def values_of(self, text: str) -> Sequence[HandleValue] | None:
+        """All values of a handle through the cache (None when absent or not homed)."""
+        entry = await self.entry_of(text)
+        return None if entry is None else entry.values
 
     async def authorize_change(
         self,

@@ -24,7 +24,7 @@ from registry.auth import Identity
 from registry.core import Registry, request_id
 from registry.permissions import Perm, admin_permissions
 from registry.templates import Templates
-from registry.writes import Guard, WriteResult
+from registry.writes import ABSENT, Guard, Seen, WriteResult
 from resolver.errors import (
     HandleAlreadyExists,
     HandleError,
@@ -133,12 +133,13 @@ class HandleWrites:
             return await self._mint(request, handle, values), "create"
         if not handle.suffix:
             raise InvalidHandle("Handle has an empty suffix", handle=text)
-        existing = await self._existing(handle)
-        if existing is not None and not overwrite:
+        entry = await self.registry.entry_of(handle.name)
+        if entry is not None and not overwrite:
             raise HandleAlreadyExists(handle=text)
         identity = await self.registry.identity(request, text)
+        seen: Seen = ABSENT if entry is None else (entry.version, entry.values)
         result = await self.registry.writer.put_record(
-            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle)
+            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle), seen=seen
         )
         return self._written(result, text), "create" if result.created else "replace"
 

@@ -25,7 +25,7 @@ from resolver.identifiers import Handle
 from resolver.records import SECRET_PLACEHOLDER, SECRET_TYPES, HandleValue, values_from_stored, values_to_stored
 from resolver.store import StoredRecord
 
-__all__ = ["Authorize", "Guard", "Validate", "WriteResult", "Writer", "protect_secrets"]
+__all__ = ["ABSENT", "Authorize", "Guard", "Seen", "Validate", "WriteResult", "Writer", "protect_secrets"]
 
 Authorize = Callable[[Sequence[HandleValue] | None, Sequence[HandleValue] | None], Awaitable[None]]
 """``authorize(before, after)``: the locked record before (None: absent) and after (None: deleted)."""
@@ -38,9 +38,31 @@ _INSERT = (
     'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
     "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (handle_key) DO NOTHING RETURNING version"
 )
+# One statement each: its implicit transaction carries the actor (set in the CTE) to the triggers.
+_INSERT_ALONE = (
+    "WITH actor AS (SELECT set_config('idnode.actor', $6, true), set_config('idnode.request_id', $7, true)) "
+    'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+    "SELECT $1, $2, $3, $4::jsonb, $5 FROM actor ON CONFLICT (handle_key) DO NOTHING RETURNING version"
+)
+_UPDATE_IF = (
+    "WITH actor AS (SELECT set_config('idnode.actor', $5, true), set_config('idnode.request_id', $6, true)) "
+    'UPDATE handles SET "values" = $2::jsonb, template_version = $3 FROM actor '
+    "WHERE handle_key = $1 AND version = $4 RETURNING handle, version"
+)
 _UPDATE = (
     'UPDATE handles SET "values" = $2::jsonb, template_version = $3 WHERE handle_key = $1 RETURNING handle, version'
 )
+
+
+class _Absent:
+    """The caller saw no record (a sentinel, distinct from "did not look")."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+Seen = _Absent | tuple[int, Sequence[HandleValue]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +141,33 @@ class Writer:
         self.pool = pool
 
     async def put_record(
-        self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool, guard: Guard
+        self,
+        handle: Handle,
+        values: Sequence[HandleValue],
+        *,
+        overwrite: bool,
+        guard: Guard,
+        seen: Seen | None = None,
     ) -> WriteResult:
-        """Create, or with ``overwrite`` replace, the whole record (PUT without ``index``)."""
+        """Create, or with ``overwrite`` replace, the whole record (PUT without ``index``).
+
+        ``seen`` is what the caller's cache showed: ``ABSENT``, or ``(version, values)`` of the record. Then the
+        write is first tried as one statement (no transaction to open, no lock round trip): an INSERT that
+        yields to an existing row, or an UPDATE that only applies if the version is still the one authorized
+        against. If the store moved on, the locked transaction below decides.
+        """
+        if seen is ABSENT:
+            result = await self._insert(handle, values, guard)
+            if result is not None:
+                return result
+            if not overwrite:
+                raise HandleAlreadyExists(handle=handle.text)
+        elif seen is not None and overwrite:
+            version, before = seen
+            after = merge_keeping_stamps(before, await protect_secrets(values, before))
+            result = await self._update_if(handle, version, before, after, guard)
+            if result is not None:
+                return result
         async with self.pool.acquire() as con, con.transaction():
             await _set_actor(con, guard)
             row = await con.fetchrow(_LOCK, handle.key)
@@ -141,6 +187,36 @@ class Writer:
             before = values_from_stored(row[1])
             after = merge_keeping_stamps(before, await protect_secrets(values, before))
             return await _update(con, handle, before, after, guard, created=False)
+
+    async def _insert(self, handle: Handle, values: Sequence[HandleValue], guard: Guard) -> WriteResult | None:
+        """One-statement create; None when the handle exists."""
+        after = await protect_secrets(values)
+        await guard.authorize(None, after)
+        template = await guard.validate(after)
+        stored = values_to_stored(after).decode()
+        version = await self.pool.fetchval(
+            _INSERT_ALONE, handle.key, handle.name, handle.prefix_key, stored, template, guard.actor, guard.request_id
+        )
+        if version is None:
+            return None
+        return WriteResult(StoredRecord(handle.key, handle.name, version, stored), created=True)
+
+    async def _update_if(
+        self,
+        handle: Handle,
+        version: int,
+        before: Sequence[HandleValue],
+        after: Sequence[HandleValue],
+        guard: Guard,
+    ) -> WriteResult | None:
+        """One-statement replace, applied only if the record is still at ``version``; None otherwise."""
+        await guard.authorize(before, after)
+        template = await guard.validate(after)
+        stored = values_to_stored(after).decode()
+        row = await self.pool.fetchrow(_UPDATE_IF, handle.key, stored, template, version, guard.actor, guard.request_id)
+        if row is None:
+            return None
+        return WriteResult(StoredRecord(handle.key, row[0], row[1], stored), created=False)
 
     async def add_values(
         self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool, guard: Guard

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DSN: web.AppKey[str] = web.AppKey("dsn")
 STORE: web.AppKey[Store] = web.AppKey("store")
 CACHE: web.AppKey[Cache] = web.AppKey("cache")
 PREFIXES: web.AppKey[PrefixTable] = web.AppKey("prefixes")
@@ -91,7 +92,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     collector = NodeCollector(metrics, cache.stats, listener, store.pool, workers=settings.workers)
 
     app, router = new_application(client_max_size=settings.max_body_bytes)
-    app[SETTINGS], app[STORE], app[CACHE], app[PREFIXES] = settings, store, cache, prefixes
+    app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[REGISTRY] = metrics, collector, new_registry(collector)
 

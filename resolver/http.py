@@ -126,7 +126,7 @@ class HandlesEndpoint:
             if entry is not None and entry.handle == text and plain:
                 self._counts.hit += 1
                 response = web.Response(body=entry.body, headers=JSON_HEADERS)
-            elif entry is None and plain and text and self._is_absent(key):
+            elif entry is None and plain and text and not text.endswith(_HISTORY) and self._is_absent(key):
                 # A remembered absence: the text was validated when it was first looked up.
                 self._counts.negative_hit += 1
                 body = _NOT_FOUND_HEAD + orjson.dumps(text) + b"}"

@@ -15,6 +15,7 @@ history and notify every node, so a write by plain SQL is seen by the caches too
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,9 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close gracefully, but never hang a shutdown on a connection that is not coming back."""
+        await close_pool(self.pool, timeout)
 
     async def fetch_records(self, keys: Sequence[str]) -> list[StoredRecord]:
         """The stored records among ``keys`` (absent keys are simply missing from the result)."""
@@ -140,6 +142,15 @@ class Store:
                 chunk = rows[start : start + _WRITE_CHUNK]
                 written += await con.fetchval(statement, *(list(column) for column in zip(*chunk, strict=True)))
         return written
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float = 10.0) -> None:
+    """``pool.close()`` bounded by ``timeout``, then ``terminate()`` for whatever is still held."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except TimeoutError:
+        log.warning("store: connections still busy after %.0fs; terminating them", timeout)
+        pool.terminate()
 
 
 async def _set_actor(con: asyncpg.Connection, actor: str, request_id: str | None) -> None:

@@ -568,3 +568,24 @@ async def test_an_admin_may_send_the_placeholder_back_and_the_stored_secret_key_
     status, body, _ = await site.get("88.TEST/keyholder?publicOnly=false", headers=keyholder)
     assert status == 200
     assert body["handle"] == "88.TEST/keyholder"
+
+
+async def test_more_concurrent_writes_than_pool_connections_all_complete(database: str) -> None:
+    """Pool exhaustion: each write holds a connection while authorizing, and authorizing loads records through
+    the cache. With one shared pool of 2, twenty writes whose authorization misses the cache deadlocked."""
+    from resolver.app import CACHE
+    from resolver.config import DatabaseSettings
+
+    admin = await onboard_enterprise(database, "88.TEST")
+    settings = Settings(registry=TRUSTING.registry, database=DatabaseSettings(pool_min=1, pool_max=2))
+    async with running_node(database, settings) as node:
+        headers = {**secure_basic(admin.identity, admin.secret), "Content-Type": "application/json"}
+
+        async def put(n: int) -> int:
+            node.app[CACHE].flush()  # authorization must load 0.NA/88.TEST and its admin group again
+            url = node.url + f"/api/handles/88.TEST/pool-{n}?overwrite=false"
+            async with node.http.put(url, json={"values": [PLAIN_VALUES[0], HS_ADMIN]}, headers=headers) as r:
+                return r.status
+
+        statuses = await asyncio.wait_for(asyncio.gather(*(put(n) for n in range(20))), timeout=60)
+        assert statuses == [201] * 20
