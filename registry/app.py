@@ -41,7 +41,7 @@ def _install(app: web.Application) -> None:
     is_secure = secure_check(settings.registry)
     app[SECURE_CHECK] = is_secure
     lookup = app[LOOKUP]
-    authenticator = Authenticator(lookup, settings.registry, is_secure)
+    authenticator = Authenticator(settings.registry, is_secure)
     registry = Registry(
         lookup=lookup,
         pool=app[STORE].pool,
@@ -51,6 +51,7 @@ def _install(app: web.Application) -> None:
         max_batch=settings.max_batch,
     )
     app[REGISTRY] = registry
+    authenticator.values_of = registry.values_of
 
     async def open_writes(_app: web.Application) -> None:
         registry.open_writes((await connect(app[DSN], settings.database)).pool)

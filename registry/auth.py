@@ -29,7 +29,7 @@ import os
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -38,10 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from resolver.config import RegistrySettings
-from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, TooManyFailures
-from resolver.identifiers import ascii_upper, parse
-from resolver.lookup import Lookup
-from resolver.metrics import LookupCounts
+from resolver.errors import AuthenticationFailed, BadCredentials, TooManyFailures
+from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
 __all__ = [
@@ -218,29 +216,25 @@ class FailureLimiter:
 
 
 class Authenticator:
-    """Turns a request's credentials into an :class:`Identity` (or None for an anonymous request).
-
-    ``sessions`` resolves ``Authorization: Handle sessionId="..."`` headers (``registry/sessions.py``).
-    """
+    """Turns a request's credentials into an :class:`Identity` (or None for an anonymous request)."""
 
     def __init__(
         self,
-        lookup: Lookup,
         settings: RegistrySettings,
         is_secure: Callable[[web.Request], bool],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.lookup = lookup
         self.is_secure = is_secure
         self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window, clock)
         # One address may carry many users (NAT, a company proxy): it gets a wider allowance than one identity.
         self.address_limiter = FailureLimiter(
             settings.auth_failure_limit * _ADDRESS_FACTOR, settings.auth_failure_window, clock
         )
-        self.sessions: Callable[[web.Request, dict[str, str]], object] | None = None
+        # Hooks set when the registry is wired (registry/app.py): how to read a handle's values, and sessions.
+        self.values_of: Callable[[str], Awaitable[Sequence[HandleValue] | None]] | None = None
+        self.sessions: Callable[[web.Request, dict[str, str]], Awaitable[Identity | None]] | None = None
         self._verified: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
-        self._internal = LookupCounts()  # identity look-ups are not client look-ups
         self.failures: dict[str, int] = {"bad_secret": 0, "unknown_identity": 0, "malformed": 0, "rate_limited": 0}
 
     async def identify(self, request: web.Request) -> Identity | None:
@@ -258,7 +252,7 @@ class Authenticator:
             return identity
         if scheme == "handle" and self.sessions is not None:
             fields = parse_handle_authorization(header)
-            return await self.sessions(request, fields)  # type: ignore[misc]
+            return await self.sessions(request, fields)
         return None
 
     def _parse(self, header: str) -> tuple[Identity, bytes]:
@@ -270,11 +264,8 @@ class Authenticator:
 
     async def key_values(self, identity: Identity, kind: str) -> list[HandleValue]:
         """The ``kind`` (HS_SECKEY or HS_PUBKEY) values that can prove ``identity`` (index 0: any of them)."""
-        try:
-            entry = await self.lookup.resolve(parse(identity.handle, bare_is_prefix=False), self._internal)
-        except HandleError:
-            return []
-        return [v for v in entry.values if v.type_key() == kind and identity.index in (0, v.index)]
+        values = await self.values_of(identity.handle) if self.values_of is not None else None
+        return [v for v in values or () if v.type_key() == kind and identity.index in (0, v.index)]
 
     async def verify_password(self, identity: Identity, password: bytes, peer: str) -> None:
         """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures."""

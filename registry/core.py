@@ -33,6 +33,7 @@ __all__ = ["WRITE_OPS", "WRITE_OUTCOMES", "Registry", "RegistryCounts", "needed_
 WRITE_OPS = ("create", "replace", "add_values", "delete", "delete_values", "batch")
 WRITE_OUTCOMES = ("ok", "client_error", "conflict", "denied", "error")
 _OPERATORS_TTL = 5.0
+_DECODED_MAX = 10_000
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Registry:
         self._operators_loaded = float("-inf")
         self._clock = clock
         self._internal = LookupCounts()
+        self._decoded: dict[tuple[str, int], tuple[HandleValue, ...]] = {}
 
     @property
     def writer(self) -> Writer:
@@ -159,9 +161,21 @@ class Registry:
             return None
 
     async def values_of(self, text: str) -> Sequence[HandleValue] | None:
-        """All values of a handle through the cache (None when absent or not homed)."""
+        """All values of a handle through the cache (None when absent or not homed).
+
+        Authorization reads the same few records (identities, prefix handles, admin groups) on every write, so
+        their decoded values are remembered per cached version; the cache itself keeps only encoded answers.
+        """
         entry = await self.entry_of(text)
-        return None if entry is None else entry.values
+        if entry is None:
+            return None
+        memo = (entry.handle, entry.version)
+        values = self._decoded.get(memo)
+        if values is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            values = self._decoded[memo] = entry.values
+        return values
 
     async def authorize_change(
         self,
