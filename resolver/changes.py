@@ -134,6 +134,12 @@ class ChangeListener:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 return
 
+    async def _reload_and_flush(self) -> None:
+        """Reload the prefix table, then flush again: answers cached while the reload ran (a negative entry under
+        a prefix just unhomed, say) were decided by the old table."""
+        await self._reload_prefixes()
+        self._cache.flush()
+
     def _on_notification(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
         self.notifications += 1
         self.apply(payload)
@@ -147,7 +153,7 @@ class ChangeListener:
             cache.evict_absent()
         elif payload == "prefixes":
             cache.flush()
-            task = asyncio.get_running_loop().create_task(self._reload_prefixes())
+            task = asyncio.get_running_loop().create_task(self._reload_and_flush())
             task.add_done_callback(_log_failure)
         else:
             version, _, key = payload.partition(" ")
