@@ -42,9 +42,3 @@ class PrefixTable:
                 self._answers.clear()
             self._answers[prefix] = answer
         return answer
-
-    def __len__(self) -> int:
-        return len(self._kinds)
-
-    def __contains__(self, prefix: object) -> bool:
-        return isinstance(prefix, str) and ascii_upper(prefix) in self._kinds
