@@ -10,13 +10,14 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -29,11 +30,36 @@ from registry.app import extensions as registry_extensions
 from registry.enterprises import Credentials, add_operator, onboard
 from registry.tls import ensure_self_signed
 from resolver.app import create_app
-from resolver.config import Settings
+from resolver.config import RegistrySettings, Settings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# --- the records of research/handle9-transcripts.md ------------------------------------------------------------
+
+TRANSCRIPT_LANDING = "https://example.org/landing/xyz-v2"
+TRANSCRIPT_XYZ: list[dict[str, Any]] = [
+    {"index": 1, "type": "URL", "data": {"format": "string", "value": TRANSCRIPT_LANDING}},
+    {"index": 2, "type": "EMAIL", "data": {"format": "string", "value": "curator@example.org"}},
+    {"index": 3, "type": "88.TEST/CUSTOM", "data": {"format": "string", "value": "custom payload"}},
+    {
+        "index": 100,
+        "type": "HS_ADMIN",
+        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "011111110011"}},
+    },
+]
+"""``88.TEST/xyz`` of the transcripts: a URL, an e-mail address, a custom type and its HS_ADMIN."""
+TRANSCRIPT_ADMIN: list[dict[str, Any]] = [
+    {
+        "index": 100,
+        "type": "HS_ADMIN",
+        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "111111111111"}},
+    },
+    {"index": 300, "type": "HS_SECKEY", "data": "hdl-test-secret", "permissions": "1100"},
+]
+"""``88.TEST/ADMIN`` of the transcripts: its HS_ADMIN and a secret key that no read may show."""
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -136,31 +162,82 @@ async def start_node(
 
 
 @contextlib.contextmanager
-def node_process(dsn: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``idnode serve`` as a separate OS process on a free port; yields its base URL once it answers."""
+def spawn_node(
+    dsn: str, *args: str, env: dict[str, str] | None = None, output: IO[bytes] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``idnode serve ARGS`` as a separate OS process on a free port over ``dsn``; yields its base URL and the
+    process once it answers, and stops it afterwards. Its output goes to ``output`` when given, else to a pipe."""
     port = free_port()
     command = [sys.executable, "-m", "registry.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     full_env = {**os.environ, "IDNODE_DATABASE_URL": dsn, "IDNODE_LOG_LEVEL": "WARNING", **(env or {})}
-    process = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stdout = subprocess.PIPE if output is None else output
+    process = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=stdout, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
-        yield url
+        _wait_ready(url, process, output=output)
+        yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+@contextlib.contextmanager
+def node_process(dsn: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``idnode serve`` as a separate OS process on a free port; yields its base URL once it answers."""
+    with spawn_node(dsn, *args, env=env) as (url, _):
+        yield url
+
+
+@dataclass
+class ServedNode:
+    """``idnode serve`` running as a process tree; its output (stdout and stderr) goes to a file."""
+
+    url: str
+    pid: int
+    output: IO[bytes]
+
+    def text(self) -> str:
+        """Everything the node has written so far."""
+        self.output.seek(0)
+        return self.output.read().decode()
+
+    @property
+    def local_urls(self) -> list[str]:
+        """Each worker's own ``/metrics/local``, from the start-up announcement."""
+        line = next(line for line in self.text().splitlines() if line.startswith("idnode per-worker metrics:"))
+        return line.split(":", 1)[1].split()
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+
+@contextlib.contextmanager
+def serve_node(dsn: str, *args: str, env: dict[str, str] | None = None) -> Iterator[ServedNode]:
+    """``idnode serve ARGS`` on a free port over ``dsn``, once it is ready, its output kept in a temporary file;
+    terminated afterwards."""
+    with tempfile.TemporaryFile() as output, spawn_node(dsn, *args, env=env, output=output) as (url, process):
+        yield ServedNode(url, process.pid, output)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Terminate ``process``; kill it if it has not exited after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 60.0, *, output: IO[bytes] | None = None
+) -> None:
+    """Poll ``url``/readyz until it answers 200; fail with the node's output (``output`` or its stdout pipe) if
+    the process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"node exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"node exited with {process.returncode}:\n{_output_of(process, output)}")
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
                 if response.status == 200:
@@ -169,6 +246,13 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.
             pass
         time.sleep(0.1)
     raise TimeoutError(f"node at {url} not ready after {timeout}s")
+
+
+def _output_of(process: subprocess.Popen[bytes], output: IO[bytes] | None) -> str:
+    if output is not None:
+        output.seek(0)
+        return output.read().decode()
+    return process.stdout.read().decode() if process.stdout else ""
 
 
 async def eventually(check: Any, timeout: float = 1.0, interval: float = 0.02) -> Any:
@@ -217,6 +301,22 @@ async def add_node_operator(dsn: str, handle: str) -> Credentials:
         return await add_operator(pool, handle, actor="test")
     finally:
         await pool.close()
+
+
+def behind_trusted_proxy(**registry: Any) -> Settings:
+    """Settings that trust 127.0.0.1 as a TLS-terminating proxy (so requests with ``SECURE`` headers count as
+    secure), with any other registry settings given."""
+    return Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",), **registry))
+
+
+async def enterprises_and_operator(dsn: str) -> dict[str, Credentials]:
+    """Onboard enterprises A (``88.A``) and B (``88.B``) and add the node operator ``300:99.OPS/OPERATOR``;
+    returns their ``Credentials`` by role (``"A"``, ``"B"``, ``"operator"``)."""
+    return {
+        "A": await onboard_enterprise(dsn, "88.A"),
+        "B": await onboard_enterprise(dsn, "88.B"),
+        "operator": await add_node_operator(dsn, "99.OPS/OPERATOR"),
+    }
 
 
 def self_signed_context(directory: Path) -> ssl.SSLContext:

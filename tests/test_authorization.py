@@ -15,19 +15,17 @@ from typing import Any
 import pytest
 
 from registry.enterprises import Credentials
-from resolver.config import RegistrySettings, Settings
 from tests.support import (
     SECURE,
     Node,
-    add_node_operator,
+    behind_trusted_proxy,
+    enterprises_and_operator,
     fresh_database,
-    onboard_enterprise,
     put_record,
     running_node,
     secure_basic,
 )
 
-TRUSTED = ("127.0.0.1",)
 ROLES = ("operator", "A", "B", "anonymous")
 ACTIONS = ("create", "modify", "delete", "list")
 OWNERS = {"A": "88.A", "B": "88.B"}
@@ -75,19 +73,10 @@ class World:
         return body["values"][0]["data"]["value"] if status == 200 and body["values"] else status
 
 
-async def _world(database: str, settings: Settings) -> tuple[dict[str, Credentials], Settings]:
-    credentials = {
-        "A": await onboard_enterprise(database, "88.A"),
-        "B": await onboard_enterprise(database, "88.B"),
-        "operator": await add_node_operator(database, "99.OPS/OPERATOR"),
-    }
-    return credentials, settings
-
-
 @pytest.fixture
 async def world(database: str) -> AsyncIterator[World]:
-    credentials, settings = await _world(database, Settings(registry=RegistrySettings(trusted_proxies=TRUSTED)))
-    async with running_node(database, settings) as node:
+    credentials = await enterprises_and_operator(database)
+    async with running_node(database, behind_trusted_proxy()) as node:
         yield World(node, credentials)
 
 
@@ -95,13 +84,13 @@ async def world(database: str) -> AsyncIterator[World]:
 async def shared(server_dsn: str, template_database: str) -> AsyncIterator[World]:
     """One node for the whole matrix; every case works on handles of its own, seeded here."""
     async with fresh_database(server_dsn, template_database) as database:
-        credentials, settings = await _world(database, Settings(registry=RegistrySettings(trusted_proxies=TRUSTED)))
+        credentials = await enterprises_and_operator(database)
         for prefix in OWNERS.values():
             for role in ROLES:
                 for action in ("modify", "delete"):
                     values = [_url("https://example.org/seeded"), _pyhandle_admin(prefix)]
                     await put_record(database, f"{prefix}/seeded-{role}-{action}", values)
-        async with running_node(database, settings) as node:
+        async with running_node(database, behind_trusted_proxy()) as node:
             yield World(node, credentials)
 
 
@@ -255,9 +244,8 @@ async def test_a_vlist_cycle_is_refused_promptly_instead_of_hanging(world: World
 
 @pytest.fixture
 async def strict(database: str) -> AsyncIterator[World]:
-    settings = Settings(registry=RegistrySettings(trusted_proxies=TRUSTED, auth_failure_limit=3))
-    credentials, settings = await _world(database, settings)
-    async with running_node(database, settings) as node:
+    credentials = await enterprises_and_operator(database)
+    async with running_node(database, behind_trusted_proxy(auth_failure_limit=3)) as node:
         yield World(node, credentials)
 
 

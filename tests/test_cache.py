@@ -61,6 +61,15 @@ async def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never became true")
 
 
+async def _held_load(records: Records, *keys: str) -> tuple[Cache, list[asyncio.Future[CacheEntry | None]]]:
+    """A cache over ``records`` with a fetch of each of ``keys`` started and the loader called, held at its gate."""
+    records.gate = asyncio.Event()
+    cache = _cache(records)
+    fetches = [asyncio.ensure_future(cache.fetch(key)) for key in keys]
+    await _until(lambda: bool(records.calls))
+    return cache, fetches
+
+
 async def _settle() -> None:
     for _ in range(10):
         await asyncio.sleep(0)
@@ -341,10 +350,7 @@ def test_flush_forgets_everything() -> None:
 
 async def test_evict_during_a_load_answers_the_waiter_but_stores_nothing() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    waiter = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [waiter] = await _held_load(records, "K")
     cache.evict("K", 2)
     records.gate.set()
     entry = await waiter
@@ -355,10 +361,7 @@ async def test_evict_during_a_load_answers_the_waiter_but_stores_nothing() -> No
 
 async def test_evict_during_a_load_of_an_absent_key_remembers_no_absence() -> None:
     records = Records()
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    waiter = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [waiter] = await _held_load(records, "K")
     cache.evict("K", 2)
     records.gate.set()
     assert await waiter is None
@@ -368,10 +371,7 @@ async def test_evict_during_a_load_of_an_absent_key_remembers_no_absence() -> No
 
 async def test_evict_absent_during_a_load_stores_nothing() -> None:
     records = Records()
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    waiter = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [waiter] = await _held_load(records, "K")
     cache.evict_absent()
     records.gate.set()
     assert await waiter is None
@@ -380,10 +380,7 @@ async def test_evict_absent_during_a_load_stores_nothing() -> None:
 
 async def test_flush_during_a_load_answers_the_waiter_but_stores_nothing() -> None:
     records = Records(K=1, L=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    waiters = [asyncio.ensure_future(cache.fetch("K")), asyncio.ensure_future(cache.fetch("M"))]
-    await _until(lambda: bool(records.calls))
+    cache, waiters = await _held_load(records, "K", "M")
     cache.flush()
     records.gate.set()
     k, m = await asyncio.gather(*waiters)
@@ -395,10 +392,7 @@ async def test_flush_during_a_load_answers_the_waiter_but_stores_nothing() -> No
 
 async def test_fetch_after_evict_does_not_join_the_load_the_evict_made_stale() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    before = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [before] = await _held_load(records, "K")
     records.versions["K"] = 2  # committed, and its notification arrives:
     cache.evict("K", 2)
     after = asyncio.ensure_future(cache.fetch("K"))  # a look-up that starts after the notification
@@ -410,10 +404,7 @@ async def test_fetch_after_evict_does_not_join_the_load_the_evict_made_stale() -
 
 async def test_fetch_after_flush_does_not_join_a_load_started_before_it() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    before = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [before] = await _held_load(records, "K")
     records.versions["K"] = 2
     cache.flush()  # e.g. the LISTEN connection came back: anything may have changed
     after = asyncio.ensure_future(cache.fetch("K"))
@@ -443,11 +434,7 @@ async def test_loader_failure_reaches_every_waiter_and_stores_nothing() -> None:
 
 async def test_cancelled_waiter_does_not_cancel_the_shared_load() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    quitter = asyncio.ensure_future(cache.fetch("K"))
-    stayer = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [quitter, stayer] = await _held_load(records, "K", "K")
     quitter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await quitter
@@ -459,10 +446,7 @@ async def test_cancelled_waiter_does_not_cancel_the_shared_load() -> None:
 
 async def test_load_whose_only_waiter_left_still_fills_the_cache() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    quitter = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [quitter] = await _held_load(records, "K")
     quitter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await quitter
@@ -473,10 +457,7 @@ async def test_load_whose_only_waiter_left_still_fills_the_cache() -> None:
 
 async def test_close_cancels_loads_under_way() -> None:
     records = Records(K=1)
-    records.gate = asyncio.Event()
-    cache = _cache(records)
-    waiter = asyncio.ensure_future(cache.fetch("K"))
-    await _until(lambda: bool(records.calls))
+    cache, [waiter] = await _held_load(records, "K")
     await cache.close()
     with pytest.raises(asyncio.CancelledError):
         await waiter

@@ -10,27 +10,11 @@ import re
 import orjson
 import pytest
 
-from tests.support import Node, put_record
+from tests.support import TRANSCRIPT_ADMIN, TRANSCRIPT_XYZ, Node, put_record
 
-XYZ = [
-    {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/landing/xyz-v2"}},
-    {"index": 2, "type": "EMAIL", "data": {"format": "string", "value": "curator@example.org"}},
-    {"index": 3, "type": "88.TEST/CUSTOM", "data": {"format": "string", "value": "custom payload"}},
-    {"index": 4, "type": "DESC", "data": {"format": "string", "value": "added value"}},
-    {
-        "index": 100,
-        "type": "HS_ADMIN",
-        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "011111110011"}},
-    },
-]
-ADMIN = [
-    {
-        "index": 100,
-        "type": "HS_ADMIN",
-        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "111111111111"}},
-    },
-    {"index": 300, "type": "HS_SECKEY", "data": "hdl-test-secret", "permissions": "1100"},
-]
+DESC = {"index": 4, "type": "DESC", "data": {"format": "string", "value": "added value"}}
+XYZ = sorted([*TRANSCRIPT_XYZ, DESC], key=lambda value: value["index"])
+ADMIN = TRANSCRIPT_ADMIN
 STAMP = re.compile(rb'"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"')
 
 

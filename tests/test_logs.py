@@ -22,8 +22,7 @@ from registry.app import extensions as registry_extensions
 from resolver.app import create_app
 from resolver.config import Settings
 from resolver.logs import ACCESS_LOGGER, SLOW_LOGGER, configure_logging, request_log_options
-from tests.support import free_port, home, put_record
-from tests.test_workers import serve_node
+from tests.support import free_port, home, put_record, serve_node
 
 RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/l"}}]
 

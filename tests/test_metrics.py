@@ -144,58 +144,56 @@ def test_histogram_buckets_are_cumulative_and_a_value_on_a_bound_counts_in_that_
     assert histogram.sum == pytest.approx(2.00111)
 
 
-WORKER_A = """# HELP idnode_lookups_total Look-ups
+def _worker_exposition(
+    lookups: str, fast: float, latency_count: float, latency_sum: float, cached: float, started: float, imported: float
+) -> str:
+    """One worker's exposition of the families ``merge`` combines; ``lookups`` are its ``idnode_lookups_total``
+    sample lines, the other figures fill in the latency histogram, the gauges and ``idnode_imports_created``."""
+    return f"""# HELP idnode_lookups_total Look-ups
 # TYPE idnode_lookups_total counter
-idnode_lookups_total{api="rest",outcome="hit"} 5.0
-idnode_lookups_total{api="rest",outcome="miss"} 1.0
+{lookups}
 # HELP idnode_lookup_duration_seconds Time
 # TYPE idnode_lookup_duration_seconds histogram
-idnode_lookup_duration_seconds_bucket{api="rest",le="0.001"} 4.0
-idnode_lookup_duration_seconds_bucket{api="rest",le="+Inf"} 6.0
-idnode_lookup_duration_seconds_count{api="rest"} 6.0
-idnode_lookup_duration_seconds_sum{api="rest"} 0.5
+idnode_lookup_duration_seconds_bucket{{api="rest",le="0.001"}} {fast}
+idnode_lookup_duration_seconds_bucket{{api="rest",le="+Inf"}} {latency_count}
+idnode_lookup_duration_seconds_count{{api="rest"}} {latency_count}
+idnode_lookup_duration_seconds_sum{{api="rest"}} {latency_sum}
 # HELP idnode_cache_entries Entries
 # TYPE idnode_cache_entries gauge
-idnode_cache_entries{kind="positive"} 10.0
+idnode_cache_entries{{kind="positive"}} {cached}
 # HELP idnode_workers Workers
 # TYPE idnode_workers gauge
 idnode_workers 2.0
 # HELP idnode_build_info Build
 # TYPE idnode_build_info gauge
-idnode_build_info{python="3.11.7",version="0.1.0"} 1.0
+idnode_build_info{{python="3.11.7",version="0.1.0"}} 1.0
 # HELP process_start_time_seconds Start
 # TYPE process_start_time_seconds gauge
-process_start_time_seconds 1000.0
+process_start_time_seconds {started}
 # HELP idnode_imports_created Created
 # TYPE idnode_imports_created gauge
-idnode_imports_created 500.0
+idnode_imports_created {imported}
 """
-WORKER_B = """# HELP idnode_lookups_total Look-ups
-# TYPE idnode_lookups_total counter
-idnode_lookups_total{api="rest",outcome="hit"} 7.0
-idnode_lookups_total{api="proxy",outcome="hit"} 2.0
-# HELP idnode_lookup_duration_seconds Time
-# TYPE idnode_lookup_duration_seconds histogram
-idnode_lookup_duration_seconds_bucket{api="rest",le="0.001"} 1.0
-idnode_lookup_duration_seconds_bucket{api="rest",le="+Inf"} 7.0
-idnode_lookup_duration_seconds_count{api="rest"} 7.0
-idnode_lookup_duration_seconds_sum{api="rest"} 0.25
-# HELP idnode_cache_entries Entries
-# TYPE idnode_cache_entries gauge
-idnode_cache_entries{kind="positive"} 3.0
-# HELP idnode_workers Workers
-# TYPE idnode_workers gauge
-idnode_workers 2.0
-# HELP idnode_build_info Build
-# TYPE idnode_build_info gauge
-idnode_build_info{python="3.11.7",version="0.1.0"} 1.0
-# HELP process_start_time_seconds Start
-# TYPE process_start_time_seconds gauge
-process_start_time_seconds 900.0
-# HELP idnode_imports_created Created
-# TYPE idnode_imports_created gauge
-idnode_imports_created 700.0
-"""
+
+
+WORKER_A = _worker_exposition(
+    'idnode_lookups_total{api="rest",outcome="hit"} 5.0\nidnode_lookups_total{api="rest",outcome="miss"} 1.0',
+    fast=4.0,
+    latency_count=6.0,
+    latency_sum=0.5,
+    cached=10.0,
+    started=1000.0,
+    imported=500.0,
+)
+WORKER_B = _worker_exposition(
+    'idnode_lookups_total{api="rest",outcome="hit"} 7.0\nidnode_lookups_total{api="proxy",outcome="hit"} 2.0',
+    fast=1.0,
+    latency_count=7.0,
+    latency_sum=0.25,
+    cached=3.0,
+    started=900.0,
+    imported=700.0,
+)
 
 
 def test_merging_workers_sums_counts_and_keeps_the_earliest_start_and_one_build() -> None:

@@ -31,7 +31,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.support import free_port, home, put_record
+from tests.support import free_port, home, put_record, serve_node, stop_process
 from tests.test_deploy import (
     ALERTS,
     PENDING_REGISTRY_METRICS,
@@ -41,7 +41,6 @@ from tests.test_deploy import (
     dashboard_variable_expressions,
     pending,
 )
-from tests.test_workers import serve_node
 
 pytestmark = pytest.mark.prometheus
 
@@ -113,12 +112,7 @@ def prometheus(target: str) -> Iterator[str]:
             print(log.read_text()[-5000:])
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 async def _query(http: aiohttp.ClientSession, url: str, expr: str) -> list[dict[str, Any]]:

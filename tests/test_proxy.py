@@ -11,28 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.support import Node, put_record
+from tests.support import TRANSCRIPT_ADMIN, TRANSCRIPT_LANDING, TRANSCRIPT_XYZ, Node, put_record
 
 HTML = "text/html;charset=UTF-8"
-LANDING = "https://example.org/landing/xyz-v2"
-XYZ = [
-    {"index": 1, "type": "URL", "data": {"format": "string", "value": LANDING}, "ttl": 3600},
-    {"index": 2, "type": "EMAIL", "data": {"format": "string", "value": "curator@example.org"}},
-    {"index": 3, "type": "88.TEST/CUSTOM", "data": {"format": "string", "value": "custom payload"}},
-    {
-        "index": 100,
-        "type": "HS_ADMIN",
-        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "011111110011"}},
-    },
-]
-ADMIN = [
-    {
-        "index": 100,
-        "type": "HS_ADMIN",
-        "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "111111111111"}},
-    },
-    {"index": 300, "type": "HS_SECKEY", "data": "hdl-test-secret", "permissions": "1100"},
-]
+LANDING = TRANSCRIPT_LANDING
+XYZ = [{**TRANSCRIPT_XYZ[0], "ttl": 3600}, *TRANSCRIPT_XYZ[1:]]
+ADMIN = TRANSCRIPT_ADMIN
+HIDDEN_URL = {"index": 1, "type": "URL", "data": "https://intranet.example.org/secret", "permissions": "1100"}
+"""A URL value only the record's admin may read."""
 
 
 @pytest.fixture
@@ -52,6 +38,14 @@ async def _get(node: Node, path: str, **kwargs: Any) -> tuple[int, str, dict[str
 
 def _redirect_body(target: str) -> str:
     return f'<html><head><title>Handle Redirect</title></head>\n<body><a href="{target}">{target}</a></body></html>'
+
+
+async def _store_and_get(
+    node: Node, handle: str, values: list[dict[str, Any]], query: str = ""
+) -> tuple[int, str, dict[str, str], list[bytes]]:
+    """Store ``values`` as ``handle`` and GET it through the proxy, ``query`` appended; as ``_get``."""
+    await put_record(node.dsn, handle, values)
+    return await _get(node, f"/{handle}{query}")
 
 
 # --- redirects ----------------------------------------------------------------------------------------------
@@ -107,8 +101,8 @@ async def test_urlappend_is_appended_to_the_target(xyz: Node) -> None:
 
 
 async def test_url_subtype_is_the_target_when_there_is_no_url(node: Node) -> None:
-    await put_record(
-        node.dsn,
+    status, _, headers, _ = await _store_and_get(
+        node,
         "88.TEST/mobile",
         [
             {"index": 1, "type": "EMAIL", "data": "a@example.org"},
@@ -116,26 +110,25 @@ async def test_url_subtype_is_the_target_when_there_is_no_url(node: Node) -> Non
             {"index": 3, "type": "URL.print", "data": "https://print.example.org/x"},
         ],
     )
-    status, _, headers, _ = await _get(node, "/88.TEST/mobile")
     assert (status, headers["Location"]) == (302, "https://m.example.org/x")
 
 
 async def test_plain_url_wins_over_an_earlier_url_subtype(node: Node) -> None:
-    await put_record(
-        node.dsn,
+    status, _, headers, _ = await _store_and_get(
+        node,
         "88.TEST/both",
         [
             {"index": 1, "type": "URL.mobile", "data": "https://m.example.org/x"},
             {"index": 2, "type": "url", "data": "https://www.example.org/x"},
         ],
     )
-    status, _, headers, _ = await _get(node, "/88.TEST/both")
     assert (status, headers["Location"]) == (302, "https://www.example.org/x")
 
 
 async def test_redirect_page_escapes_the_target(node: Node) -> None:
-    await put_record(node.dsn, "88.TEST/amp", [{"index": 1, "type": "URL", "data": "https://e.org/p?a=1&b=2"}])
-    status, body, headers, _ = await _get(node, "/88.TEST/amp")
+    status, body, headers, _ = await _store_and_get(
+        node, "88.TEST/amp", [{"index": 1, "type": "URL", "data": "https://e.org/p?a=1&b=2"}]
+    )
     assert (status, headers["Location"]) == (302, "https://e.org/p?a=1&b=2")
     assert 'href="https://e.org/p?a=1&amp;b=2"' in body
 
@@ -145,8 +138,9 @@ async def test_redirect_page_escapes_the_target(node: Node) -> None:
 
 async def test_crlf_in_a_url_value_is_percent_encoded_and_adds_no_header(node: Node) -> None:
     evil = "https://example.org/a b\r\nSet-Cookie: stolen=1\r\nX-Injected: yes"
-    await put_record(node.dsn, "88.TEST/crlf", [{"index": 1, "type": "URL", "data": evil}])
-    status, body, headers, names = await _get(node, "/88.TEST/crlf")
+    status, body, headers, names = await _store_and_get(
+        node, "88.TEST/crlf", [{"index": 1, "type": "URL", "data": evil}]
+    )
     assert status == 302
     assert headers["Location"] == "https://example.org/a%20b%0D%0ASet-Cookie:%20stolen=1%0D%0AX-Injected:%20yes"
     lowered = [name.lower() for name in names]
@@ -156,8 +150,7 @@ async def test_crlf_in_a_url_value_is_percent_encoded_and_adds_no_header(node: N
 
 async def test_non_ascii_spaces_and_quotes_in_a_url_are_percent_encoded(node: Node) -> None:
     url = 'https://example.org/产品/é x"<y>'
-    await put_record(node.dsn, "88.TEST/iri", [{"index": 1, "type": "URL", "data": url}])
-    status, body, headers, _ = await _get(node, "/88.TEST/iri")
+    status, body, headers, _ = await _store_and_get(node, "88.TEST/iri", [{"index": 1, "type": "URL", "data": url}])
     assert status == 302
     assert headers["Location"] == "https://example.org/%E4%BA%A7%E5%93%81/%C3%A9%20x%22%3Cy%3E"
     assert "<y>" not in body
@@ -193,16 +186,16 @@ async def test_type_filter_without_a_url_shows_the_page_of_matching_values(xyz: 
 
 
 async def test_page_escapes_markup_in_values(node: Node) -> None:
-    await put_record(
-        node.dsn,
+    status, body, _, _ = await _store_and_get(
+        node,
         "88.TEST/xss",
         [
             {"index": 1, "type": "DESC", "data": "<script>alert(1)</script>"},
             {"index": 2, "type": "<b>TYPE</b>", "data": "x"},
             {"index": 3, "type": "URL", "data": 'https://e.org/"><script>alert(2)</script>'},
         ],
+        "?noredirect",
     )
-    status, body, _, _ = await _get(node, "/88.TEST/xss?noredirect")
     assert status == 200
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert "&lt;b&gt;TYPE&lt;/b&gt;" in body
@@ -211,8 +204,9 @@ async def test_page_escapes_markup_in_values(node: Node) -> None:
 
 
 async def test_page_links_only_http_urls(node: Node) -> None:
-    await put_record(node.dsn, "88.TEST/js", [{"index": 1, "type": "URL", "data": "javascript:alert(1)"}])
-    status, body, _, _ = await _get(node, "/88.TEST/js?noredirect")
+    status, body, _, _ = await _store_and_get(
+        node, "88.TEST/js", [{"index": 1, "type": "URL", "data": "javascript:alert(1)"}], "?noredirect"
+    )
     assert status == 200
     assert "javascript:alert(1)" in body
     assert 'href="javascript:' not in body
@@ -240,30 +234,18 @@ async def test_hidden_values_never_appear_on_the_page(xyz: Node) -> None:
 
 
 async def test_hidden_url_is_never_the_redirect_target(node: Node) -> None:
-    await put_record(
-        node.dsn,
-        "88.TEST/hidden",
-        [
-            {"index": 1, "type": "URL", "data": "https://intranet.example.org/secret", "permissions": "1100"},
-            {"index": 2, "type": "URL", "data": "https://www.example.org/public"},
-        ],
+    status, body, headers, _ = await _store_and_get(
+        node, "88.TEST/hidden", [HIDDEN_URL, {"index": 2, "type": "URL", "data": "https://www.example.org/public"}]
     )
-    status, body, headers, _ = await _get(node, "/88.TEST/hidden")
     assert (status, headers["Location"]) == (302, "https://www.example.org/public")
     _, body, _, _ = await _get(node, "/88.TEST/hidden?noredirect")
     assert "intranet" not in body
 
 
 async def test_record_whose_only_url_is_hidden_shows_a_page_without_it(node: Node) -> None:
-    await put_record(
-        node.dsn,
-        "88.TEST/onlyhidden",
-        [
-            {"index": 1, "type": "URL", "data": "https://intranet.example.org/secret", "permissions": "1100"},
-            {"index": 2, "type": "DESC", "data": "public description"},
-        ],
+    status, body, headers, _ = await _store_and_get(
+        node, "88.TEST/onlyhidden", [HIDDEN_URL, {"index": 2, "type": "DESC", "data": "public description"}]
     )
-    status, body, headers, _ = await _get(node, "/88.TEST/onlyhidden")
     assert status == 200
     assert "Location" not in headers
     assert "public description" in body

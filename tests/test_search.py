@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from resolver.config import RegistrySettings, Settings
 from tests.support import (
     SECURE,
     Node,
-    add_node_operator,
+    behind_trusted_proxy,
+    enterprises_and_operator,
     fresh_database,
-    onboard_enterprise,
     put_record,
     running_node,
     secure_basic,
@@ -66,23 +65,12 @@ class Site:
 async def site(server_dsn: str, template_database: str) -> AsyncIterator[Site]:
     """One node for the module: the searches only read, and the one test that writes uses its own handle."""
     async with fresh_database(server_dsn, template_database) as database:
-        a = await onboard_enterprise(database, "88.A")
-        b = await onboard_enterprise(database, "88.B")
-        operator = await add_node_operator(database, "99.OPS/OPERATOR")
+        credentials = await enterprises_and_operator(database)
         for handle, values in RECORDS.items():
             await put_record(database, handle, values)
-        settings = Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
-        async with running_node(database, settings) as node:
-            yield Site(
-                node,
-                {
-                    "A": secure_basic(a.identity, a.secret),
-                    "B": secure_basic(b.identity, b.secret),
-                    "operator": secure_basic(operator.identity, operator.secret),
-                    "anonymous": dict(SECURE),
-                    "plain": {},
-                },
-            )
+        headers = {role: secure_basic(found.identity, found.secret) for role, found in credentials.items()}
+        async with running_node(database, behind_trusted_proxy()) as node:
+            yield Site(node, {**headers, "anonymous": dict(SECURE), "plain": {}})
 
 
 async def test_ping_answers_ok(site: Site) -> None:

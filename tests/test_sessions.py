@@ -60,6 +60,13 @@ class Site:
         )
         return status
 
+    async def answer(
+        self, session_id: str, identity: str, kind: str, alg: str, cnonce: bytes, signature: bytes
+    ) -> tuple[int, Any, Any]:
+        """``PUT /api/sessions/this`` with a challenge answer (see ``_answer``)."""
+        headers = _answer(session_id, identity, kind, alg, cnonce, signature)
+        return await self.node.call("PUT", "/api/sessions/this", headers=headers)
+
 
 @pytest.fixture
 async def site(database: str, tmp_path: Path) -> AsyncIterator[Site]:
@@ -165,16 +172,19 @@ async def _device(site: Site) -> ed25519.Ed25519PrivateKey:
     return key
 
 
+async def _answer_with_key(
+    site: Site, key: ed25519.Ed25519PrivateKey, nonce: str, session_id: str
+) -> tuple[int, Any, Any]:
+    """Answer the challenge of session ``session_id`` as ``DEVICE``, signing ``nonce`` and a fresh cnonce."""
+    cnonce = os.urandom(16)
+    signature = key.sign(base64.b64decode(nonce) + cnonce)
+    return await site.answer(session_id, DEVICE, "HS_PUBKEY", "Ed25519", cnonce, signature)
+
+
 async def test_an_hs_pubkey_signature_of_nonce_and_cnonce_authenticates_the_session(site: Site) -> None:
     key = await _device(site)
     _, opened, _ = await site.open()
-    cnonce = os.urandom(16)
-    signature = key.sign(base64.b64decode(opened["nonce"]) + cnonce)
-    status, body, _ = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(opened["sessionId"], DEVICE, "HS_PUBKEY", "Ed25519", cnonce, signature),
-    )
+    status, body, _ = await _answer_with_key(site, key, opened["nonce"], opened["sessionId"])
     assert status == 200
     assert body["authenticated"] is True
     assert body["id"] == DEVICE
@@ -193,13 +203,7 @@ async def test_a_wrong_hs_pubkey_signature_is_401_and_leaves_the_session_anonymo
     await _device(site)
     stranger = ed25519.Ed25519PrivateKey.generate()
     _, opened, _ = await site.open()
-    cnonce = os.urandom(16)
-    signature = stranger.sign(base64.b64decode(opened["nonce"]) + cnonce)
-    status, body, response = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(opened["sessionId"], DEVICE, "HS_PUBKEY", "Ed25519", cnonce, signature),
-    )
+    status, body, response = await _answer_with_key(site, stranger, opened["nonce"], opened["sessionId"])
     assert status == 401
     assert body["error"] == "Identity not verified"
     assert "Handle" in response.headers["WWW-Authenticate"]
@@ -212,34 +216,39 @@ async def test_a_signature_over_another_nonce_is_refused(site: Site) -> None:
     key = await _device(site)
     _, first, _ = await site.open()
     _, second, _ = await site.open()
-    cnonce = os.urandom(16)
-    signature = key.sign(base64.b64decode(first["nonce"]) + cnonce)
-    status, _, _ = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(second["sessionId"], DEVICE, "HS_PUBKEY", "Ed25519", cnonce, signature),
-    )
+    status, _, _ = await _answer_with_key(site, key, first["nonce"], second["sessionId"])
     assert status == 401
 
 
 # --- HS_SECKEY challenge-response -----------------------------------------------------------------------------
 
 
+def _pbkdf2(opened: dict[str, Any], secret: bytes) -> bytes:
+    """``secret`` derived with the PBKDF2-HMAC-SHA1 parameters (salt, iterations, length) a session announced."""
+    return PBKDF2HMAC(
+        algorithm=hashes.SHA1(),
+        length=opened["length"],
+        salt=base64.b64decode(opened["salt"]),
+        iterations=opened["iterations"],
+    ).derive(secret)
+
+
+async def _answer_with_hmac(
+    site: Site, opened: dict[str, Any], key: bytes, digest: Any, alg: str
+) -> tuple[int, Any, Any]:
+    """Answer the challenge of the session ``opened`` as ``ADMIN`` with an HMAC (``key``, ``digest``) of its
+    nonce and a fresh cnonce, announced as ``alg``."""
+    cnonce = os.urandom(16)
+    signature = hmac.new(key, base64.b64decode(opened["nonce"]) + cnonce, digest).digest()
+    return await site.answer(opened["sessionId"], ADMIN, "HS_SECKEY", alg, cnonce, signature)
+
+
 async def test_an_hs_seckey_answer_with_pbkdf2_hmac_sha1_authenticates_and_the_session_can_write(site: Site) -> None:
     status, opened, _ = await site.open(json={"id": ADMIN})
     assert status == 201
     assert opened["alg"] == "PBKDF2-HMAC-SHA1"
-    salt, iterations, length = base64.b64decode(opened["salt"]), opened["iterations"], opened["length"]
-    derived = PBKDF2HMAC(algorithm=hashes.SHA1(), length=length, salt=salt, iterations=iterations).derive(
-        site.admin.secret.encode()
-    )
-    cnonce = os.urandom(16)
-    signature = hmac.new(derived, base64.b64decode(opened["nonce"]) + cnonce, hashlib.sha1).digest()
-    status, body, _ = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(opened["sessionId"], ADMIN, "HS_SECKEY", "PBKDF2-HMAC-SHA1", cnonce, signature),
-    )
+    derived = _pbkdf2(opened, site.admin.secret.encode())
+    status, body, _ = await _answer_with_hmac(site, opened, derived, hashlib.sha1, "PBKDF2-HMAC-SHA1")
     assert status == 200
     assert (body["authenticated"], body["id"]) == (True, ADMIN)
     assert await site.put_handle("88.TEST/sessioncreated", _session(opened["sessionId"])) == 201
@@ -249,15 +258,7 @@ async def test_an_hs_seckey_answer_with_pbkdf2_hmac_sha1_authenticates_and_the_s
 
 async def test_an_hs_seckey_answer_with_hmac_sha256_of_the_plain_secret_is_401(site: Site) -> None:
     _, opened, _ = await site.open()
-    cnonce = os.urandom(16)
-    signature = hmac.new(
-        site.admin.secret.encode(), base64.b64decode(opened["nonce"]) + cnonce, hashlib.sha256
-    ).digest()
-    status, body, _ = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(opened["sessionId"], ADMIN, "HS_SECKEY", "HMAC-SHA256", cnonce, signature),
-    )
+    status, body, _ = await _answer_with_hmac(site, opened, site.admin.secret.encode(), hashlib.sha256, "HMAC-SHA256")
     assert status == 401
     assert body["error"] == "Identity not verified"
     assert await site.put_handle("88.TEST/refused", _session(opened["sessionId"])) == 401
@@ -265,17 +266,6 @@ async def test_an_hs_seckey_answer_with_hmac_sha256_of_the_plain_secret_is_401(s
 
 async def test_a_pbkdf2_answer_derived_from_a_wrong_secret_is_401(site: Site) -> None:
     _, opened, _ = await site.open(json={"id": ADMIN})
-    derived = PBKDF2HMAC(
-        algorithm=hashes.SHA1(),
-        length=opened["length"],
-        salt=base64.b64decode(opened["salt"]),
-        iterations=opened["iterations"],
-    ).derive(b"not-the-secret")
-    cnonce = os.urandom(16)
-    signature = hmac.new(derived, base64.b64decode(opened["nonce"]) + cnonce, hashlib.sha1).digest()
-    status, _, _ = await site.node.call(
-        "PUT",
-        "/api/sessions/this",
-        headers=_answer(opened["sessionId"], ADMIN, "HS_SECKEY", "PBKDF2-HMAC-SHA1", cnonce, signature),
-    )
+    derived = _pbkdf2(opened, b"not-the-secret")
+    status, _, _ = await _answer_with_hmac(site, opened, derived, hashlib.sha1, "PBKDF2-HMAC-SHA1")
     assert status == 401

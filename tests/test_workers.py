@@ -11,88 +11,19 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import REPO, free_port, home, put_record
+from tests.support import ServedNode, home, put_record, serve_node
 
 K = 60
 RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/w"}}]
 
 
-@dataclass
-class ServedNode:
-    """``idnode serve`` running as a process tree; its output (stdout and stderr) goes to a file."""
-
-    url: str
-    pid: int
-    output: IO[bytes]
-
-    def text(self) -> str:
-        """Everything the node has written so far."""
-        self.output.seek(0)
-        return self.output.read().decode()
-
-    @property
-    def local_urls(self) -> list[str]:
-        """Each worker's own ``/metrics/local``, from the start-up announcement."""
-        line = next(line for line in self.text().splitlines() if line.startswith("idnode per-worker metrics:"))
-        return line.split(":", 1)[1].split()
-
-    def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return [int(pid) for pid in children]
-
-
-@contextlib.contextmanager
-def serve_node(dsn: str, *args: str, env: dict[str, str] | None = None) -> Iterator[ServedNode]:
-    """``idnode serve ARGS`` on a free port over ``dsn``, once it is ready; terminated afterwards."""
-    port = free_port()
-    command = [sys.executable, "-m", "registry.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    full_env = {**os.environ, "IDNODE_DATABASE_URL": dsn, "IDNODE_LOG_LEVEL": "WARNING", **(env or {})}
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, process, output)
-            yield ServedNode(url, process.pid, output)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def serve_workers(dsn: str, workers: int = 2) -> contextlib.AbstractContextManager[ServedNode]:
     return serve_node(dsn, "--workers", str(workers))
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], output: IO[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output.seek(0)
-            raise RuntimeError(f"node exited with {process.returncode}:\n{output.read().decode()}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"node at {url} not ready after {timeout}s")
 
 
 _GAUGES = ("idnode_workers", "idnode_workers_unreachable", "idnode_listen_connected", "idnode_build_info")
