@@ -184,7 +184,7 @@ class BatchWrites:
             if version is None:  # a concurrent create took the handle between our lock and our insert
                 results[item.position] = _result(item.handle.text, HandleAlreadyExists(handle=item.handle.text))
                 continue
-            registry.remember(StoredRecord(item.handle.key, item.handle.name, version, item.stored))
+            registry.remember(StoredRecord(item.handle.key, item.handle.name, version, item.stored), item.values)
             results[item.position] = _result(item.handle.text, status=201 if item.position in created else 200)
         for item in deletes:
             registry.forget(item.handle.key)

@@ -200,9 +200,9 @@ class Registry:
 
     # --- after a write ------------------------------------------------------------------------------------
 
-    def remember(self, record: StoredRecord) -> None:
+    def remember(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
         """Read-your-writes: this node's cache holds the committed version before the client hears 2xx."""
-        self.cache.put(record.key, build_entry(record))
+        self.cache.put(record.key, build_entry(record, values or None))
 
     def forget(self, key: str) -> None:
         self.cache.evict(key)

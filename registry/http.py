@@ -185,7 +185,7 @@ class HandleWrites:
 
     def _written(self, result: WriteResult, text: str) -> web.StreamResponse:
         if result.record is not None:
-            self.registry.remember(result.record)
+            self.registry.remember(result.record, result.values)
         return json_response({"responseCode": 1, "handle": text}, status=201 if result.created else 200)
 
     # --- DELETE -------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class HandleWrites:
         if indexes:
             result = await self.registry.writer.delete_values(handle, indexes, guard=guard)
             if result.record is not None:
-                self.registry.remember(result.record)
+                self.registry.remember(result.record, result.values)
         else:
             await self.registry.writer.delete_record(handle, guard=guard)
             self.registry.forget(handle.key)

@@ -81,6 +81,7 @@ class WriteResult:
 
     record: StoredRecord | None
     created: bool
+    values: Sequence[HandleValue] = ()
 
 
 async def protect_secrets(values: Iterable[HandleValue], before: Sequence[HandleValue] = ()) -> list[HandleValue]:
@@ -178,7 +179,7 @@ class Writer:
                 stored = values_to_stored(after).decode()
                 version = await con.fetchval(_INSERT, handle.key, handle.name, handle.prefix_key, stored, template)
                 if version is not None:
-                    return WriteResult(StoredRecord(handle.key, handle.name, version, stored), created=True)
+                    return WriteResult(StoredRecord(handle.key, handle.name, version, stored), True, after)
                 if not overwrite:  # a concurrent create committed first
                     raise HandleAlreadyExists(handle=handle.text)
                 row = await con.fetchrow(_LOCK, handle.key)
@@ -199,7 +200,7 @@ class Writer:
         )
         if version is None:
             return None
-        return WriteResult(StoredRecord(handle.key, handle.name, version, stored), created=True)
+        return WriteResult(StoredRecord(handle.key, handle.name, version, stored), True, after)
 
     async def _update_if(
         self,
@@ -216,7 +217,7 @@ class Writer:
         row = await self.pool.fetchrow(_UPDATE_IF, handle.key, stored, template, version, guard.actor, guard.request_id)
         if row is None:
             return None
-        return WriteResult(StoredRecord(handle.key, row[0], row[1], stored), created=False)
+        return WriteResult(StoredRecord(handle.key, row[0], row[1], stored), False, after)
 
     async def add_values(
         self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool, guard: Guard
@@ -275,4 +276,4 @@ async def _update(
     template = await guard.validate(after)
     stored = values_to_stored(after).decode()
     updated = await con.fetchrow(_UPDATE, handle.key, stored, template)
-    return WriteResult(StoredRecord(handle.key, updated[0], updated[1], stored), created=created)
+    return WriteResult(StoredRecord(handle.key, updated[0], updated[1], stored), created, after)

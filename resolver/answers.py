@@ -26,9 +26,13 @@ from resolver.store import StoredRecord
 __all__ = ["build_entry", "redirect_target", "render"]
 
 
-def build_entry(record: StoredRecord) -> CacheEntry:
-    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, and hidden values if any."""
-    values = values_from_stored(record.values)
+def build_entry(record: StoredRecord, values: Sequence[HandleValue] | None = None) -> CacheEntry:
+    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, and hidden values if any.
+
+    ``values`` are the record's values already decoded (a writer has them), saving a decode of ``record.values``.
+    """
+    if values is None:
+        values = values_from_stored(record.values)
     public = [v for v in values if v.public_read]
     target = redirect_target(public)
     return CacheEntry(
