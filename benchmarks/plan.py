@@ -1,10 +1,10 @@
 """How big and how long a harness run is: the full run, ``--quick`` (under two minutes) and ``--smoke``.
 
 Full run defaults follow the performance-anchors method: 3 s warm-up, 10 s runs, 3 repeats, 8 and 64
-connections, one million records with a hot set of 100,000 for the cached scenarios. ``--quick`` keeps every
-scenario but shrinks data and time (20,000 records, 2 s runs, one repeat, and 64 connections only except for
-the baselines and the cached look-up); its figures are for spotting regressions of the harness and gross
-ones of the node, not for the record.
+connections (and 1, for unloaded latency, on the baselines and the cached look-up), one million records with a
+hot set of 100,000 for the cached scenarios. ``--quick`` keeps every scenario but shrinks data and time (20,000
+records, 2 s runs, one repeat, and 64 connections only except for the baselines and the cached look-up); its
+figures are for spotting regressions of the harness and gross ones of the node, not for the record.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ class Plan:
     run_s: float
     repeats: int
     connections: tuple[int, ...] = (8, 64)
-    sweep_connections: tuple[int, ...] = (8, 64)
-    """Connections for the baselines and the cached look-up (the ratios); ``connections`` for the rest."""
+    sweep_connections: tuple[int, ...] = (1, 8, 64)
+    """Connections for the baselines and the cached look-up (the ratios, and 1 for the unloaded latency);
+    ``connections`` for the rest."""
     workers2_connections: int = 128
     cold_cache_entries: int = 1000
     zipf_exponent: float = 1.0
