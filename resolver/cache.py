@@ -154,7 +154,7 @@ class Cache:
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
-        self._batch: list[str] = []
+        self._batch: list[tuple[str, asyncio.Future[CacheEntry | None]]] = []
         self._floors: dict[str, int] = {}  # evicted in-flight key → the version its load must reach to be stored
         self._tasks: set[asyncio.Task[None]] = set()
         for name in self.COUNTERS:
@@ -197,35 +197,35 @@ class Cache:
             self._inflight[key] = future
             if not self._batch:
                 asyncio.get_running_loop().call_soon(self._start_loads)
-            self._batch.append(key)
+            self._batch.append((key, future))
         else:
             self.single_flight_joins += 1
         return await asyncio.shield(future)
 
     def _start_loads(self) -> None:
-        keys, self._batch = self._batch, []
-        for start in range(0, len(keys), _MAX_KEYS_PER_LOAD):
-            chunk = {
-                key: self._inflight[key] for key in keys[start : start + _MAX_KEYS_PER_LOAD] if key in self._inflight
-            }
-            if chunk:
-                task = asyncio.get_running_loop().create_task(self._run_load(chunk))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        """Load this tick's misses. Every waiting future is loaded, even one an eviction or flush unregistered
+        before the load started (its waiters still need an answer; ``_run_load`` will not store it)."""
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), _MAX_KEYS_PER_LOAD):
+            task = asyncio.get_running_loop().create_task(self._run_load(batch[start : start + _MAX_KEYS_PER_LOAD]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run_load(self, futures: dict[str, asyncio.Future[CacheEntry | None]]) -> None:
-        """Load ``futures``' keys, answer their waiters, and store what is still current.
+    async def _run_load(self, futures: Sequence[tuple[str, asyncio.Future[CacheEntry | None]]]) -> None:
+        """Load the keys of ``futures`` (pairs: one key may appear twice if a flush came between two misses of it),
+        answer every waiter, and store what is still current.
 
         A key whose future is no longer the registered load (an eviction or flush came meanwhile) is answered
         but not stored, and never unregisters a newer load of the same key.
         """
+        keys = list(dict.fromkeys(key for key, _ in futures))
         self.loads += 1
-        self.load_keys += len(futures)
+        self.load_keys += len(keys)
         try:
-            found = await self._load(list(futures))
+            found = await self._load(keys)
         except BaseException as exc:
             self.load_errors += 1
-            for key, future in futures.items():
+            for key, future in futures:
                 if self._inflight.get(key) is future:
                     del self._inflight[key]
                 if not future.done():
@@ -234,7 +234,7 @@ class Cache:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for key, future in futures.items():
+        for key, future in futures:
             entry = found.get(key)
             if self._inflight.get(key) is future:
                 del self._inflight[key]

@@ -471,3 +471,39 @@ def test_stats_report_every_counter_and_the_sizes() -> None:
     stats = cache.stats()
     assert set(Cache.COUNTERS) <= set(stats)
     assert (stats["entries"], stats["negative_entries"], stats["bytes"]) == (1, 1, _entry("K").size)
+
+
+async def test_a_flush_between_a_miss_and_its_load_still_answers_the_miss() -> None:
+    """Regression: a flush in the same loop tick as a miss unregistered the miss before its load started, and
+    the waiter was never answered (a request hung until the client gave up)."""
+    calls: list[list[str]] = []
+
+    async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
+        calls.append(list(keys))
+        return {key: CacheEntry(key, 1, b"{}") for key in keys}
+
+    cache = Cache(CacheSettings(), load)
+    waiter = asyncio.ensure_future(cache.fetch("K"))
+    await asyncio.sleep(0)  # the miss is registered; its load is scheduled for the next tick
+    cache.flush()
+    entry = await asyncio.wait_for(waiter, timeout=2)
+    assert entry is not None and entry.handle == "K"
+    assert calls == [["K"]]
+    assert cache.get("K") is None  # loaded across a flush: answered, not stored
+
+
+async def test_two_misses_of_one_key_split_by_a_flush_are_both_answered() -> None:
+    calls: list[list[str]] = []
+
+    async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
+        calls.append(list(keys))
+        return {key: CacheEntry(key, 1, b"{}") for key in keys}
+
+    cache = Cache(CacheSettings(), load)
+    first = asyncio.ensure_future(cache.fetch("K"))
+    await asyncio.sleep(0)
+    cache.flush()  # unregisters the first miss before its load has started
+    second = asyncio.ensure_future(cache.fetch("K"))
+    answers = await asyncio.wait_for(asyncio.gather(first, second), timeout=2)
+    assert [entry.handle for entry in answers] == ["K", "K"]
+    assert all(keys == ["K"] for keys in calls)
