@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from registry.auth import Identity, verify_secret
@@ -29,7 +28,7 @@ from registry.writes import merge_keeping_stamps, protect_secrets
 from resolver.errors import HandleAlreadyExists, HandleError, HandleNotFound, PrefixNotHomed, ProtocolError
 from resolver.identifiers import Handle, governing_prefix, parse
 from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
-from resolver.responses import answers_errors, json_response
+from resolver.responses import answers_errors, json_body, json_response
 from resolver.store import StoredRecord
 
 __all__ = ["BatchWrites"]
@@ -85,12 +84,7 @@ class BatchWrites:
 
     @answers_errors
     async def batch(self, request: web.Request) -> web.StreamResponse:
-        if request.content_type != "application/json":
-            raise ProtocolError(f"Unsupported media type {request.content_type}")
-        try:
-            payload = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"Malformed JSON body: {exc}") from None
+        payload = await json_body(request, require_json_type=True)
         raw_items = payload.get("items") if isinstance(payload, dict) else payload
         if not isinstance(raw_items, list):
             raise ProtocolError('Expected {"items": [{"op": ..., "handle": ..., "values": [...]}, ...]}')

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from registry.auth import Identity
@@ -38,7 +37,7 @@ from resolver.errors import (
 from resolver.http import handle_text
 from resolver.identifiers import Handle, governing_prefix, parse
 from resolver.records import HandleValue, decode_values, redact_secrets, values_from_stored
-from resolver.responses import flag, json_response
+from resolver.responses import flag, json_body, json_response
 
 __all__ = ["HandleWrites"]
 
@@ -108,12 +107,7 @@ class HandleWrites:
     async def _put(self, request: web.Request, op: str) -> tuple[web.StreamResponse, str]:
         handle = self._target(request)
         text = handle.text
-        if request.content_type != "application/json":
-            raise ProtocolError(f"Unsupported media type {request.content_type}")
-        try:
-            payload = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"Malformed JSON body: {exc}") from None
+        payload = await json_body(request, require_json_type=True)
         if isinstance(payload, dict) and "handle" in payload and payload["handle"] != text:
             same = isinstance(payload["handle"], str) and parse(payload["handle"]).key == handle.key
             if not same:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from registry.core import Registry
 from registry.enterprises import onboard, remove_prefix, validate_prefix
 from resolver.errors import InsufficientPermissions, MethodNotAllowed, ProtocolError
 from resolver.identifiers import ascii_upper
-from resolver.responses import answers_errors, flag, json_response
+from resolver.responses import answers_errors, flag, json_body, json_response
 from resolver.store import Store
 
 __all__ = ["PrefixesAPI"]
@@ -71,10 +70,7 @@ class PrefixesAPI:
         actor = await self._operator(request, prefix)
         payload: dict[str, Any] = {}
         if request.body_exists:
-            try:
-                payload = orjson.loads(await request.read())
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(f"Malformed JSON body: {exc}") from None
+            payload = await json_body(request)
             if not isinstance(payload, dict):
                 raise ProtocolError('Expected {"name": ..., "creditCode": ..., "contact": ...}')
         name = payload.get("name")

@@ -38,7 +38,7 @@ from registry.auth import Identity, StoredSecret, parse_handle_authorization
 from registry.core import Registry
 from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, MethodNotAllowed, ProtocolError
 from resolver.records import HandleValue
-from resolver.responses import answers_errors, json_response
+from resolver.responses import answers_errors, json_body, json_response
 
 __all__ = ["Sessions"]
 
@@ -195,10 +195,7 @@ class Sessions:
                 f"Unknown HTTP API endpoint {request.method} {request.path}", allow=("GET", "PUT", "DELETE")
             )
         if "signature" not in fields and request.body_exists:
-            try:
-                body = orjson.loads(await request.read())
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(f"Malformed JSON body: {exc}") from None
+            body = await json_body(request)
             fields |= {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
         identity = await self._verify(request, bytes(row[1]), fields)
         if identity is None:

@@ -30,7 +30,7 @@ from registry.permissions import Perm
 from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidValue, PrefixNotHomed, ProtocolError
 from resolver.identifiers import ascii_upper, validate_text
 from resolver.records import HandleValue
-from resolver.responses import answers_errors, json_response
+from resolver.responses import answers_errors, json_body, json_response
 
 __all__ = ["TEMPLATE_INDEX", "Templates", "check_template", "validate_record"]
 
@@ -255,12 +255,7 @@ class Templates:
     async def put(self, request: web.Request) -> web.StreamResponse:
         """Publish a version; an identical re-publish is a success (200), a different one a conflict (409)."""
         prefix, version = self._names(request)
-        if request.content_type != "application/json":
-            raise ProtocolError(f"Unsupported media type {request.content_type}")
-        try:
-            payload = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"Malformed JSON body: {exc}") from None
+        payload = await json_body(request, require_json_type=True)
         description, items = check_template(payload)
         identity = await self.registry.identity(request, f"{prefix}/{version}")
         await self.registry.require_prefix_admin(identity, prefix, Perm.ADD_HANDLE, echo=f"{prefix}/{version}")

@@ -44,6 +44,7 @@ from resolver.responses import (
     answers_errors,
     error_response,
     flag,
+    json_body,
     json_response,
     with_cors,
 )
@@ -209,7 +210,7 @@ class HandlesEndpoint:
         exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
         their pre-encoded bytes. Misses of one request are loaded together in one query.
         """
-        payload = await _json_body(request)
+        payload = await json_body(request)
         if isinstance(payload, list):
             payload = {"handles": payload}
         if not isinstance(payload, dict) or not isinstance(payload.get("handles"), list):
@@ -277,20 +278,12 @@ def _as_list(raw: Any) -> list[Any]:
     return raw if isinstance(raw, list) else [raw]
 
 
-async def _json_body(request: web.Request) -> Any:
-    data = await request.read()
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"Malformed JSON body: {exc}") from None
-
-
 async def _json_params(request: web.Request) -> MultiMapping[Any]:
     """The JSON body of a POST-as-GET as a multi-mapping: lists become repeated parameters."""
     out: MultiDict[Any] = MultiDict(request.query)
     if not request.body_exists:
         return out
-    payload = await _json_body(request)
+    payload = await json_body(request)
     if not isinstance(payload, dict):
         raise ProtocolError("POST parameters must be a JSON object")
     for key, value in payload.items():

@@ -35,6 +35,7 @@ __all__ = [
     "answers_errors",
     "error_response",
     "flag",
+    "json_body",
     "json_response",
     "with_cors",
 ]
@@ -86,6 +87,17 @@ def json_response(
     else:
         out_headers["Content-Type"] = JSON_TYPE
     return web.Response(body=body, status=status, headers=out_headers)
+
+
+async def json_body(request: web.Request, *, require_json_type: bool = False) -> Any:
+    """The request body parsed as JSON; rc 4 for malformed JSON, and (when required, as for Handle.Net's PUT,
+    transcript A11) for a media type other than ``application/json``."""
+    if require_json_type and request.content_type != "application/json":
+        raise ProtocolError(f"Unsupported media type {request.content_type}")
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"Malformed JSON body: {exc}") from None
 
 
 def error_response(error: HandleError, request: web.Request | None = None) -> web.Response:
