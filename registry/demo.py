@@ -81,4 +81,4 @@ async def load_demo(store: Store) -> int:
         )
         for handle, values in DEMO_HANDLES
     ]
-    return await store.write_records(rows, actor="idnode-demo", replace=False)
+    return await store.create_missing(rows, actor="idnode-demo")

@@ -29,7 +29,6 @@ __all__ = ["MigrationResult", "PrefixRow", "Store", "StoredRecord", "apply_migra
 
 log = logging.getLogger("idnode.store")
 
-_WRITE_CHUNK = 5000
 _MIGRATION_LOCK = 0x1D0DE  # pg_advisory_xact_lock key shared by every idnode process
 
 _FETCH = 'SELECT handle_key, handle, version, "values"::text FROM handles WHERE handle_key = ANY($1::text[])'
@@ -115,33 +114,22 @@ class Store:
             return 0
         return await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM idnode_migrations")
 
-    async def write_records(
-        self,
-        records: Iterable[tuple[str, str, str, str]],
-        *,
-        actor: str,
-        request_id: str | None = None,
-        replace: bool = True,
-    ) -> int:
-        """Create (and with ``replace`` overwrite) ``(key, handle, prefix_key, values_json)`` rows in one transaction.
+    async def create_missing(self, records: Iterable[tuple[str, str, str, str]], *, actor: str) -> int:
+        """Insert ``(key, handle, prefix_key, values_json)`` rows whose key is not stored yet; returns how many.
 
-        Returns how many rows were written. Without ``replace``, rows whose key exists are left alone, which
-        makes a re-run of an import skip what is already there.
+        For small seed data (the demo); imports go through ``registry/bulk.py`` (COPY).
         """
-        conflict = 'DO UPDATE SET handle = EXCLUDED.handle, "values" = EXCLUDED."values"' if replace else "DO NOTHING"
-        statement = (
-            'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values") '
-            "SELECT k, h, p, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(k, h, p, v) "
-            f"ON CONFLICT (handle_key) {conflict} RETURNING 1) SELECT count(*) FROM ins"
-        )
         rows = list(records)
-        written = 0
+        if not rows:
+            return 0
         async with self.pool.acquire() as con, con.transaction():
-            await _set_actor(con, actor, request_id)
-            for start in range(0, len(rows), _WRITE_CHUNK):
-                chunk = rows[start : start + _WRITE_CHUNK]
-                written += await con.fetchval(statement, *(list(column) for column in zip(*chunk, strict=True)))
-        return written
+            await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
+            return await con.fetchval(
+                'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values") '
+                "SELECT k, h, p, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(k, h, p, v) "
+                "ON CONFLICT (handle_key) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+                *(list(column) for column in zip(*rows, strict=True)),
+            )
 
 
 async def close_pool(pool: asyncpg.Pool, timeout: float = 10.0) -> None:
@@ -151,14 +139,6 @@ async def close_pool(pool: asyncpg.Pool, timeout: float = 10.0) -> None:
     except TimeoutError:
         log.warning("store: connections still busy after %.0fs; terminating them", timeout)
         pool.terminate()
-
-
-async def _set_actor(con: asyncpg.Connection, actor: str, request_id: str | None) -> None:
-    await con.execute(
-        "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)",
-        actor,
-        request_id or "",
-    )
 
 
 def _migrations() -> list[tuple[int, str, str]]:
