@@ -1,14 +1,13 @@
-"""The registry's additions to the node application, as one app extension.
+"""The registry's additions to the node application: the one place its parts are built and connected.
 
-``resolver.app.create_app`` calls each extension after the read routes and before its catch-all routes. The
-registry extension, in order:
+``resolver.app.create_app`` hands the read path's stages (``Core``) to ``install``, which, in order:
 1. decides what a secure channel is (TLS, or a trusted proxy's ``X-Forwarded-Proto: https``);
-2. builds the authenticator and the shared ``Registry`` over the read path's lookup, cache and pool, and opens
-   a second pool for write transactions at start (why: ``Registry.open_writes``);
-3. plugs PUT/DELETE/listing/history into the read API's ``/api/handles`` endpoint (one route per path, so the
-   hot GET route stays first and untouched) and lets authenticated readers ask for ``publicOnly=false``;
-4. adds its own routes (prefixes, sessions, templates, batch, reverse look-up, OpenAPI);
-5. hands its counters to the app's metrics collector.
+2. opens a second pool for writes and builds the data layer over both (why two: ``registry/store.py``);
+3. builds the shared parts once: records through the cache, operators, permissions, the authenticator (with
+   session look-up), the template check, the writer, and the counters;
+4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
+   reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
+5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, OpenAPI) and metric source.
 """
 
 from __future__ import annotations
@@ -17,88 +16,93 @@ from aiohttp import web
 
 from registry.auth import Authenticator, Identity, secure_check
 from registry.batch import BatchWrites
-from registry.core import Registry
-from registry.http import HandleWrites
+from registry.cached import CachedRecords
+from registry.handle_writes import HandleWrites
+from registry.history import HandleHistory
+from registry.listing import HandleListing
+from registry.metrics import RegistryMetrics
 from registry.openapi import OpenAPI
-from registry.permissions import Perm, admin_permissions
-from registry.prefixes import PrefixesAPI
+from registry.permissions import Operators, Perm, Permissions
+from registry.prefix_api import PrefixesAPI
 from registry.search import ReverseLookup
-from registry.sessions import Sessions
-from registry.templates import Templates
-from resolver.app import COLLECTOR, DSN, ENDPOINT, LOOKUP, SETTINGS, STORE, Extension
+from registry.sessions import Sessions, session_identity
+from registry.store import RegistryStore
+from registry.templates import TemplateCheck, TemplatesAPI
+from registry.write_stages import WriteStages
+from registry.writes import Writer
+from resolver.app import Additions, Core, Extension
 from resolver.errors import HandleError
+from resolver.http import HandleHooks, Reader
 from resolver.identifiers import parse
-from resolver.responses import SECURE_CHECK
 from resolver.store import close_pool, connect
 
-__all__ = ["REGISTRY", "extensions"]
-
-REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+__all__ = ["extensions", "install"]
 
 
-def _install(app: web.Application) -> None:
-    settings = app[SETTINGS]
-    is_secure = secure_check(settings.registry)
-    app[SECURE_CHECK] = is_secure
-    lookup = app[LOOKUP]
-    authenticator = Authenticator(settings.registry, is_secure)
-    registry = Registry(
-        lookup=lookup,
-        pool=app[STORE].pool,
-        authenticator=authenticator,
-        configured_operators=settings.registry.operators,
-        max_handle_bytes=settings.max_handle_bytes,
-        max_batch=settings.max_batch,
-    )
-    app[REGISTRY] = registry
-    authenticator.values_of = registry.values_of
-
-    async def open_writes(_app: web.Application) -> None:
-        registry.open_writes((await connect(app[DSN], settings.database)).pool)
-
-    async def close_writes(_app: web.Application) -> None:
-        await close_pool(registry.writer.pool)
-
-    app.on_startup.append(open_writes)
-    app.on_cleanup.append(close_writes)
-    sessions = Sessions(registry)
-    authenticator.sessions = sessions.identify
-    templates = Templates(registry)
-    writes = HandleWrites(registry, templates)
-
-    endpoint = app[ENDPOINT]
-    endpoint.methods.update(writes.methods())
-    endpoint.history = writes.history
-
-    async def private_reader(request: web.Request, handle: str) -> Identity | None:
+def _private_reader(auth: Authenticator, records: CachedRecords, permissions: Permissions) -> Reader:
+    async def read(request: web.Request, handle: str) -> Identity | None:
         """Who may see ``handle``'s non-public values: an admin of it with READ_VALUE."""
-        identity = await authenticator.identify(request)
+        identity = await auth.identify(request)
         if identity is None:
             return None
-        values = await registry.values_of(handle)
+        values = await records.values_of(handle)
         if values is not None:
-            prefix = parse(handle).prefix
-            admins = admin_permissions(values) or await registry.permissions.prefix_admins(prefix)
             try:
-                await registry.permissions.require(identity, prefix, admins, {Perm.READ_VALUE}, handle=handle)
+                await permissions.require_on_handle(identity, parse(handle), values, Perm.READ_VALUE, echo=None)
             except HandleError as exc:
                 exc.handle = None
                 raise
         return identity
 
-    endpoint.authenticate = private_reader
-    for component in (
-        PrefixesAPI(registry),
-        sessions,
-        templates,
-        BatchWrites(registry, templates),
-        ReverseLookup(registry),
-    ):
-        app.add_routes(component.routes())
-    app.add_routes(OpenAPI().routes())
-    app[COLLECTOR].sources.append(registry.collect)
+    return read
+
+
+async def install(core: Core) -> Additions:
+    """The registry over ``core``: see the module docstring for the order."""
+    settings = core.settings
+    is_secure = secure_check(settings.registry)
+    write_pool = (await connect(core.dsn, settings.database)).pool
+    store = RegistryStore(core.store.pool, write_pool)
+    prefixes = core.lookup.prefixes
+    records = CachedRecords(core.lookup)
+    operators = Operators(store, settings.registry.operators)
+    permissions = Permissions(records.values_of, operators.includes)
+    auth = Authenticator(settings.registry, is_secure, records.values_of, session_identity(store))
+    metrics = RegistryMetrics(lambda: auth.failures)
+    check_template = TemplateCheck(store, metrics)
+    writer = Writer(store)
+    stages = WriteStages(
+        prefixes, records, auth, permissions, check_template, metrics, max_handle_bytes=settings.max_handle_bytes
+    )
+    writes = HandleWrites(writer, stages)
+    hooks = HandleHooks(
+        methods=writes.methods(),
+        reader=_private_reader(auth, records, permissions),
+        collection=HandleListing(store, prefixes, auth, permissions),
+        fallback=HandleHistory(store, auth, permissions, max_handle_bytes=settings.max_handle_bytes),
+    )
+    batch = BatchWrites(store, stages, max_batch=settings.max_batch)
+    routes = [
+        *PrefixesAPI(store, core.store, auth, operators).routes(),
+        *Sessions(store, auth).routes(),
+        *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
+        *batch.routes(),
+        *ReverseLookup(store, auth, operators).routes(),
+        *OpenAPI().routes(),
+    ]
+
+    async def close_writes(_app: web.Application) -> None:
+        await close_pool(write_pool)
+
+    return Additions(
+        handles=hooks,
+        routes=routes,
+        secure_check=is_secure,
+        on_cleanup=(close_writes,),
+        metrics=(metrics.collect,),
+    )
 
 
 def extensions() -> list[Extension]:
     """Everything the registry adds to a node."""
-    return [_install]
+    return [install]

@@ -14,8 +14,16 @@ ignored, as Handle.Net does (transcript A8).
 
 Verifying a password costs a PBKDF2 run (tens of milliseconds by design), so a successful check is remembered as
 a SHA-256 of the password under the stored hash: later requests cost one hash, and changing the key forgets it.
-Failed logins are limited per identity and per client address (``auth_failure_limit`` per
-``auth_failure_window``); past the limit the answer is 429 with ``Retry-After``, before any PBKDF2 work.
+Failed logins are limited so that guessing is slow but nobody can lock the owner out: ``auth_failure_limit`` per
+``auth_failure_window`` for one identity from one client address, a ceiling ``IDENTITY_FACTOR`` times higher for
+one identity from everywhere (a distributed guess), and ``ADDRESS_FACTOR`` times higher for one address over all
+identities (one address may carry many users behind NAT). Past a limit the answer is 429 with ``Retry-After``,
+before any PBKDF2 work. An attacker who fails from his own address only blocks himself; the owner, elsewhere,
+still gets in until the much higher identity ceiling is reached.
+
+A stored hash names its own iteration count, and every login attempt pays it; so a hash is accepted (stored, or
+verified) only with ``MIN_ITERATIONS`` to ``MAX_ITERATIONS`` iterations: a tenant cannot make anonymous login
+attempts cost the node seconds of CPU each, and ``iterations=0`` is refused, not a crash.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import ipaddress
 import os
 import re
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,14 +46,16 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from registry.store import Actor
 from resolver.config import RegistrySettings
-from resolver.errors import AuthenticationFailed, BadCredentials, TooManyFailures
+from resolver.errors import AuthenticationFailed, AuthenticationNeeded, BadCredentials, TooManyFailures
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
 __all__ = [
     "Authenticator",
     "Identity",
+    "actor_of",
     "hash_secret",
     "is_hashed_secret",
     "parse_basic",
@@ -54,11 +65,25 @@ __all__ = [
 
 SECRET_SCHEME = "pbkdf2-sha1"
 SECRET_ITERATIONS = 100_000
+MIN_ITERATIONS = 1_000
+MAX_ITERATIONS = 1_000_000
+"""A pre-hashed secret may choose its cost within this range: 1M iterations of PBKDF2-HMAC-SHA1 is ~0.15 s of
+CPU per guess here, the most one tenant's key may make every login attempt cost the node."""
 SECRET_LENGTH = 20
+IDENTITY_FACTOR = 10
+ADDRESS_FACTOR = 5
+_NEEDED = "Authentication needed: send HTTP Basic credentials (index:handle) or a session"
+_INSECURE = (
+    "Authentication needs a secure channel: use HTTPS (idnode serve --tls), or a TLS-terminating proxy listed in "
+    "trusted_proxies; credentials sent over plain HTTP are ignored"
+)
 _HANDLE_AUTH_FIELD = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _VERIFIED_MAX = 10_000
 _LIMITER_MAX_KEYS = 100_000
-_ADDRESS_FACTOR = 5
+
+SessionIdentity = Callable[[str], Awaitable["Identity | None"]]
+"""``identify(session_id)``: the identity a session authenticated; raises BadCredentials for an unknown one."""
+ValuesOf = Callable[[str], Awaitable[Sequence[HandleValue] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +128,7 @@ def hash_secret(secret: bytes, *, iterations: int = SECRET_ITERATIONS) -> str:
 
 
 def is_hashed_secret(text: str) -> bool:
+    """Whether ``text`` claims to be a stored hash (``StoredSecret.parse`` decides whether it is a usable one)."""
     return text.startswith(SECRET_SCHEME + "$")
 
 
@@ -114,13 +140,20 @@ class StoredSecret:
 
     @classmethod
     def parse(cls, text: str) -> StoredSecret | None:
+        """The hash's parts; None unless it is well-formed, with an iteration count inside the accepted range."""
         parts = text.split("$")
-        if len(parts) != 4 or parts[0] != SECRET_SCHEME or not parts[1].isdigit():
+        if len(parts) != 4 or parts[0] != SECRET_SCHEME or not parts[1].isdigit() or len(parts[1]) > 7:
+            return None
+        iterations = int(parts[1])
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
             return None
         try:
-            return cls(base64.b64decode(parts[2]), int(parts[1]), base64.b64decode(parts[3]))
+            salt, key = base64.b64decode(parts[2], validate=True), base64.b64decode(parts[3], validate=True)
         except ValueError:
             return None
+        if not salt or not 16 <= len(key) <= 64:
+            return None
+        return cls(salt, iterations, key)
 
 
 def verify_secret(stored: str, secret: bytes) -> bool:
@@ -222,18 +255,18 @@ class Authenticator:
         self,
         settings: RegistrySettings,
         is_secure: Callable[[web.Request], bool],
+        values_of: ValuesOf,
+        session_identity: SessionIdentity,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.is_secure = is_secure
-        self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window, clock)
-        # One address may carry many users (NAT, a company proxy): it gets a wider allowance than one identity.
-        self.address_limiter = FailureLimiter(
-            settings.auth_failure_limit * _ADDRESS_FACTOR, settings.auth_failure_window, clock
-        )
-        # Hooks set when the registry is wired (registry/app.py): how to read a handle's values, and sessions.
-        self.values_of: Callable[[str], Awaitable[Sequence[HandleValue] | None]] | None = None
-        self.sessions: Callable[[web.Request, dict[str, str]], Awaitable[Identity | None]] | None = None
+        self._values_of = values_of
+        self._session_identity = session_identity
+        limit, window = settings.auth_failure_limit, settings.auth_failure_window
+        self._pair_limiter = FailureLimiter(limit, window, clock)
+        self._identity_limiter = FailureLimiter(limit * IDENTITY_FACTOR, window, clock)
+        self._address_limiter = FailureLimiter(limit * ADDRESS_FACTOR, window, clock)
         self._verified: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
         self.failures: dict[str, int] = {"bad_secret": 0, "unknown_identity": 0, "malformed": 0, "rate_limited": 0}
 
@@ -250,10 +283,20 @@ class Authenticator:
             identity, password = self._parse(header)
             await self.verify_password(identity, password, request.remote or "?")
             return identity
-        if scheme == "handle" and self.sessions is not None:
-            fields = parse_handle_authorization(header)
-            return await self.sessions(request, fields)
+        if scheme == "handle":
+            return await self._session_identity(parse_handle_authorization(header).get("sessionId", ""))
         return None
+
+    async def require(self, request: web.Request, handle: str | None = None) -> Identity:
+        """The authenticated identity; AuthenticationNeeded (401, 403 on plain HTTP) when there is none."""
+        try:
+            identity = await self.identify(request)
+        except AuthenticationNeeded as exc:
+            exc.handle = exc.handle or handle
+            raise
+        if identity is None:
+            raise AuthenticationNeeded(_INSECURE if not self.is_secure(request) else _NEEDED, handle=handle)
+        return identity
 
     def _parse(self, header: str) -> tuple[Identity, bytes]:
         try:
@@ -264,12 +307,11 @@ class Authenticator:
 
     async def key_values(self, identity: Identity, kind: str) -> list[HandleValue]:
         """The ``kind`` (HS_SECKEY or HS_PUBKEY) values that can prove ``identity`` (index 0: any of them)."""
-        values = await self.values_of(identity.handle) if self.values_of is not None else None
+        values = await self._values_of(identity.handle)
         return [v for v in values or () if v.type_key() == kind and identity.index in (0, v.index)]
 
     async def verify_password(self, identity: Identity, password: bytes, peer: str) -> None:
         """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures."""
-        key = identity.key
         wait = self.blocked_for(identity, peer)
         if wait > 0:
             self.failures["rate_limited"] += 1
@@ -280,19 +322,28 @@ class Authenticator:
         else:
             for value in values:
                 if await self._check(identity, value, password):
-                    self.limiter.clear(key)
+                    self.succeed(identity, peer)
                     return
             self.failures["bad_secret"] += 1
-        self.fail(key, peer)
+        self.fail(identity, peer)
         raise BadCredentials()
 
     def blocked_for(self, identity: Identity, peer: str) -> float:
-        """Seconds until ``identity`` may try again from ``peer`` (0: now)."""
-        return max(self.limiter.retry_after(identity.key), self.address_limiter.retry_after(peer))
+        """Seconds until ``identity`` may try again from ``peer`` (0: now); see the module docstring."""
+        return max(
+            self._pair_limiter.retry_after(f"{identity.key} {peer}"),
+            self._identity_limiter.retry_after(identity.key),
+            self._address_limiter.retry_after(peer),
+        )
 
-    def fail(self, key: str, peer: str) -> None:
-        self.limiter.fail(key)
-        self.address_limiter.fail(peer)
+    def fail(self, identity: Identity, peer: str) -> None:
+        self._pair_limiter.fail(f"{identity.key} {peer}")
+        self._identity_limiter.fail(identity.key)
+        self._address_limiter.fail(peer)
+
+    def succeed(self, identity: Identity, peer: str) -> None:
+        """The owner proved itself from ``peer``: its own earlier slips there are forgiven."""
+        self._pair_limiter.clear(f"{identity.key} {peer}")
 
     async def _check(self, identity: Identity, value: HandleValue, password: bytes) -> bool:
         if value.format != "string":
@@ -321,3 +372,8 @@ def parse_handle_authorization(header: str) -> dict[str, str]:
         except UnicodeDecodeError:
             raise AuthenticationFailed("Invalid id in Handle authorization") from None
     return fields
+
+
+def actor_of(request: web.Request, identity: Identity | str) -> Actor:
+    """Who history records for a write: the identity, and the client's ``X-Request-Id`` (trimmed) or a fresh id."""
+    return Actor(str(identity), request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex)

@@ -9,7 +9,8 @@ the others are written. Retrying a batch is safe: a ``create`` whose handle alre
 
 All valid items are written in one transaction with one statement per kind of change, which is what makes the
 batch API fast (the single-handle API pays a transaction per handle); the records are locked first, so the
-decisions hold until commit.
+decisions hold until commit. Secret keys are hashed only for items already authorized and validated, and a batch
+may ask for at most ``MAX_SECRETS`` of them in all (``registry/secret_keys.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.auth import Identity, verify_secret
-from registry.core import Registry, request_id
-from registry.templates import Templates
-from registry.writes import merge_keeping_stamps, protect_secrets
-from resolver.errors import HandleAlreadyExists, HandleError, HandleNotFound, PrefixNotHomed, ProtocolError
+from registry.auth import Identity, actor_of, verify_secret
+from registry.secret_keys import MAX_SECRETS, hash_secrets, prepare_secrets, secrets_to_hash
+from registry.store import RegistryStore
+from registry.write_stages import WriteStages
+from registry.writes import merge_keeping_stamps
+from resolver.errors import (
+    HandleAlreadyExists,
+    HandleError,
+    HandleNotFound,
+    InvalidValue,
+    PrefixNotHomed,
+    ProtocolError,
+)
 from resolver.identifiers import Handle, governing_prefix, parse
 from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
 from resolver.responses import answers_errors, json_body, json_response
@@ -69,15 +78,18 @@ async def _same_record(stored: Sequence[HandleValue], given: Sequence[HandleValu
             same_meta = (old.type, old.ttl, old.permissions) == (new.type, new.ttl, new.permissions[:2] + "00")
             if not same_meta or not await asyncio.to_thread(verify_secret, str(old.value), str(new.value).encode()):
                 return False
-        elif old.to_json() | {"timestamp": ""} != new.to_json() | {"timestamp": ""}:
+        elif not old.same_content(new):
             return False
     return True
 
 
 class BatchWrites:
-    def __init__(self, registry: Registry, templates: Templates) -> None:
-        self.registry = registry
-        self.templates = templates
+    """``POST /api/handles:batch``."""
+
+    def __init__(self, store: RegistryStore, stages: WriteStages, *, max_batch: int) -> None:
+        self.store = store
+        self.stages = stages
+        self.max_batch = max_batch
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/handles:batch", self.batch)]
@@ -88,131 +100,105 @@ class BatchWrites:
         raw_items = payload.get("items") if isinstance(payload, dict) else payload
         if not isinstance(raw_items, list):
             raise ProtocolError('Expected {"items": [{"op": ..., "handle": ..., "values": [...]}, ...]}')
-        if len(raw_items) > self.registry.max_batch:
-            raise ProtocolError(f"At most {self.registry.max_batch} items per batch, got {len(raw_items)}")
-        identity = await self.registry.identity(request)
+        if len(raw_items) > self.max_batch:
+            raise ProtocolError(f"At most {self.max_batch} items per batch, got {len(raw_items)}")
+        identity = await self.stages.auth.require(request)
         results: list[dict[str, Any] | None] = [None] * len(raw_items)
         items = []
         seen: set[str] = set()
+        secrets = 0
         for position, raw in enumerate(raw_items):
             try:
-                item = await self._parse(position, raw)
+                item = self._parse(position, raw)
                 if item.handle.key in seen:
                     raise ProtocolError("This handle appears more than once in the batch")
             except HandleError as exc:
                 results[position] = _result(_text_of(raw), exc)
                 continue
+            secrets += secrets_to_hash(item.values)
             seen.add(item.handle.key)
             items.append(item)
-        try:
+        if secrets > MAX_SECRETS:
+            raise InvalidValue(f"At most {MAX_SECRETS} secret keys can be set in one request, got {secrets}")
+        with self.stages.metrics.counting("batch"):
             await self._write(request, identity, items, results)
-        except BaseException as exc:
-            self.registry.count("batch", exc)
-            raise
-        self.registry.count("batch", None)
-        self.registry.counts.batch_items += len(raw_items)
+        self.stages.metrics.batch_items += len(raw_items)
         return json_response({"responseCode": 1, "results": results})
 
-    async def _parse(self, position: int, raw: Any) -> _Item:
+    def _parse(self, position: int, raw: Any) -> _Item:
         if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("handle"), str):
             raise ProtocolError('Each item needs "op" (create, replace or delete) and "handle"')
-        handle = parse(raw["handle"], max_bytes=self.registry.max_handle_bytes, bare_is_prefix=False)
-        if not self.registry.lookup.prefixes.homes(governing_prefix(handle)):
+        handle = parse(raw["handle"], max_bytes=self.stages.max_handle_bytes, bare_is_prefix=False)
+        if not self.stages.prefixes.homes(governing_prefix(handle)):
             raise PrefixNotHomed(handle=handle.text)
         item = _Item(position, raw["op"], handle)
         if item.op != "delete":
             item.given = decode_values(raw.get("values", []))
-            item.values = await protect_secrets(item.given)
-            item.template = await self.templates.check(handle.prefix, item.values)
+            item.values = prepare_secrets(item.given)
         return item
+
+    async def _decide(self, identity: Identity, item: _Item, before: Sequence[HandleValue] | None) -> str:
+        """What to do with one item against its locked record: ``create``, ``update``, ``delete`` or ``same``.
+
+        Raises the HandleError the single-handle API would answer; templates are checked and secret keys hashed
+        only once the item is authorized.
+        """
+        text = item.handle.text
+        if item.op == "delete":
+            if before is None:
+                raise HandleNotFound(handle=text)
+            await self.stages.permissions.authorize_change(identity, item.handle, before, None)
+            return "delete"
+        if before is not None and item.op == "create":
+            # Only the handle's admins may learn whether a retry matches what is stored.
+            await self.stages.permissions.authorize_change(identity, item.handle, before, before)
+            if not await _same_record(before, item.given):
+                raise HandleAlreadyExists(handle=text)
+            return "same"
+        if before is not None:
+            item.values = merge_keeping_stamps(before, prepare_secrets(item.given, before))
+        await self.stages.permissions.authorize_change(identity, item.handle, before, item.values)
+        item.template = await self.stages.check_template(item.handle.prefix, item.values)
+        item.values = await hash_secrets(item.values)
+        item.stored = values_to_stored(item.values).decode()
+        return "create" if before is None else "update"
 
     async def _write(
         self, request: web.Request, identity: Identity, items: list[_Item], results: list[dict[str, Any] | None]
     ) -> None:
-        registry = self.registry
-        creates: list[_Item] = []
-        updates: list[_Item] = []
-        deletes: list[_Item] = []
-        async with registry.writer.pool.acquire() as con, con.transaction():
-            await con.execute(
-                "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)",
-                str(identity),
-                request_id(request),
-            )
-            rows = await con.fetch(
-                'SELECT handle_key, handle, "values"::text FROM handles WHERE handle_key = ANY($1::text[]) FOR UPDATE',
-                [item.handle.key for item in items],
-            )
-            existing = {row[0]: values_from_stored(row[2]) for row in rows}
+        chosen: dict[str, list[_Item]] = {"create": [], "update": [], "delete": []}
+        async with self.store.transaction(actor_of(request, identity)) as tx:
+            existing = await tx.lock_many([item.handle.key for item in items])
             for item in items:
-                text = item.handle.text
-                before = existing.get(item.handle.key)
+                stored = existing.get(item.handle.key)
                 try:
-                    if item.op == "delete":
-                        if before is None:
-                            raise HandleNotFound(handle=text)
-                        await registry.authorize_change(identity, item.handle, before, None)
-                        deletes.append(item)
-                    elif before is None:
-                        await registry.authorize_change(identity, item.handle, None, item.values)
-                        creates.append(item)
-                    elif item.op == "create":
-                        # Only the handle's admins may learn whether a retry matches what is stored.
-                        await registry.authorize_change(identity, item.handle, before, before)
-                        if not await _same_record(before, item.given):
-                            raise HandleAlreadyExists(handle=text)
-                        results[item.position] = _result(text, unchanged=True)
-                        continue
-                    else:
-                        item.values = merge_keeping_stamps(before, item.values)
-                        await registry.authorize_change(identity, item.handle, before, item.values)
-                        updates.append(item)
+                    action = await self._decide(identity, item, None if stored is None else values_from_stored(stored))
                 except HandleError as exc:
-                    results[item.position] = _result(text, exc)
+                    results[item.position] = _result(item.handle.text, exc)
                     continue
-                item.stored = values_to_stored(item.values).decode()
-            versions = await _apply(con, creates, updates, deletes)
+                if action == "same":
+                    results[item.position] = _result(item.handle.text, unchanged=True)
+                else:
+                    chosen[action].append(item)
+            creates, updates, deletes = chosen["create"], chosen["update"], chosen["delete"]
+            versions = await tx.insert_many(
+                [(i.handle.key, i.handle.name, i.handle.prefix_key, i.stored, i.template) for i in creates]
+            )
+            versions |= await tx.update_many([(i.handle.key, i.stored, i.template) for i in updates])
+            await tx.delete_many([i.handle.key for i in deletes])
         created = {item.position for item in creates}
         for item in creates + updates:
             version = versions.get(item.handle.key)
             if version is None:  # a concurrent create took the handle between our lock and our insert
                 results[item.position] = _result(item.handle.text, HandleAlreadyExists(handle=item.handle.text))
                 continue
-            registry.remember(StoredRecord(item.handle.key, item.handle.name, version, item.stored), item.values)
+            self.stages.records.remember(
+                StoredRecord(item.handle.key, item.handle.name, version, item.stored), item.values
+            )
             results[item.position] = _result(item.handle.text, status=201 if item.position in created else 200)
         for item in deletes:
-            registry.forget(item.handle.key)
+            self.stages.records.forget(item.handle.key)
             results[item.position] = _result(item.handle.text)
-
-
-async def _apply(con: Any, creates: list[_Item], updates: list[_Item], deletes: list[_Item]) -> dict[str, int]:
-    """One statement per kind of change; returns the new version of every created or updated key."""
-    versions: dict[str, int] = {}
-    if creates:
-        rows = await con.fetch(
-            'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
-            "SELECT k, h, p, v::jsonb, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
-            "AS u(k, h, p, v, t) ON CONFLICT (handle_key) DO NOTHING RETURNING handle_key, version",
-            [i.handle.key for i in creates],
-            [i.handle.name for i in creates],
-            [i.handle.prefix_key for i in creates],
-            [i.stored for i in creates],
-            [i.template for i in creates],
-        )
-        versions.update((row[0], row[1]) for row in rows)
-    if updates:
-        rows = await con.fetch(
-            'UPDATE handles h SET "values" = u.v::jsonb, template_version = u.t '
-            "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, t) "
-            "WHERE h.handle_key = u.k RETURNING h.handle_key, h.version",
-            [i.handle.key for i in updates],
-            [i.stored for i in updates],
-            [i.template for i in updates],
-        )
-        versions.update((row[0], row[1]) for row in rows)
-    if deletes:
-        await con.execute("DELETE FROM handles WHERE handle_key = ANY($1::text[])", [i.handle.key for i in deletes])
-    return versions
 
 
 def _text_of(raw: Any) -> str | None:

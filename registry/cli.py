@@ -36,14 +36,15 @@ from tqdm import tqdm
 from registry.app import extensions
 from registry.bulk import import_lines
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
-from registry.enterprises import Credentials, add_operator, onboard
+from registry.enterprises import Credentials, add_operator, home_prefix, onboard
+from registry.store import Actor, RegistryStore
 from registry.tls import server_context
 from resolver import __version__
 from resolver.answers import build_entry, render
 from resolver.config import Settings, load_settings
 from resolver.database import migrate, open_database
 from resolver.errors import ConfigError, HandleError
-from resolver.identifiers import ascii_upper, parse, validate_text
+from resolver.identifiers import parse, validate_text
 from resolver.prefixes import PrefixTable
 from resolver.records import ValueFilter
 from resolver.serve import configure_logging, serve
@@ -133,7 +134,7 @@ def _serve(settings: Settings) -> int:
     async def prepare(dsn: str) -> None:
         store = await connect(dsn, settings.database)
         try:
-            added = await load_demo(store)
+            added = await load_demo(RegistryStore(store.pool))
         finally:
             await store.close()
         example = DEMO_HANDLES[0][0]
@@ -158,7 +159,7 @@ def _prefix_add(settings: Settings, prefix: str) -> int:
     validate_text(prefix)
     if "/" in prefix:
         raise ConfigError(f"prefix: {prefix!r} contains '/'; give the prefix only, e.g. 88.118.8")
-    added = _with_store(settings, lambda store: store.add_prefix(prefix, ascii_upper(prefix)))
+    added = _with_store(settings, lambda store: home_prefix(RegistryStore(store.pool), prefix))
     print(f"prefix {prefix} {'homed' if added else 'was already homed'}")
     return 0
 
@@ -178,11 +179,16 @@ def _print_credentials(credentials: Credentials, as_json: bool, what: str) -> No
 
 
 def _enterprise_add(settings: Settings, args: argparse.Namespace) -> int:
-    actor = f"cli:{getpass.getuser()}"
+    actor = Actor(f"cli:{getpass.getuser()}")
     credentials = _with_store(
         settings,
         lambda store: onboard(
-            store.pool, args.prefix, name=args.name, credit_code=args.credit_code, contact=args.contact, actor=actor
+            RegistryStore(store.pool),
+            args.prefix,
+            name=args.name,
+            credit_code=args.credit_code,
+            contact=args.contact,
+            actor=actor,
         ),
     )
     _print_credentials(credentials, args.json, f"enterprise {args.prefix}")
@@ -190,8 +196,8 @@ def _enterprise_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
-    actor = f"cli:{getpass.getuser()}"
-    credentials = _with_store(settings, lambda store: add_operator(store.pool, args.handle, actor=actor))
+    actor = Actor(f"cli:{getpass.getuser()}")
+    credentials = _with_store(settings, lambda store: add_operator(RegistryStore(store.pool), args.handle, actor=actor))
     _print_credentials(credentials, args.json, "operator")
     return 0
 

@@ -7,9 +7,9 @@ template version (index 1001) and template attributes from index 2000, as IDIS r
 
 from __future__ import annotations
 
+from registry.store import Actor, RegistryStore
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
-from resolver.store import Store
 
 __all__ = ["DEMO_HANDLES", "DEMO_PREFIX", "load_demo"]
 
@@ -69,7 +69,7 @@ DEMO_HANDLES = [
 ]
 
 
-async def load_demo(store: Store) -> int:
+async def load_demo(store: RegistryStore) -> int:
     """Home the demo prefix and register the demo products; returns how many records were new."""
     await store.add_prefix(DEMO_PREFIX, ascii_upper(DEMO_PREFIX))
     rows = [
@@ -81,4 +81,4 @@ async def load_demo(store: Store) -> int:
         )
         for handle, values in DEMO_HANDLES
     ]
-    return await store.create_missing(rows, actor="idnode-demo")
+    return await store.create_missing(rows, Actor("idnode-demo"))

@@ -8,6 +8,11 @@ For prefix ``P`` one transaction creates:
   HS_SECKEY at index 300, stored hashed; the secret is returned once and never again.
 
 Node operators are identities the same way (``idnode operator add``), recorded in the ``operators`` table.
+
+An enterprise prefix must lie under a prefix this node homes (a secondary node allocates from its own range),
+and tenants never nest: no enterprise may sit on a prefix derived from another's (``88.118.8.1`` while
+``88.118.8`` belongs to someone else), nor above one, since the enterprise wall (``permissions.within_prefix``)
+lets an identity act on the prefixes derived from its own.
 """
 
 from __future__ import annotations
@@ -16,14 +21,13 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 
-import asyncpg
-
 from registry.auth import hash_secret
-from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidHandle
+from registry.store import Actor, RegistryStore, WriteTransaction
+from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidHandle, PrefixNotHomed, ProtocolError
 from resolver.identifiers import ascii_upper, parse, prefix_chain, validate_text
 from resolver.records import decode_values, values_to_stored
 
-__all__ = ["Credentials", "add_operator", "onboard", "remove_prefix", "validate_prefix"]
+__all__ = ["Credentials", "add_operator", "home_prefix", "onboard", "remove_prefix", "validate_prefix"]
 
 ALL_PERMISSIONS = "111111111111"
 ADMIN_SUFFIX = "ADMIN"
@@ -64,17 +68,9 @@ def _identity_values(handle: str, hashed: str) -> str:
     ).decode()
 
 
-async def _insert_handle(con: asyncpg.Connection, handle: str, stored: str) -> None:
+async def _insert_handle(tx: WriteTransaction, handle: str, stored: str) -> None:
     parsed = parse(handle, bare_is_prefix=False)
-    inserted = await con.fetchval(
-        'INSERT INTO handles (handle_key, handle, prefix_key, "values") VALUES ($1, $2, $3, $4::jsonb) '
-        "ON CONFLICT DO NOTHING RETURNING 1",
-        parsed.key,
-        handle,
-        parsed.prefix_key,
-        stored,
-    )
-    if not inserted:
+    if await tx.insert(parsed.key, handle, parsed.prefix_key, stored, None) is None:
         raise HandleAlreadyExists(f"{handle} already exists", handle=handle)
 
 
@@ -83,15 +79,8 @@ async def _new_secret() -> tuple[str, str]:
     return secret, await asyncio.to_thread(hash_secret, secret.encode())
 
 
-async def onboard(
-    pool: asyncpg.Pool, prefix: str, *, name: str, credit_code: str | None, contact: str | None, actor: str
-) -> Credentials:
-    """Create the enterprise of ``prefix`` as described in the module docstring; 409 when it exists."""
-    validate_prefix(prefix)
-    key = ascii_upper(prefix)
-    admin = f"{prefix}/{ADMIN_SUFFIX}"
-    secret, hashed = await _new_secret()
-    prefix_handle = values_to_stored(
+def _prefix_handle_values(prefix: str, admin: str) -> str:
+    return values_to_stored(
         decode_values(
             [
                 {
@@ -110,79 +99,84 @@ async def onboard(
             ]
         )
     ).decode()
-    async with pool.acquire() as con, con.transaction():
-        await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
-        if await con.fetchval("SELECT 1 FROM enterprises WHERE prefix_key = $1", key):
-            raise HandleAlreadyExists(f"Prefix {prefix} already belongs to an enterprise", handle=prefix)
-        parent = next((p for p in prefix_chain(key)[1:]), None)
-        await con.execute(
-            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            key,
-            prefix,
-            parent,
+
+
+async def _check_tenancy(tx: WriteTransaction, prefix: str, key: str) -> None:
+    """Refuse a prefix outside what this node homes, or nested in (or above) another enterprise's."""
+    chain = prefix_chain(key)
+    if not await tx.homed_among(chain):
+        raise PrefixNotHomed(
+            f"Prefix {prefix} is not under any prefix homed here; home its parent first (idnode prefix add)",
+            handle=prefix,
         )
-        await con.execute(
-            "INSERT INTO enterprises (prefix_key, name, credit_code, contact, created_by) VALUES ($1, $2, $3, $4, $5)",
-            key,
-            name,
-            credit_code,
-            contact,
-            actor,
+    taken = await tx.enterprise_prefixes(chain)
+    if key in taken:
+        raise HandleAlreadyExists(f"Prefix {prefix} already belongs to an enterprise", handle=prefix)
+    if taken:
+        raise HandleAlreadyExists(
+            f"Prefix {prefix} lies under {taken[0]}, which belongs to another enterprise", handle=prefix
         )
-        await _insert_handle(con, f"0.NA/{prefix}", prefix_handle)
-        await _insert_handle(con, admin, _identity_values(admin, hashed))
+    below = await tx.enterprises_under(key)
+    if below:
+        raise HandleAlreadyExists(
+            f"Prefix {prefix} would contain {below[0]}, which belongs to another enterprise", handle=prefix
+        )
+
+
+async def onboard(
+    store: RegistryStore, prefix: str, *, name: str, credit_code: str | None, contact: str | None, actor: Actor
+) -> Credentials:
+    """Create the enterprise of ``prefix`` as described in the module docstring; 409 when it exists."""
+    validate_prefix(prefix)
+    if "\x00" in name:
+        raise ProtocolError("name must not contain NUL characters")
+    key = ascii_upper(prefix)
+    admin = f"{prefix}/{ADMIN_SUFFIX}"
+    secret, hashed = await _new_secret()
+    async with store.transaction(actor) as tx:
+        await _check_tenancy(tx, prefix, key)
+        await tx.add_prefix(prefix, key, next(iter(prefix_chain(key)[1:]), None))
+        await tx.add_enterprise(key, name, credit_code, contact, actor.name)
+        await _insert_handle(tx, f"0.NA/{prefix}", _prefix_handle_values(prefix, admin))
+        await _insert_handle(tx, admin, _identity_values(admin, hashed))
     return Credentials(f"300:{admin}", secret)
 
 
-async def add_operator(pool: asyncpg.Pool, handle: str, *, actor: str) -> Credentials:
+async def home_prefix(store: RegistryStore, prefix: str) -> bool:
+    """Home ``prefix`` on this node (no enterprise); False when it was homed already."""
+    validate_prefix(prefix)
+    return await store.add_prefix(prefix, ascii_upper(prefix))
+
+
+async def add_operator(store: RegistryStore, handle: str, *, actor: Actor) -> Credentials:
     """Create an operator identity handle (its prefix must be homed) and record it as a node operator."""
     parsed = parse(handle, bare_is_prefix=False)
     secret, hashed = await _new_secret()
-    async with pool.acquire() as con, con.transaction():
-        await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
-        homed = await con.fetchval(
-            "SELECT 1 FROM prefixes WHERE prefix_key = ANY($1::text[])", prefix_chain(parsed.prefix_key)
-        )
-        if not homed:
+    identity = f"300:{handle}"
+    async with store.transaction(actor) as tx:
+        if not await tx.homed_among(prefix_chain(parsed.prefix_key)):
             raise HandleNotFound(
                 f"Prefix {parsed.prefix} is not homed here; run idnode prefix add first", handle=handle
             )
-        await _insert_handle(con, handle, _identity_values(handle, hashed))
-        await con.execute(
-            "INSERT INTO operators (identity_key, identity) VALUES ($1, $2)",
-            ascii_upper(f"300:{handle}"),
-            f"300:{handle}",
-        )
-    return Credentials(f"300:{handle}", secret)
+        await _insert_handle(tx, handle, _identity_values(handle, hashed))
+        await tx.add_operator(ascii_upper(identity), identity)
+    return Credentials(identity, secret)
 
 
-async def remove_prefix(pool: asyncpg.Pool, prefix: str, *, force: bool, actor: str) -> int:
+async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor: Actor) -> int:
     """Unhome ``prefix`` with its enterprise; refuses (409) while it has handles unless ``force``.
 
     Returns how many handles were deleted. The enterprise's own ``0.NA/P`` and ``P/ADMIN`` do not count as
     "handles of the prefix" for the refusal.
     """
     key = ascii_upper(prefix)
-    derived = _like_escape(key) + ".%"
     own = [f"0.NA/{key}", f"{key}/{ADMIN_SUFFIX}"]
-    async with pool.acquire() as con, con.transaction():
-        await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
-        if not await con.fetchval("SELECT 1 FROM prefixes WHERE prefix_key = $1", key):
+    async with store.transaction(actor) as tx:
+        if not await tx.homed_among([key]):
             raise HandleNotFound(f"Prefix {prefix} is not homed here", handle=prefix)
-        under = "(prefix_key = $1 OR prefix_key LIKE $2)"
-        count = await con.fetchval(
-            f"SELECT count(*) FROM handles WHERE {under} AND handle_key <> ALL($3::text[])", key, derived, own
-        )
+        count = await tx.count_under(key, besides=own)
         if count and not force:
             raise HandleAlreadyExists(
                 f"Prefix {prefix} still has {count} handle(s); add ?force=true to delete them with it", handle=prefix
             )
-        status = await con.execute(f"DELETE FROM handles WHERE {under} OR handle_key = $3", key, derived, own[0])
-        await con.execute("DELETE FROM enterprises WHERE prefix_key = $1", key)
-        await con.execute("DELETE FROM templates WHERE prefix_key = $1", key)
-        await con.execute("DELETE FROM prefixes WHERE prefix_key = $1 OR prefix_key LIKE $2", key, derived)
-    return int(status.split()[-1])
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return await tx.remove_prefix(key, own[0])

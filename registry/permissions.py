@@ -17,17 +17,29 @@ anything.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from enum import IntEnum
 
 from registry.auth import Identity
+from registry.store import RegistryStore
 from resolver.errors import InsufficientPermissions, InvalidAdmin
-from resolver.identifiers import ascii_upper, prefix_chain
+from resolver.identifiers import Handle, ascii_upper, prefix_chain
 from resolver.records import HandleValue
 
-__all__ = ["MAX_VLIST_DEPTH", "Perm", "Permissions", "admin_permissions", "within_prefix"]
+__all__ = [
+    "MAX_VLIST_DEPTH",
+    "Operators",
+    "Perm",
+    "Permissions",
+    "admin_permissions",
+    "needed_for_change",
+    "within_prefix",
+]
 
 MAX_VLIST_DEPTH = 5
+OPERATORS_TTL = 5.0
+"""Seconds the ``operators`` table is trusted before it is read again (a new operator works within that)."""
 
 Fetch = Callable[[str], Awaitable[Sequence[HandleValue] | None]]
 """Values of a handle by name (None when absent); the caller decides whether it reads the cache or the database."""
@@ -65,6 +77,62 @@ def admin_permissions(values: Iterable[HandleValue]) -> list[tuple[str, int, str
     return out
 
 
+def needed_for_change(before: Sequence[HandleValue], after: Sequence[HandleValue]) -> set[Perm]:
+    """The HS_ADMIN bits a change from ``before`` to ``after`` needs: add/remove/modify, value or admin."""
+    old = {v.index: v for v in before}
+    new = {v.index: v for v in after}
+    needed: set[Perm] = set()
+
+    def note(value: HandleValue, value_perm: Perm, admin_perm: Perm) -> None:
+        needed.add(admin_perm if value.type_key() == "HS_ADMIN" else value_perm)
+
+    for index, value in new.items():
+        if index not in old:
+            note(value, Perm.ADD_VALUE, Perm.ADD_ADMIN)
+        elif not old[index].same_content(value):
+            note(value, Perm.MODIFY_VALUE, Perm.MODIFY_ADMIN)
+            if old[index].type_key() == "HS_ADMIN" and value.type_key() != "HS_ADMIN":
+                needed.add(Perm.REMOVE_ADMIN)
+    for index, value in old.items():
+        if index not in new:
+            note(value, Perm.REMOVE_VALUE, Perm.REMOVE_ADMIN)
+    return needed
+
+
+_VERBS = {Perm.LIST_HANDLES: "list handles", Perm.READ_VALUE: "read values"}
+
+
+def _refusal(identity: Identity, prefix: str, needed: Iterable[Perm]) -> str:
+    """Why the enterprise wall refused, in the words of what was asked (listing is not changing)."""
+    verbs = {_VERBS.get(perm, "change handles") for perm in needed} or {"change handles"}
+    return f"{identity} may not {' or '.join(sorted(verbs))} under prefix {prefix}"
+
+
+class Operators:
+    """Node operators: configured identities, and those in the ``operators`` table (re-read every few seconds)."""
+
+    __slots__ = ("_clock", "_configured", "_loaded_at", "_store", "_table")
+
+    def __init__(
+        self, store: RegistryStore, configured: Iterable[str], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._configured = {ascii_upper(op) for op in configured}
+        self._table: set[str] = set()
+        self._loaded_at = float("-inf")
+        self._clock = clock
+
+    async def includes(self, identity: Identity) -> bool:
+        name = ascii_upper(str(identity))
+        if name in self._configured:
+            return True
+        now = self._clock()
+        if now - self._loaded_at > OPERATORS_TTL:
+            self._table = await self._store.operator_keys()
+            self._loaded_at = now
+        return name in self._table
+
+
 def within_prefix(identity: Identity, prefix: str) -> bool:
     """Whether ``prefix`` is the identity's own prefix or derived from it (the enterprise wall)."""
     own = ascii_upper(identity.handle.split("/", 1)[0])
@@ -75,9 +143,38 @@ def within_prefix(identity: Identity, prefix: str) -> bool:
 class Permissions:
     """Answers "may this identity do that" from HS_ADMIN/HS_VLIST values fetched through ``fetch``."""
 
+    __slots__ = ("fetch", "is_operator")
+
     def __init__(self, fetch: Fetch, is_operator: Callable[[Identity], Awaitable[bool]]) -> None:
         self.fetch = fetch
         self.is_operator = is_operator
+
+    async def authorize_change(
+        self,
+        identity: Identity,
+        handle: Handle,
+        before: Sequence[HandleValue] | None,
+        after: Sequence[HandleValue] | None,
+    ) -> None:
+        """Raise unless ``identity`` may turn ``before`` into ``after`` (None: absent / deleted)."""
+        if before is None:
+            admins = await self.prefix_admins(handle.prefix)
+            needed = {Perm.ADD_HANDLE}
+        else:
+            admins = admin_permissions(before) or await self.prefix_admins(handle.prefix)
+            needed = {Perm.DELETE_HANDLE} if after is None else needed_for_change(before, after)
+        await self.require(identity, handle.prefix, admins, needed, handle=handle.text)
+
+    async def require_on_handle(
+        self, identity: Identity, handle: Handle, values: Sequence[HandleValue], perm: Perm, *, echo: str | None
+    ) -> None:
+        """Raise unless ``identity`` holds ``perm`` by the handle's own HS_ADMIN values (else its prefix's)."""
+        admins = admin_permissions(values) or await self.prefix_admins(handle.prefix)
+        await self.require(identity, handle.prefix, admins, {perm}, handle=echo)
+
+    async def require_prefix_admin(self, identity: Identity, prefix: str, perm: Perm, *, echo: str) -> None:
+        """Raise unless ``identity`` holds ``perm`` on ``0.NA/<prefix>`` (or is an operator)."""
+        await self.require(identity, prefix, await self.prefix_admins(prefix), {perm}, handle=echo)
 
     async def prefix_admins(self, prefix: str) -> list[tuple[str, int, str]]:
         """HS_ADMIN entries of the nearest existing ``0.NA/<prefix>`` up the chain."""
@@ -92,7 +189,7 @@ class Permissions:
         identity: Identity,
         prefix: str,
         admins: Sequence[tuple[str, int, str]],
-        needed: Iterable[Perm],
+        needed: Collection[Perm],
         *,
         handle: str | None = None,
     ) -> None:
@@ -100,7 +197,7 @@ class Permissions:
         if await self.is_operator(identity):
             return
         if not within_prefix(identity, prefix):
-            raise InvalidAdmin(f"{identity} may not change handles under prefix {prefix}", handle=handle)
+            raise InvalidAdmin(_refusal(identity, prefix, needed), handle=handle)
         granted = await self._granted(identity, admins)
         if granted is None:
             raise InvalidAdmin(handle=handle)

@@ -34,13 +34,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from registry.auth import Identity, StoredSecret, parse_handle_authorization
-from registry.core import Registry
+from registry.auth import Authenticator, Identity, SessionIdentity, StoredSecret, parse_handle_authorization
+from registry.store import RegistryStore
 from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, MethodNotAllowed, ProtocolError
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
 
-__all__ = ["Sessions"]
+__all__ = ["Sessions", "session_identity"]
 
 SESSION_TTL = timedelta(minutes=30)
 _RSA_HASHES = {"SHA256": hashes.SHA256, "SHA-256": hashes.SHA256, "SHA2": hashes.SHA256, "SHA-2": hashes.SHA256,
@@ -91,9 +91,24 @@ def verify_keyed(value: HandleValue, alg: str, message: bytes, signature: bytes)
     return hmac.compare_digest(expected, signature)
 
 
+def session_identity(store: RegistryStore) -> SessionIdentity:
+    """How the authenticator reads ``Authorization: Handle sessionId="…"``: the identity the session proved."""
+
+    async def identify(session_id: str) -> Identity | None:
+        row = await store.session(session_id)
+        if row is None:
+            raise BadCredentials("Unknown or expired session")
+        return Identity.parse(row[2]) if row[2] else None
+
+    return identify
+
+
 class Sessions:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    """The ``/api/sessions`` endpoints."""
+
+    def __init__(self, store: RegistryStore, auth: Authenticator) -> None:
+        self.store = store
+        self.auth = auth
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -103,20 +118,8 @@ class Sessions:
         ]
 
     def _secure(self, request: web.Request) -> None:
-        if not self.registry.auth.is_secure(request):
+        if not self.auth.is_secure(request):
             raise AuthenticationFailed("Sessions are only available over HTTPS")
-
-    async def _row(self, session_id: str) -> Any:
-        return await self.registry.pool.fetchrow(
-            "SELECT id, nonce, identity FROM sessions WHERE id = $1 AND expires_at > now()", session_id
-        )
-
-    async def identify(self, request: web.Request, fields: dict[str, str]) -> Identity | None:
-        """The identity of an authenticated session named in ``Authorization: Handle sessionId=...``."""
-        row = await self._row(fields.get("sessionId", ""))
-        if row is None:
-            raise BadCredentials("Unknown or expired session")
-        return Identity.parse(row[2]) if row[2] else None
 
     @staticmethod
     def _info(row_id: str, nonce: bytes, identity: str | None, **extra: Any) -> dict[str, Any]:
@@ -133,22 +136,13 @@ class Sessions:
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("basic "):
             try:
-                found = await self.registry.auth.identify(request)
+                found = await self.auth.identify(request)
                 identity = str(found) if found else None
             except HandleError:
                 extra["error"] = "Identity not verified"
         if request.body_exists and request.content_type == "application/json":
             extra |= await self._key_parameters(request)
-        await self.registry.pool.execute(
-            "DELETE FROM sessions WHERE expires_at < now() - interval '1 day'"
-        )  # keep the table small; cheap with the expiry index
-        await self.registry.pool.execute(
-            "INSERT INTO sessions (id, nonce, identity, expires_at) VALUES ($1, $2, $3, $4)",
-            session_id,
-            nonce,
-            identity,
-            datetime.now(UTC) + SESSION_TTL,
-        )
+        await self.store.open_session(session_id, nonce, identity, datetime.now(UTC) + SESSION_TTL)
         return json_response(
             self._info(session_id, nonce, identity, **extra), status=201, headers={"Location": "/api/sessions/this"}
         )
@@ -160,7 +154,7 @@ class Sessions:
             identity = Identity.parse(str(payload["id"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ProtocolError('Expected {"id": "index:handle"}') from None
-        for value in await self.registry.auth.key_values(identity, "HS_SECKEY"):
+        for value in await self.auth.key_values(identity, "HS_SECKEY"):
             stored = StoredSecret.parse(str(value.value))
             if stored is not None:
                 return {
@@ -182,13 +176,13 @@ class Sessions:
     async def this(self, request: web.Request) -> web.StreamResponse:
         self._secure(request)
         fields = parse_handle_authorization(request.headers.get("Authorization", ""))
-        row = await self._row(fields.get("sessionId", "")) if request.match_info["which"] == "this" else None
+        row = await self.store.session(fields.get("sessionId", "")) if request.match_info["which"] == "this" else None
         if row is None:
             raise AuthenticationFailed("Unknown or expired session")
         if request.method == "GET":
             return json_response(self._info(row[0], row[1], row[2]))
         if request.method == "DELETE":
-            await self.registry.pool.execute("DELETE FROM sessions WHERE id = $1", row[0])
+            await self.store.close_session(row[0])
             return web.Response(status=204)
         if request.method not in ("PUT", "POST"):
             raise MethodNotAllowed(
@@ -197,12 +191,12 @@ class Sessions:
         if "signature" not in fields and request.body_exists:
             body = await json_body(request)
             fields |= {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
-        identity = await self._verify(request, bytes(row[1]), fields)
+        identity = await self._verify(request, row[1], fields)
         if identity is None:
             body = self._info(row[0], row[1], row[2], error="Identity not verified")
             challenge = f'Handle sessionId="{row[0]}", nonce="{_b64(row[1])}", error="Identity not verified"'
             return json_response(body, status=401, headers={"WWW-Authenticate": challenge})
-        await self.registry.pool.execute("UPDATE sessions SET identity = $2 WHERE id = $1", row[0], str(identity))
+        await self.store.bind_session(row[0], str(identity))
         return json_response(self._info(row[0], row[1], str(identity)))
 
     async def _verify(self, request: web.Request, nonce: bytes, fields: dict[str, str]) -> Identity | None:
@@ -213,7 +207,7 @@ class Sessions:
             raise ProtocolError("The answer needs id, cnonce and signature") from None
         if fields.get("version", "0") != "0":
             raise ProtocolError("Unsupported version of the Handle authorization scheme")
-        auth = self.registry.auth
+        auth = self.auth
         peer = request.remote or "?"
         if auth.blocked_for(identity, peer) > 0:
             auth.failures["rate_limited"] += 1
@@ -221,8 +215,8 @@ class Sessions:
         kind, alg, message = fields.get("type", "HS_PUBKEY").upper(), fields.get("alg", "SHA256"), nonce + cnonce
         check = verify_keyed if kind == "HS_SECKEY" else verify_signature
         if any(check(value, alg, message, signature) for value in await auth.key_values(identity, kind)):
-            auth.limiter.clear(identity.key)
+            auth.succeed(identity, peer)
             return identity
         auth.failures["bad_secret"] += 1
-        auth.fail(identity.key, peer)
+        auth.fail(identity, peer)
         return None

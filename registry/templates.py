@@ -7,9 +7,12 @@ dateFormat?, state: enabled|disabled}`` (research/idis-secondary-node.md §4.3).
 handle still names the version.
 
 A record names its template by a value at index 1001 (reserved: it can only be set this way) whose data is the
-version, or ``<prefix>/<version>`` for a template of another prefix. Such a record is validated: every enabled
-required item present at its ``idIndex`` with its ``idType``, values of the right type, lengths and ranges, no
-value at an index ≥ 2000 that the template does not list. All problems are reported at once (400 rc 202).
+version, or ``<prefix>/<version>`` for a template of an ancestor prefix (a secondary node's industry template,
+shared down its tree). A template of any other prefix is refused: otherwise one tenant could name another's
+template and so stop its owner from ever deleting it ("used by 1 handle"). Such a record is validated: every
+enabled required item present at its ``idIndex`` with its ``idType``, values of the right type, lengths and
+ranges, no value at an index ≥ 2000 that the template does not list. All problems are reported at once (400 rc
+202). Versions are names without ``/`` (a ``/`` could never be referenced at index 1001).
 
 Routes: ``PUT/GET/DELETE /api/templates/{prefix}/{version}`` and ``GET /api/templates/{prefix}``. Writing needs
 ADD_HANDLE on ``0.NA/<prefix>`` (the right to register under that prefix); reading is public.
@@ -25,14 +28,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from registry.core import Registry, request_id
-from registry.permissions import Perm
-from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidValue, PrefixNotHomed, ProtocolError
-from resolver.identifiers import ascii_upper, validate_text
+from registry.auth import Authenticator, actor_of
+from registry.metrics import RegistryMetrics
+from registry.permissions import Perm, Permissions
+from registry.store import RegistryStore
+from resolver.errors import (
+    HandleAlreadyExists,
+    HandleNotFound,
+    InvalidHandle,
+    InvalidValue,
+    PrefixNotHomed,
+    ProtocolError,
+)
+from resolver.identifiers import ascii_upper, prefix_chain, validate_text
+from resolver.prefixes import PrefixTable
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
 
-__all__ = ["TEMPLATE_INDEX", "Templates", "check_template", "validate_record"]
+__all__ = ["TEMPLATE_INDEX", "TemplateCheck", "TemplatesAPI", "check_template", "validate_record"]
 
 TEMPLATE_INDEX = 1001
 FIRST_ITEM_INDEX = 2000
@@ -40,9 +53,29 @@ _TYPES = frozenset({"string", "number", "date"})
 _STATES = frozenset({"enabled", "disabled"})
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 """Decimal numbers only: ``float`` alone would also take nan, inf and 1_0."""
-_RANGE = re.compile(r"^\s*([\[(])\s*(-?[\d.]*)\s*,\s*(-?[\d.]*)\s*([\])])\s*$")
+_BOUND = r"-?(?:\d+(?:\.\d*)?|\.\d+)"
+_RANGE = re.compile(rf"^\s*([\[(])\s*({_BOUND})?\s*,\s*({_BOUND})?\s*([\])])\s*$")
+"""``[1,10]``, ``(0,)``, ``[,5.5]``: each bound a decimal number or empty; ``[.,5]`` is not a range."""
 _DATE_TOKENS = (("YYYY", "%Y"), ("MM", "%m"), ("DD", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))
 MAX_ITEMS = 500
+MAX_LENGTH_BOUND = 1 << 20
+_SHOWN = 64
+"""Characters of a client's text repeated in an error message, at most."""
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "…")
+
+
+def _text_problem(raw: Any, *, required: bool) -> str | None:
+    """What is wrong with a text field of an item (None: fine). PostgreSQL cannot store NUL in jsonb."""
+    if raw is None and not required:
+        return None
+    if not isinstance(raw, str) or (required and not raw):
+        return "must be a non-empty string" if required else "must be a string"
+    if "\x00" in raw:
+        return "must not contain NUL characters"
+    return None
 
 
 def _strftime_pattern(date_format: str) -> str:
@@ -65,8 +98,8 @@ def check_template(payload: Any) -> tuple[str | None, list[dict[str, Any]]]:
             problems.append(f"{where}: not an object")
             continue
         index = raw.get("idIndex")
-        if not isinstance(index, int) or isinstance(index, bool) or index < FIRST_ITEM_INDEX:
-            problems.append(f"{where}: idIndex must be an integer ≥ {FIRST_ITEM_INDEX}")
+        if not isinstance(index, int) or isinstance(index, bool) or not FIRST_ITEM_INDEX <= index < 1 << 31:
+            problems.append(f"{where}: idIndex must be an integer from {FIRST_ITEM_INDEX} to {(1 << 31) - 1}")
             continue
         where = f"item {index}"
         if index in seen:
@@ -74,24 +107,27 @@ def check_template(payload: Any) -> tuple[str | None, list[dict[str, Any]]]:
         seen.add(index)
         kind = raw.get("type", "string")
         state = raw.get("state", "enabled")
-        if not isinstance(raw.get("idType"), str) or not raw["idType"]:
-            problems.append(f"{where}: idType must be a non-empty string")
-        if kind not in _TYPES:
+        for name, required in (("idType", True), ("name", False), ("dateFormat", False)):
+            problem = _text_problem(raw.get(name), required=required)
+            if problem:
+                problems.append(f"{where}: {name} {problem}")
+        if not isinstance(kind, str) or kind not in _TYPES:
             problems.append(f"{where}: type must be one of string, number, date")
-        if state not in _STATES:
+        if not isinstance(state, str) or state not in _STATES:
             problems.append(f"{where}: state must be enabled or disabled")
         for bound in ("minLength", "maxLength"):
-            if bound in raw and (not isinstance(raw[bound], int) or isinstance(raw[bound], bool) or raw[bound] < 0):
-                problems.append(f"{where}: {bound} must be a non-negative integer")
+            value = raw.get(bound, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LENGTH_BOUND:
+                problems.append(f"{where}: {bound} must be an integer from 0 to {MAX_LENGTH_BOUND}")
         if "numberRange" in raw and (not isinstance(raw["numberRange"], str) or not _RANGE.match(raw["numberRange"])):
             problems.append(f"{where}: numberRange must look like [1,10] or (0,)")
-        if kind == "date" and not isinstance(raw.get("dateFormat", "YYYY-MM-DD"), str):
-            problems.append(f"{where}: dateFormat must be a string like YYYY-MM-DD")
+        if problems:
+            continue
         items.append(
             {
                 "idIndex": index,
-                "idType": raw.get("idType"),
-                "name": str(raw.get("name", raw.get("idType", ""))),
+                "idType": raw["idType"],
+                "name": raw.get("name", raw["idType"]),
                 "required": bool(raw.get("required", False)),
                 "type": kind,
                 "state": state,
@@ -102,7 +138,10 @@ def check_template(payload: Any) -> tuple[str | None, list[dict[str, Any]]]:
     if problems:
         raise InvalidValue("Invalid template: " + "; ".join(problems))
     description = payload.get("description")
-    return (str(description) if description is not None else None), sorted(items, key=lambda i: i["idIndex"])
+    problem = _text_problem(description, required=False)
+    if problem:
+        raise InvalidValue(f"Invalid template: description {problem}")
+    return description, sorted(items, key=lambda i: i["idIndex"])
 
 
 def _in_range(number: float, spec: str) -> bool:
@@ -167,22 +206,74 @@ def validate_record(items: Sequence[dict[str, Any]], values: Sequence[HandleValu
 
 
 def template_reference(handle_prefix: str, values: Sequence[HandleValue]) -> tuple[str, str] | None:
-    """``(prefix, version)`` named at index 1001, or None when the record names no template."""
+    """``(prefix, version)`` named at index 1001, or None when the record names no template.
+
+    Raises InvalidValue for a template of a prefix that is neither the handle's nor an ancestor of it.
+    """
     for value in values:
         if value.index == TEMPLATE_INDEX:
             if value.format != "string" or not str(value.value).strip():
                 raise InvalidValue(f"Value {TEMPLATE_INDEX} must name a data template version")
             text = str(value.value).strip()
             prefix, sep, version = text.rpartition("/")
-            return (prefix, version) if sep and prefix else (handle_prefix, text)
+            if not (sep and prefix):
+                return handle_prefix, text
+            if ascii_upper(prefix) not in prefix_chain(ascii_upper(handle_prefix)):
+                raise InvalidValue(
+                    f"Value {TEMPLATE_INDEX}: data template {_shown(text)} belongs to another prefix; a record may "
+                    f"name templates of {handle_prefix} or of a prefix above it"
+                )
+            return prefix, version
     return None
 
 
-class Templates:
-    """The template endpoints, and the check every registration goes through."""
+class TemplateCheck:
+    """The check every registration goes through: the record against the template it names."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    __slots__ = ("_metrics", "_store")
+
+    def __init__(self, store: RegistryStore, metrics: RegistryMetrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    async def items(self, prefix: str, version: str) -> list[dict[str, Any]] | None:
+        document = await self._store.template_items(ascii_upper(prefix), version)
+        return None if document is None else orjson.loads(document)
+
+    async def __call__(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
+        """Validate ``values`` against the template they name; returns ``PREFIX/version`` or None."""
+        try:
+            reference = template_reference(handle_prefix, values)
+            if reference is None:
+                return None
+            items = await self.items(*reference)
+            if items is None:
+                raise InvalidValue(f"Data template {_shown(reference[0] + '/' + reference[1])} does not exist")
+            problems = validate_record(items, values)
+            if problems:
+                raise InvalidValue(f"Does not match data template {_shown(reference[1])}: " + "; ".join(problems))
+        except InvalidValue:
+            self._metrics.template_failures += 1
+            raise
+        return f"{ascii_upper(reference[0])}/{reference[1]}"
+
+
+class TemplatesAPI:
+    """``/api/templates/{prefix}[/{version}]``."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        prefixes: PrefixTable,
+        auth: Authenticator,
+        permissions: Permissions,
+        check: TemplateCheck,
+    ) -> None:
+        self.store = store
+        self.prefixes = prefixes
+        self.auth = auth
+        self.permissions = permissions
+        self.check = check
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -192,52 +283,27 @@ class Templates:
             web.delete("/api/templates/{prefix}/{version}", self.delete),
         ]
 
-    async def items(self, prefix: str, version: str) -> list[dict[str, Any]] | None:
-        row = await self.registry.pool.fetchval(
-            "SELECT items::text FROM templates WHERE prefix_key = $1 AND version = $2", ascii_upper(prefix), version
-        )
-        return None if row is None else orjson.loads(row)
-
-    async def check(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
-        """Validate ``values`` against the template they name; returns ``prefix/version`` or None."""
-        reference = template_reference(handle_prefix, values)
-        if reference is None:
-            return None
-        items = await self.items(*reference)
-        if items is None:
-            self.registry.counts.template_failures += 1
-            raise InvalidValue(f"Data template {reference[0]}/{reference[1]} does not exist")
-        problems = validate_record(items, values)
-        if problems:
-            self.registry.counts.template_failures += 1
-            raise InvalidValue(f"Does not match data template {reference[1]}: " + "; ".join(problems))
-        return f"{ascii_upper(reference[0])}/{reference[1]}"
-
     def _names(self, request: web.Request) -> tuple[str, str]:
         prefix = validate_text(request.match_info["prefix"])
         version = request.match_info.get("version", "")
         if version:
             validate_text(version, max_bytes=128)
-        if not self.registry.lookup.prefixes.homes(prefix):
+            if "/" in version:
+                raise InvalidHandle("A template version must not contain '/'", handle=version)
+        if not self.prefixes.homes(prefix):
             raise PrefixNotHomed(handle=prefix)
         return prefix, version
 
     @answers_errors
     async def list_versions(self, request: web.Request) -> web.StreamResponse:
         prefix, _ = self._names(request)
-        rows = await self.registry.pool.fetch(
-            "SELECT version FROM templates WHERE prefix_key = $1 ORDER BY created_at, version", ascii_upper(prefix)
-        )
-        return json_response({"responseCode": 1, "prefix": prefix, "versions": [r[0] for r in rows]})
+        versions = await self.store.template_versions(ascii_upper(prefix))
+        return json_response({"responseCode": 1, "prefix": prefix, "versions": versions})
 
     @answers_errors
     async def get(self, request: web.Request) -> web.StreamResponse:
         prefix, version = self._names(request)
-        row = await self.registry.pool.fetchrow(
-            "SELECT description, items::text, created_at FROM templates WHERE prefix_key = $1 AND version = $2",
-            ascii_upper(prefix),
-            version,
-        )
+        row = await self.store.template(ascii_upper(prefix), version)
         if row is None:
             raise HandleNotFound(f"No data template {prefix}/{version}", handle=f"{prefix}/{version}")
         return json_response(
@@ -245,9 +311,9 @@ class Templates:
                 "responseCode": 1,
                 "prefix": prefix,
                 "version": version,
-                "description": row[0],
-                "items": orjson.loads(row[1]),
-                "createdAt": row[2].isoformat(),
+                "description": row.description,
+                "items": orjson.loads(row.items),
+                "createdAt": row.created_at.isoformat(),
             }
         )
 
@@ -257,40 +323,34 @@ class Templates:
         prefix, version = self._names(request)
         payload = await json_body(request, require_json_type=True)
         description, items = check_template(payload)
-        identity = await self.registry.identity(request, f"{prefix}/{version}")
-        await self.registry.require_prefix_admin(identity, prefix, Perm.ADD_HANDLE, echo=f"{prefix}/{version}")
-        document = orjson.dumps(items).decode()
-        status = await self.registry.pool.execute(
-            "INSERT INTO templates (prefix_key, prefix, version, description, items, created_by) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT DO NOTHING",
+        echo = f"{prefix}/{version}"
+        identity = await self.auth.require(request, echo)
+        await self.permissions.require_prefix_admin(identity, prefix, Perm.ADD_HANDLE, echo=echo)
+        actor = actor_of(request, identity)
+        published = await self.store.publish_template(
             ascii_upper(prefix),
             prefix,
             version,
             description,
-            document,
-            f"{identity} {request_id(request)}",
+            orjson.dumps(items).decode(),
+            f"{actor.name} {actor.request_id}",
         )
-        if status.endswith(" 1"):
+        if published:
             return json_response({"responseCode": 1, "prefix": prefix, "version": version}, status=201)
-        existing = await self.items(prefix, version)
-        if existing != items:
+        if await self.check.items(prefix, version) != items:
             raise HandleAlreadyExists(f"Template {prefix}/{version} is published and immutable", handle=version)
         return json_response({"responseCode": 1, "prefix": prefix, "version": version})
 
     @answers_errors
     async def delete(self, request: web.Request) -> web.StreamResponse:
         prefix, version = self._names(request)
-        identity = await self.registry.identity(request, f"{prefix}/{version}")
-        await self.registry.require_prefix_admin(identity, prefix, Perm.DELETE_HANDLE, echo=f"{prefix}/{version}")
-        async with self.registry.pool.acquire() as con, con.transaction():
-            in_use = await con.fetchval(
-                "SELECT count(*) FROM handles WHERE template_version = $1", f"{ascii_upper(prefix)}/{version}"
-            )
+        echo = f"{prefix}/{version}"
+        identity = await self.auth.require(request, echo)
+        await self.permissions.require_prefix_admin(identity, prefix, Perm.DELETE_HANDLE, echo=echo)
+        async with self.store.transaction(actor_of(request, identity)) as tx:
+            in_use = await tx.template_use_count(f"{ascii_upper(prefix)}/{version}")
             if in_use:
                 raise HandleAlreadyExists(f"Template {prefix}/{version} is used by {in_use} handle(s)", handle=version)
-            status = await con.execute(
-                "DELETE FROM templates WHERE prefix_key = $1 AND version = $2", ascii_upper(prefix), version
-            )
-        if status.endswith(" 0"):
-            raise HandleNotFound(f"No data template {prefix}/{version}", handle=f"{prefix}/{version}")
+            if not await tx.delete_template(ascii_upper(prefix), version):
+                raise HandleNotFound(f"No data template {prefix}/{version}", handle=echo)
         return json_response({"responseCode": 1, "prefix": prefix, "version": version})

@@ -6,30 +6,35 @@
    itself knows nothing about PostgreSQL.
 4. ``ChangeListener``: must be LISTENing before the first request is answered, or a change committed
    between a miss and the LISTEN could be missed; it is started in ``on_startup`` and awaited.
-5. Routes: the API (its hot GET route first), health, then extensions (the registry adds its write routes),
-   then ``/api`` errors, and last the proxy's catch-all ``/{handle}``.
+5. Extensions (the registry): each is handed the stages above as a ``Core`` and returns its ``Additions``
+   (hooks into ``/api/handles``, routes, start/stop steps, metric sources), so the endpoint below is built
+   complete and nothing is patched afterwards.
+6. Routes: the API (its hot GET route first), health, then the extensions' routes, then ``/api`` errors, and
+   last the proxy's catch-all ``/{handle}``.
 
 No middleware is installed: each one would run on every cached look-up (research/performance-anchors.md §2a).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from time import perf_counter
 
 import asyncpg
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from resolver.answers import build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
-from resolver.http import HANDLES_PREFIX, HandlesEndpoint, api_not_found
+from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
 from resolver.metrics import REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
-from resolver.responses import ANY_TAIL, json_response
+from resolver.responses import ANY_TAIL, SECURE_CHECK, json_response
 from resolver.router import new_application
 from resolver.store import Store, connect
 
@@ -41,6 +46,8 @@ __all__ = [
     "PREFIXES",
     "SETTINGS",
     "STORE",
+    "Additions",
+    "Core",
     "Extension",
     "create_app",
 ]
@@ -56,8 +63,34 @@ ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
 METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
 COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
 
-Extension = Callable[[web.Application], None]
-"""Adds routes or state to the app before the catch-all routes are registered (the registry is one)."""
+AppHook = Callable[[web.Application], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The read path's stages, as an extension builds on them."""
+
+    settings: Settings
+    dsn: str
+    store: Store
+    lookup: Lookup
+
+
+@dataclass(frozen=True, slots=True)
+class Additions:
+    """What an extension adds to the node; every part is optional."""
+
+    handles: HandleHooks | None = None
+    routes: Sequence[web.RouteDef] = ()
+    secure_check: Callable[[web.Request], bool] | None = None
+    """What counts as a secure channel (the default: TLS only)."""
+    on_startup: Sequence[AppHook] = ()
+    on_cleanup: Sequence[AppHook] = ()
+    metrics: Sequence[Callable[[], Iterator[Metric]]] = ()
+
+
+Extension = Callable[[Core], Awaitable[Additions]]
+"""Builds its part of the node over the core stages (the registry is one)."""
 
 LISTEN_START_TIMEOUT = 30.0
 
@@ -86,10 +119,20 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         prefixes.replace(await store.fetch_prefixes())
 
     listener = ChangeListener(lambda: asyncpg.connect(dsn), cache, reload_prefixes, settings.changes)
+    core = Core(settings, dsn, store, lookup)
+    additions = [await extend(core) for extend in extensions]
+    hooks = [a.handles for a in additions if a.handles is not None]
+    if len(hooks) > 1:
+        raise ValueError("app: only one extension may hook into /api/handles")
     endpoint = HandlesEndpoint(
-        lookup, metrics, max_handle_bytes=settings.max_handle_bytes, max_batch=settings.max_batch
+        lookup,
+        metrics,
+        max_handle_bytes=settings.max_handle_bytes,
+        max_batch=settings.max_batch,
+        hooks=hooks[0] if hooks else HandleHooks(),
     )
-    collector = NodeCollector(metrics, cache.stats, listener, store.pool, workers=settings.workers)
+    sources = [source for added in additions for source in added.metrics]
+    collector = NodeCollector(metrics, cache.stats, listener, store.pool, sources, workers=settings.workers)
 
     app, router = new_application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
@@ -99,8 +142,12 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
     router.set_hot(HANDLES_PREFIX, hot_route)
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", scrape)])
-    for extend in extensions:
-        extend(app)
+    for added in additions:
+        app.add_routes(added.routes)
+        if added.secure_check is not None:
+            app[SECURE_CHECK] = added.secure_check
+        app.on_startup.extend(added.on_startup)
+        app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
     proxy_routes = app.add_routes(Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes).routes())
     router.set_fallback(proxy_routes[-1])  # GET /{handle}: every path no other route claims

@@ -7,16 +7,19 @@ rc 301, an empty handle 400 rc 102, unknown ``/api/`` endpoints 404 rc 4 and wro
 Anonymous readers never see values without public-read permission; ``publicOnly=false`` needs an
 authenticated reader (the registry provides authentication; without it the answer is rc 402).
 
-The registry adds its methods to the same resources through ``HandlesEndpoint.methods`` so that every
-``/api/handles/...`` request is routed once.
+The registry extends ``/api/handles`` through ``HandleHooks``, given when the endpoint is built: its methods
+(PUT, DELETE) on the same resources, so that every ``/api/handles/...`` request is routed once; the reader that
+may see non-public values; the collection handler (listing with ``?prefix=``); and a fallback that may claim a
+handle the store does not have (the history of ``<h>`` at ``<h>/history``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -49,7 +52,7 @@ from resolver.responses import (
     with_cors,
 )
 
-__all__ = ["HANDLES_PREFIX", "HandlesEndpoint", "Reader", "api_not_found"]
+__all__ = ["HANDLES_PREFIX", "Collection", "Fallback", "HandleHooks", "HandlesEndpoint", "Reader", "api_not_found"]
 
 HANDLES_PREFIX = _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
@@ -58,8 +61,6 @@ _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
 _NO_PARAMS: MultiMapping[Any] = MultiDictProxy(MultiDict())
 _NOT_FOUND_HEAD = b'{"responseCode":100,"message":"Handle not found","handle":'
 """The start of ``HandleNotFound().body()`` encoded; ``test_http_read`` checks the two agree."""
-_HISTORY = "/history"
-"""``GET /api/handles/<h>/history`` lists the versions of ``<h>`` when ``<h>/history`` is not a handle itself."""
 _ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 
 Reader = Callable[[web.Request, str], Awaitable[Any]]
@@ -69,6 +70,40 @@ raises for bad credentials or an identity without that right."""
 
 async def _anonymous(_request: web.Request, _handle: str) -> None:
     return None
+
+
+class Collection(Protocol):
+    """A handler for ``/api/handles`` without a handle (the registry's listing)."""
+
+    def wants(self, request: web.Request) -> bool: ...
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse: ...
+
+
+class Fallback(Protocol):
+    """Answers for some handle texts the store does not have (the registry's ``<h>/history``)."""
+
+    def claims(self, text: str) -> bool: ...
+
+    async def answer(self, request: web.Request, text: str) -> web.StreamResponse: ...
+
+
+class _NoFallback:
+    def claims(self, text: str) -> bool:
+        return False
+
+    async def answer(self, request: web.Request, text: str) -> web.StreamResponse:
+        raise HandleNotFound(handle=text)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleHooks:
+    """What a write path adds to ``/api/handles``; the default is the plain read-only API."""
+
+    methods: Mapping[str, Handler] = field(default_factory=dict)
+    reader: Reader = _anonymous
+    collection: Collection | None = None
+    fallback: Fallback = field(default_factory=_NoFallback)
 
 
 def handle_text(request: web.Request) -> str:
@@ -92,15 +127,17 @@ class HandlesEndpoint:
         *,
         max_handle_bytes: int,
         max_batch: int,
-        authenticate: Reader = _anonymous,
+        hooks: HandleHooks = HandleHooks(),
     ) -> None:
         self.lookup = lookup
         self.metrics = metrics
         self.max_handle_bytes = max_handle_bytes
         self.max_batch = max_batch
-        self.authenticate = authenticate
-        self.methods: dict[str, Handler] = {"POST": self.post_handle, "OPTIONS": self.options}
-        self.history: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = None
+        self.authenticate = hooks.reader
+        self.methods: dict[str, Handler] = {**hooks.methods, "POST": self.post_handle, "OPTIONS": self.options}
+        self.collection = hooks.collection
+        self.fallback = hooks.fallback
+        self._claimed = hooks.fallback.claims
         self._cache_get = lookup.cache.get
         self._is_absent = lookup.cache.is_absent
         self._counts = metrics.lookups["rest"]
@@ -127,7 +164,7 @@ class HandlesEndpoint:
             if entry is not None and entry.handle == text and plain:
                 self._counts.hit += 1
                 response = web.Response(body=entry.body, headers=JSON_HEADERS)
-            elif entry is None and plain and text and not text.endswith(_HISTORY) and self._is_absent(key):
+            elif entry is None and plain and text and self._is_absent(key) and not self._claimed(text):
                 # A remembered absence: the text was validated when it was first looked up.
                 self._counts.negative_hit += 1
                 body = _NOT_FOUND_HEAD + orjson.dumps(text) + b"}"
@@ -148,10 +185,9 @@ class HandlesEndpoint:
 
     @answers_errors
     async def dispatch_collection(self, request: web.Request) -> web.StreamResponse:
-        """``/api/handles`` without a handle: listing (``?prefix=``, registry) or rc 102 (transcript C4)."""
-        handler = self.methods.get("LIST") if request.method in ("GET", "HEAD") else None
-        if handler is not None and "prefix" in request.query:
-            return await handler(request)
+        """``/api/handles`` without a handle: the collection hook's (listing) or rc 102 (transcript C4)."""
+        if self.collection is not None and self.collection.wants(request):
+            return await self.collection(request)
         if request.method in ("GET", "HEAD", "POST"):
             raise InvalidHandle("Empty handle invalid")
         if request.method == "OPTIONS":
@@ -188,8 +224,8 @@ class HandlesEndpoint:
             try:
                 entry = await self.lookup.resolve(handle, self._counts)
             except HandleNotFound:
-                if self.history is not None and text.endswith(_HISTORY) and len(text) > len(_HISTORY):
-                    return await self.history(request, text[: -len(_HISTORY)])
+                if self.fallback.claims(text):
+                    return await self.fallback.answer(request, text)
                 raise
         else:
             self._counts.hit += 1  # found by the hot path, which left the answer to this slower one

@@ -111,6 +111,10 @@ class HandleValue(NamedTuple):
     def type_key(self) -> str:
         return ascii_upper(self.type)
 
+    def same_content(self, other: HandleValue) -> bool:
+        """Equal but for the timestamp: Handle.Net stamps a value when it changes, so a re-sent value is unchanged."""
+        return self._replace(timestamp="") == other._replace(timestamp="")
+
 
 def redact_secrets(values: Iterable[HandleValue]) -> list[HandleValue]:
     """``values`` with the data of every HS_SECKEY replaced: a secret key (even hashed) is never shown to anyone."""

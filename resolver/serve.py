@@ -93,33 +93,35 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 
 def _request_log(settings: Settings) -> dict[str, Any]:
-    # getattr until config.py has these options; then settings.access_log_sample / settings.slow_request_ms.
-    sample = settings.access_log_sample
-    slow_ms = settings.slow_request_ms
-    return request_log_options(sample=sample, slow_ms=slow_ms)
+    return request_log_options(sample=settings.access_log_sample, slow_ms=settings.slow_request_ms)
 
 
-def _metrics_worker(worker: _Worker) -> Extension:
+def _share_metrics(app: web.Application, worker: _Worker) -> None:
     """Serve this worker's registry on its loopback socket, and make ``/metrics`` merge the siblings' in."""
+    registry = app[REGISTRY]
+    siblings = Siblings(worker.siblings)
+    app[SIBLINGS] = siblings
 
-    def extend(app: web.Application) -> None:
-        registry = app[REGISTRY]
-        siblings = Siblings(worker.siblings)
-        app[SIBLINGS] = siblings
+    async def local_site(_app: web.Application) -> AsyncIterator[None]:
+        local = web.Application()
+        local.router.add_get(LOCAL_PATH, local_scrape(registry))
+        runner = web.AppRunner(local, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, worker.local).start()
+        yield
+        await siblings.close()
+        await runner.cleanup()
 
-        async def local_site(_app: web.Application) -> AsyncIterator[None]:
-            local = web.Application()
-            local.router.add_get(LOCAL_PATH, local_scrape(registry))
-            runner = web.AppRunner(local, access_log=None, handle_signals=False)
-            await runner.setup()
-            await web.SockSite(runner, worker.local).start()
-            yield
-            await siblings.close()
-            await runner.cleanup()
+    app.cleanup_ctx.append(local_site)
 
-        app.cleanup_ctx.append(local_site)
 
-    return extend
+async def _worker_app(
+    settings: Settings, dsn: str, extensions: Iterable[Extension], worker: _Worker | None
+) -> web.Application:
+    app = await create_app(settings, dsn, extensions=extensions)
+    if worker is not None:
+        _share_metrics(app, worker)
+    return app
 
 
 def _run_worker(
@@ -131,11 +133,8 @@ def _run_worker(
     worker: _Worker | None = None,
 ) -> None:
     _use_uvloop()
-    extensions = tuple(extensions)
-    if worker is not None:
-        extensions += (_metrics_worker(worker),)
     web.run_app(
-        create_app(settings, dsn, extensions=extensions),
+        _worker_app(settings, dsn, extensions, worker),
         sock=sock,
         ssl_context=ssl_context,
         print=None,

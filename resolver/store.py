@@ -9,15 +9,16 @@ writes set their actor with ``set_config(..., true)`` (transaction-local), the m
 lock, and LISTEN lives on a connection of its own (``changes.py``). asyncpg still rolls back a transaction that
 was left open.
 
-Writes go through plain INSERT/UPDATE/DELETE; the triggers of ``schema/0001_init.sql`` stamp versions, append
-history and notify every node, so a write by plain SQL is seen by the caches too.
+The write path's statements are ``registry/store.py``'s. Writes go through plain INSERT/UPDATE/DELETE; the
+triggers of ``schema/0001_init.sql`` stamp versions, append history and notify every node, so a write by plain
+SQL is seen by the caches too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -97,39 +98,12 @@ class Store:
         rows = await self.pool.fetch(_PREFIXES)
         return [PrefixRow(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def add_prefix(self, prefix: str, key: str, *, parent_key: str | None = None) -> bool:
-        """Home ``prefix``; False when it was homed already."""
-        status = await self.pool.execute(
-            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            key,
-            prefix,
-            parent_key,
-        )
-        return status.endswith(" 1")
-
     async def schema_version(self) -> int:
         """The highest applied migration, 0 when none; raises if the database is unreachable."""
         exists = await self.pool.fetchval("SELECT to_regclass('idnode_migrations') IS NOT NULL")
         if not exists:
             return 0
         return await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM idnode_migrations")
-
-    async def create_missing(self, records: Iterable[tuple[str, str, str, str]], *, actor: str) -> int:
-        """Insert ``(key, handle, prefix_key, values_json)`` rows whose key is not stored yet; returns how many.
-
-        For small seed data (the demo); imports go through ``registry/bulk.py`` (COPY).
-        """
-        rows = list(records)
-        if not rows:
-            return 0
-        async with self.pool.acquire() as con, con.transaction():
-            await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
-            return await con.fetchval(
-                'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values") '
-                "SELECT k, h, p, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(k, h, p, v) "
-                "ON CONFLICT (handle_key) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-                *(list(column) for column in zip(*rows, strict=True)),
-            )
 
 
 async def close_pool(pool: asyncpg.Pool, timeout: float = 10.0) -> None:

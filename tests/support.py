@@ -28,6 +28,7 @@ from aiohttp import web
 
 from registry.app import extensions as registry_extensions
 from registry.enterprises import Credentials, add_operator, onboard
+from registry.store import Actor, RegistryStore
 from registry.tls import ensure_self_signed
 from resolver.app import create_app
 from resolver.config import RegistrySettings, Settings
@@ -283,11 +284,17 @@ def secure_basic(identity: str, secret: str) -> dict[str, str]:
 
 
 async def onboard_enterprise(dsn: str, prefix: str, *, name: str | None = None) -> Credentials:
-    """Onboard the enterprise of ``prefix`` (homes it); returns its ``Credentials`` (``300:<prefix>/ADMIN``)."""
+    """Home ``prefix`` and onboard its enterprise; returns its ``Credentials`` (``300:<prefix>/ADMIN``)."""
+    await home(dsn, prefix)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
         return await onboard(
-            pool, prefix, name=name or f"Enterprise {prefix}", credit_code=None, contact=None, actor="test"
+            RegistryStore(pool),
+            prefix,
+            name=name or f"Enterprise {prefix}",
+            credit_code=None,
+            contact=None,
+            actor=Actor("test"),
         )
     finally:
         await pool.close()
@@ -298,7 +305,7 @@ async def add_node_operator(dsn: str, handle: str) -> Credentials:
     await home(dsn, handle.split("/", 1)[0])
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        return await add_operator(pool, handle, actor="test")
+        return await add_operator(RegistryStore(pool), handle, actor=Actor("test"))
     finally:
         await pool.close()
 

@@ -162,7 +162,13 @@ async def test_d16_get_of_one_prefix_is_405_with_allow(site: Site) -> None:
     assert "GET" not in allowed
 
 
+async def _home(site: Site, prefix: str) -> None:
+    status, _, _ = await site.node.call("POST", f"/api/prefixes/{prefix}", headers=site.operator)
+    assert status == 201
+
+
 async def test_onboarding_returns_an_identity_and_a_secret_once_and_the_secret_works_for_basic(site: Site) -> None:
+    await _home(site, "88")
     status, body, _ = await site.node.call(
         "POST",
         "/api/prefixes/88.NEW",
@@ -244,12 +250,37 @@ async def test_deleting_a_prefix_with_handles_is_refused_until_forced(site: Site
 
 
 async def test_a_freshly_onboarded_prefix_without_handles_is_deleted_without_force(site: Site) -> None:
-    status, _, _ = await site.node.call("POST", "/api/prefixes/88.EMPTY", json={"name": "Empty"}, headers=site.operator)
+    await _home(site, "77")
+    status, _, _ = await site.node.call("POST", "/api/prefixes/77.EMPTY", json={"name": "Empty"}, headers=site.operator)
     assert status == 201
-    status, body, _ = await site.node.call("DELETE", "/api/prefixes/88.EMPTY", headers=site.operator)
+    status, body, _ = await site.node.call("DELETE", "/api/prefixes/77.EMPTY", headers=site.operator)
     assert status == 200
     assert body["responseCode"] == 1
-    assert await eventually(lambda: _not_homed(site, "88.EMPTY"))
+    _, listed, _ = await site.node.get("/api/prefixes", headers=site.operator)
+    assert "0.NA/77.EMPTY" not in listed["prefixes"]
+    assert "0.NA/77" in listed["prefixes"]
+
+
+async def test_onboarding_a_prefix_not_under_any_homed_prefix_is_refused(site: Site) -> None:
+    status, body, _ = await site.node.call("POST", "/api/prefixes/66.STRAY", json={"name": "Stray"}, headers=site.operator)
+    assert (status, body["responseCode"]) == (400, 301)
+    assert "not under any prefix homed here" in body["message"]
+    _, listed, _ = await site.node.get("/api/prefixes", headers=site.operator)
+    assert "0.NA/66.STRAY" not in listed["prefixes"]
+
+
+async def test_an_enterprise_prefix_cannot_be_nested_inside_or_above_another_tenant(site: Site) -> None:
+    status, body, _ = await site.node.call(
+        "POST", "/api/prefixes/88.TEST.1", json={"name": "Second Co"}, headers=site.operator
+    )
+    assert (status, body["responseCode"]) == (409, 101)
+    assert "lies under 88.TEST" in body["message"]
+    await _home(site, "88")
+    status, body, _ = await site.node.call("POST", "/api/prefixes/88", json={"name": "Umbrella"}, headers=site.operator)
+    assert (status, body["responseCode"]) == (409, 101)
+    assert "would contain 88.TEST" in body["message"]
+    status, _, _ = await site.node.call("PUT", "/api/handles/88.TEST.1/x", json={"values": URL}, headers=site.admin)
+    assert status == 201
 
 
 async def test_an_enterprise_cannot_delete_its_own_prefix(site: Site) -> None:

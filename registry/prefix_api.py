@@ -16,10 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.core import Registry
-from registry.enterprises import onboard, remove_prefix, validate_prefix
+from registry.auth import Authenticator, actor_of
+from registry.enterprises import home_prefix, onboard, remove_prefix, validate_prefix
+from registry.paging import paging
+from registry.permissions import Operators
+from registry.store import Actor, RegistryStore
 from resolver.errors import InsufficientPermissions, MethodNotAllowed, ProtocolError
-from resolver.identifiers import ascii_upper
 from resolver.responses import answers_errors, flag, json_body, json_response
 from resolver.store import Store
 
@@ -29,8 +31,13 @@ _ITEM_ALLOW = ("POST", "DELETE", "OPTIONS")
 
 
 class PrefixesAPI:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    """``/api/prefixes[/{prefix}]``."""
+
+    def __init__(self, store: RegistryStore, read_store: Store, auth: Authenticator, operators: Operators) -> None:
+        self.store = store
+        self.read_store = read_store
+        self.auth = auth
+        self.operators = operators
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -40,27 +47,22 @@ class PrefixesAPI:
             web.route("*", "/api/prefixes/{prefix}", self.not_allowed),
         ]
 
-    async def _operator(self, request: web.Request, echo: str | None) -> str:
-        identity = await self.registry.identity(request, echo)
-        if not await self.registry.is_operator(identity):
+    async def _operator(self, request: web.Request, echo: str | None) -> Actor:
+        identity = await self.auth.require(request, echo)
+        if not await self.operators.includes(identity):
             raise InsufficientPermissions("Only a node operator may manage prefixes", handle=echo)
-        return str(identity)
+        return actor_of(request, identity)
 
     @answers_errors
     async def list(self, request: web.Request) -> web.StreamResponse:
+        page = paging(request.query)
         await self._operator(request, None)
-        rows = await Store(self.registry.pool).fetch_prefixes()
+        rows = await self.read_store.fetch_prefixes()
         names = sorted(f"0.NA/{row.prefix}" for row in rows if row.kind == "homed")
         body: dict[str, Any] = {"responseCode": 1, "totalCount": str(len(names))}
-        page, size = request.query.get("page"), request.query.get("pageSize")
-        if page is not None and size is not None:
-            try:
-                first, count = int(page), int(size)
-            except ValueError:
-                raise ProtocolError("page and pageSize must be integers") from None
-            if first >= 0 and count >= 0:
-                body.update(page=first, pageSize=count)
-                names = names[first * count : first * count + count]
+        if page is not None:
+            body.update(page=page.number, pageSize=page.size)
+            names = page.cut(names)
         body["prefixes"] = names
         return json_response(body)
 
@@ -75,12 +77,12 @@ class PrefixesAPI:
                 raise ProtocolError('Expected {"name": ..., "creditCode": ..., "contact": ...}')
         name = payload.get("name")
         if name is None:
-            added = await Store(self.registry.pool).add_prefix(prefix, ascii_upper(prefix))
+            added = await home_prefix(self.store, prefix)
             return json_response({"responseCode": 1, "prefix": prefix}, status=201 if added else 200)
         if not isinstance(name, str) or not name.strip():
             raise ProtocolError("name must be a non-empty string")
         credentials = await onboard(
-            self.registry.pool,
+            self.store,
             prefix,
             name=name.strip(),
             credit_code=_optional(payload, "creditCode"),
@@ -93,7 +95,7 @@ class PrefixesAPI:
     async def delete(self, request: web.Request) -> web.StreamResponse:
         prefix = validate_prefix(request.match_info["prefix"])
         actor = await self._operator(request, prefix)
-        deleted = await remove_prefix(self.registry.pool, prefix, force=flag(request.query, "force"), actor=actor)
+        deleted = await remove_prefix(self.store, prefix, force=flag(request.query, "force"), actor=actor)
         return json_response({"responseCode": 1, "prefix": prefix, "deletedHandles": deleted})
 
     @answers_errors
@@ -103,6 +105,6 @@ class PrefixesAPI:
 
 def _optional(payload: dict[str, Any], key: str) -> str | None:
     value = payload.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError(f"{key} must be a string")
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise ProtocolError(f"{key} must be a string without NUL characters")
     return value

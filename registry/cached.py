@@ -1,0 +1,68 @@
+"""Records as the write path sees them: read through the read path's cache, and written back to it.
+
+Authorization and the existence checks of PUT read the same few records (identities, prefix handles, admin
+groups) on every write, so they go through the cache like any look-up. After a commit, ``remember``/``forget``
+give this node's cache the new state before the client hears 2xx (read-your-writes); other nodes hear it from
+the change notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from resolver.answers import build_entry
+from resolver.cache import CacheEntry
+from resolver.errors import HandleError
+from resolver.identifiers import parse
+from resolver.lookup import Lookup
+from resolver.metrics import LookupCounts
+from resolver.records import HandleValue
+from resolver.store import StoredRecord
+
+__all__ = ["CachedRecords"]
+
+_DECODED_MAX = 10_000
+
+
+class CachedRecords:
+    """Current records by handle name, through the cache."""
+
+    __slots__ = ("_counts", "_decoded", "_lookup")
+
+    def __init__(self, lookup: Lookup) -> None:
+        self._lookup = lookup
+        self._counts = LookupCounts()  # the registry's own reads are not client look-ups: kept off the metrics
+        self._decoded: dict[tuple[str, int], tuple[HandleValue, ...]] = {}
+
+    async def entry_of(self, text: str) -> CacheEntry | None:
+        """A handle's cache entry, loaded if needed (None when absent or not homed)."""
+        try:
+            return await self._lookup.resolve(parse(text), self._counts)
+        except HandleError:
+            return None
+
+    async def values_of(self, text: str) -> Sequence[HandleValue] | None:
+        """All values of a handle (None when absent or not homed).
+
+        Decoded values are remembered per cached version: the cache itself keeps only encoded answers, and the
+        same identities and prefix handles are decoded on every write otherwise.
+        """
+        entry = await self.entry_of(text)
+        if entry is None:
+            return None
+        memo = (entry.handle, entry.version)
+        values = self._decoded.get(memo)
+        if values is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            values = self._decoded[memo] = entry.values
+        return values
+
+    def remember(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
+        """This node's cache holds the committed version before the client hears 2xx."""
+        self._lookup.cache.put(record.key, build_entry(record, values or None))
+
+    def forget(self, key: str) -> None:
+        """A deleted handle: gone from the cache, and remembered as absent."""
+        self._lookup.cache.evict(key)
+        self._lookup.cache.put_absent(key)

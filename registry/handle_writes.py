@@ -1,0 +1,194 @@
+"""The write API on ``/api/handles/{handle}``: PUT and DELETE with Handle.Net's semantics.
+
+Wire behaviour follows research/handle-rest-api.md §3.2–3.4 and transcripts §A, §D, §E. The order of checks is
+Handle.Net's: prefix homed (400 rc 301) → media type, JSON, handle in body, values, ``index`` parameters
+(400 rc 4 / 202, 409 rc 201) → existence (``overwrite=false`` on an existing handle: 409 rc 101 — before
+authentication, transcript A3) → authentication (401; 403 rc 402 on plain HTTP) → permission (403 rc 400/401)
+→ the write. DELETE authenticates before it looks (an anonymous DELETE of a missing handle is 401, §3.3).
+
+Status: 201 when a PUT created the handle or added only new indexes, 200 when it replaced anything.
+``mintNewSuffix=true`` appends a random lowercase UUIDv4 to the path (retried on collision) and answers with the
+minted handle. Listing is ``registry/listing.py``, history ``registry/history.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from registry.auth import Identity, actor_of
+from registry.write_stages import WriteStages
+from registry.writes import ABSENT, Guard, Seen, Writer, WriteResult
+from resolver.errors import (
+    HandleAlreadyExists,
+    HandleError,
+    HandleNotFound,
+    InvalidHandle,
+    InvalidValue,
+    PrefixNotHomed,
+    ProtocolError,
+    ValueAlreadyExists,
+)
+from resolver.http import handle_text
+from resolver.identifiers import Handle, governing_prefix, parse
+from resolver.records import HandleValue, decode_values
+from resolver.responses import Handler, flag, json_body, json_response
+
+__all__ = ["HandleWrites"]
+
+_MINT_ATTEMPTS = 5
+MAX_INDEX_DIGITS = 10
+"""An ``index`` parameter longer than this is no index (Python would parse 4,300 digits before refusing)."""
+
+
+def _indexes(request: web.Request) -> list[str]:
+    return request.query.getall("index", [])
+
+
+def _parse_indexes(raw: Sequence[str]) -> list[int]:
+    for item in raw:
+        digits = item[1:] if item.startswith("-") else item
+        if not digits.isascii() or not digits.isdigit() or len(digits) > MAX_INDEX_DIGITS:
+            raise ProtocolError(f"Invalid index parameter {item[:64]!r}: not an integer")
+    return [int(item) for item in raw]
+
+
+class HandleWrites:
+    """PUT and DELETE on ``/api/handles/{handle}``."""
+
+    def __init__(self, writer: Writer, stages: WriteStages) -> None:
+        self.writer = writer
+        self.stages = stages
+
+    def methods(self) -> dict[str, Handler]:
+        """The handlers ``HandlesEndpoint`` dispatches these methods to."""
+        return {"PUT": self.put, "DELETE": self.delete}
+
+    # --- shared steps ---------------------------------------------------------------------------------------
+
+    def _target(self, request: web.Request) -> Handle:
+        text = handle_text(request)
+        try:
+            handle = parse(text, max_bytes=self.stages.max_handle_bytes)
+        except HandleError as exc:
+            exc.handle = exc.handle or text
+            raise
+        if not self.stages.prefixes.homes(governing_prefix(handle)):
+            raise PrefixNotHomed(handle=text)
+        return handle
+
+    def _guard(self, request: web.Request, identity: Identity, handle: Handle) -> Guard:
+        async def authorize(before: Sequence[HandleValue] | None, after: Sequence[HandleValue] | None) -> None:
+            await self.stages.permissions.authorize_change(identity, handle, before, after)
+
+        async def validate(after: Sequence[HandleValue]) -> str | None:
+            return await self.stages.check_template(handle.prefix, after)
+
+        return Guard(actor_of(request, identity), authorize, validate)
+
+    # --- PUT ----------------------------------------------------------------------------------------------
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        with self.stages.metrics.counting("add_values" if _indexes(request) else "create") as tally:
+            response, tally.op = await self._put(request, tally.op)
+        return response
+
+    async def _put(self, request: web.Request, op: str) -> tuple[web.StreamResponse, str]:
+        handle = self._target(request)
+        text = handle.text
+        payload = await json_body(request, require_json_type=True)
+        if isinstance(payload, dict) and "handle" in payload and payload["handle"] != text:
+            same = isinstance(payload["handle"], str) and parse(payload["handle"]).key == handle.key
+            if not same:
+                raise ProtocolError("Mismatched handle in PUT request")
+        try:
+            values = decode_values(payload)
+        except HandleError as exc:
+            exc.handle = exc.handle or (text if exc.response_code != 4 else None)
+            raise
+        overwrite = flag(request.query, "overwrite") if "overwrite" in request.query else True
+        index_params = _indexes(request)
+        if index_params:
+            return await self._add_values(request, handle, values, index_params, overwrite), op
+        if flag(request.query, "mintNewSuffix"):
+            if "/" not in text:
+                raise InvalidHandle("mintNewSuffix needs the start of a handle, e.g. 88.118.8/ or 88.118.8/batch-")
+            return await self._mint(request, handle, values), "create"
+        if not handle.suffix:
+            raise InvalidHandle("Handle has an empty suffix", handle=text)
+        entry = await self.stages.records.entry_of(handle.name)
+        if entry is not None and not overwrite:
+            raise HandleAlreadyExists(handle=text)
+        identity = await self.stages.auth.require(request, text)
+        seen: Seen = ABSENT if entry is None else (entry.version, entry.values)
+        result = await self.writer.put_record(
+            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle), seen=seen
+        )
+        return self._written(result, text), "create" if result.created else "replace"
+
+    async def _add_values(
+        self,
+        request: web.Request,
+        handle: Handle,
+        values: list[HandleValue],
+        index_params: list[str],
+        overwrite: bool,
+    ) -> web.StreamResponse:
+        text = handle.text
+        if not values:
+            raise InvalidValue("No values given", handle=text)
+        if "various" not in index_params and set(_parse_indexes(index_params)) != {v.index for v in values}:
+            raise ProtocolError("Mismatched indexes in PUT request")
+        existing = await self.stages.records.values_of(handle.name)
+        if existing is None:
+            raise HandleNotFound(handle=text)
+        present = {v.index for v in existing}
+        clash = next((v.index for v in values if v.index in present), None)
+        if clash is not None and not overwrite:
+            raise ValueAlreadyExists(f"Index conflict for {clash}", handle=text)
+        identity = await self.stages.auth.require(request, text)
+        result = await self.writer.add_values(
+            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle)
+        )
+        return self._written(result, text)
+
+    async def _mint(self, request: web.Request, base: Handle, values: list[HandleValue]) -> web.StreamResponse:
+        """``mintNewSuffix=true``: the path is the start of the handle; a lowercase UUIDv4 completes it."""
+        identity = await self.stages.auth.require(request, base.text)
+        for _ in range(_MINT_ATTEMPTS):
+            handle = parse(base.name + str(uuid.uuid4()), max_bytes=self.stages.max_handle_bytes)
+            try:
+                result = await self.writer.put_record(
+                    handle, values, overwrite=False, guard=self._guard(request, identity, handle)
+                )
+            except HandleAlreadyExists:
+                continue
+            return self._written(result, handle.text)
+        raise HandleAlreadyExists("Could not mint an unused suffix", handle=base.text)
+
+    def _written(self, result: WriteResult, text: str) -> web.StreamResponse:
+        if result.record is not None:
+            self.stages.records.remember(result.record, result.values)
+        return json_response({"responseCode": 1, "handle": text}, status=201 if result.created else 200)
+
+    # --- DELETE -------------------------------------------------------------------------------------------
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        with self.stages.metrics.counting("delete_values" if _indexes(request) else "delete"):
+            return await self._delete(request)
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        handle = self._target(request)
+        indexes = _parse_indexes(_indexes(request))
+        identity = await self.stages.auth.require(request, handle.text)
+        guard = self._guard(request, identity, handle)
+        if indexes:
+            result = await self.writer.delete_values(handle, indexes, guard=guard)
+            if result.record is not None:
+                self.stages.records.remember(result.record, result.values)
+        else:
+            await self.writer.delete_record(handle, guard=guard)
+            self.stages.records.forget(handle.key)
+        return json_response({"responseCode": 1, "handle": handle.text})

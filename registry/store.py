@@ -1,0 +1,405 @@
+"""The registry's data layer: every SQL statement of the write path, and which pool each one runs on.
+
+The HTTP classes never touch a pool or a connection; they call this module. Grouped by what they store:
+handles (writes, listing, history, reverse look-up), data templates, sessions, operators, and tenants (prefixes
+and enterprises). Statements of the read path (cache loads, the prefix table) stay in ``resolver/store.py``.
+
+Which pool (the one rule): a statement that only reads runs on the **read** pool; a statement or transaction
+that changes anything runs on the **write** pool. A write transaction holds its connection while it authorizes,
+and authorizing reads records through the cache, which borrows from the read pool. With one shared pool, as many
+concurrent writes as the pool has connections would each wait for a connection none of them releases (seen under
+load: every connection "idle in transaction" on the row lock). With two pools write connections may wait on read
+connections, never the reverse, so no cycle is possible. The CLI passes one pool for both: it never nests.
+
+Who wrote it: the history triggers (``resolver/schema``) read the transaction-local settings ``idnode.actor`` and
+``idnode.request_id``; ``Actor`` carries them and every writing statement sets them in its own transaction, either
+in a ``transaction(actor)`` block or within the statement itself (a CTE), so one-statement writes need no
+``BEGIN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "Actor",
+    "HistoryRow",
+    "RegistryStore",
+    "TemplateRow",
+    "WriteTransaction",
+    "like_pattern",
+]
+
+_SET_ACTOR = "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)"
+_ACTOR_CTE = (
+    "WITH actor AS (SELECT set_config('idnode.actor', ${0}, true), set_config('idnode.request_id', ${1}, true)) "
+)
+_LOCK = 'SELECT handle, "values"::text FROM handles WHERE handle_key = $1 FOR UPDATE'
+_LOCK_MANY = 'SELECT handle_key, "values"::text FROM handles WHERE handle_key = ANY($1::text[]) FOR UPDATE'
+_INSERT = (
+    'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+    "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (handle_key) DO NOTHING RETURNING version"
+)
+_INSERT_ALONE = _ACTOR_CTE.format(6, 7) + (
+    'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+    "SELECT $1, $2, $3, $4::jsonb, $5 FROM actor ON CONFLICT (handle_key) DO NOTHING RETURNING version"
+)
+_UPDATE = (
+    'UPDATE handles SET "values" = $2::jsonb, template_version = $3 WHERE handle_key = $1 RETURNING handle, version'
+)
+_UPDATE_IF = _ACTOR_CTE.format(5, 6) + (
+    'UPDATE handles SET "values" = $2::jsonb, template_version = $3 FROM actor '
+    "WHERE handle_key = $1 AND version = $4 RETURNING handle, version"
+)
+_INSERT_MANY = (
+    'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+    "SELECT k, h, p, v::jsonb, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+    "AS u(k, h, p, v, t) ON CONFLICT (handle_key) DO NOTHING RETURNING handle_key, version"
+)
+_UPDATE_MANY = (
+    'UPDATE handles h SET "values" = u.v::jsonb, template_version = u.t '
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, t) "
+    "WHERE h.handle_key = u.k RETURNING h.handle_key, h.version"
+)
+_UNDER = "(prefix_key = $1 OR prefix_key LIKE $2)"
+"""A prefix and every prefix derived from it; $2 is ``like_pattern(key) + '.%'``."""
+
+
+def like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern matching itself: ``\\``, ``%`` and ``_`` escaped (``*`` is left to callers)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change, as history records it: an identity (or ``cli:<user>``) and the request id."""
+
+    name: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    seq: int
+    version: int
+    op: str
+    actor: str | None
+    at: datetime
+    request_id: str | None
+    values: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRow:
+    description: str | None
+    items: str
+    created_at: datetime
+
+
+class WriteTransaction:
+    """The statements that run inside one write transaction (locks hold until it commits)."""
+
+    __slots__ = ("_con",)
+
+    def __init__(self, con: asyncpg.Connection) -> None:
+        self._con = con
+
+    async def lock(self, key: str) -> tuple[str, str] | None:
+        """``(handle, values JSON)`` of the record, locked until commit; None when absent."""
+        row = await self._con.fetchrow(_LOCK, key)
+        return None if row is None else (row[0], row[1])
+
+    async def lock_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Values JSON by key of the records among ``keys``, locked until commit."""
+        return {row[0]: row[1] for row in await self._con.fetch(_LOCK_MANY, list(keys))}
+
+    async def insert(self, key: str, handle: str, prefix_key: str, stored: str, template: str | None) -> int | None:
+        """Create a record; its version, or None when the key exists (a concurrent create won)."""
+        return await self._con.fetchval(_INSERT, key, handle, prefix_key, stored, template)
+
+    async def update(self, key: str, stored: str, template: str | None) -> tuple[str, int]:
+        """Replace a locked record's values; ``(handle, new version)``."""
+        row = await self._con.fetchrow(_UPDATE, key, stored, template)
+        return row[0], row[1]
+
+    async def delete(self, key: str) -> None:
+        await self._con.execute("DELETE FROM handles WHERE handle_key = $1", key)
+
+    async def insert_many(self, rows: Sequence[tuple[str, str, str, str, str | None]]) -> dict[str, int]:
+        """Create ``(key, handle, prefix_key, values, template)`` rows in one statement; versions of those created."""
+        if not rows:
+            return {}
+        return {row[0]: row[1] for row in await self._con.fetch(_INSERT_MANY, *_columns(rows, 5))}
+
+    async def update_many(self, rows: Sequence[tuple[str, str, str | None]]) -> dict[str, int]:
+        """Replace ``(key, values, template)`` of locked records in one statement; their new versions."""
+        if not rows:
+            return {}
+        return {row[0]: row[1] for row in await self._con.fetch(_UPDATE_MANY, *_columns(rows, 3))}
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._con.execute("DELETE FROM handles WHERE handle_key = ANY($1::text[])", list(keys))
+
+    # --- tenants ----------------------------------------------------------------------------------------------
+
+    async def has_enterprise(self, prefix_key: str) -> bool:
+        return bool(await self._con.fetchval("SELECT 1 FROM enterprises WHERE prefix_key = $1", prefix_key))
+
+    async def homed_among(self, keys: Sequence[str]) -> list[str]:
+        """Which of ``keys`` are rows of the prefix table."""
+        rows = await self._con.fetch("SELECT prefix_key FROM prefixes WHERE prefix_key = ANY($1::text[])", list(keys))
+        return [row[0] for row in rows]
+
+    async def enterprise_prefixes(self, keys: Sequence[str]) -> list[str]:
+        """Which of ``keys`` belong to an enterprise."""
+        rows = await self._con.fetch(
+            "SELECT prefix_key FROM enterprises WHERE prefix_key = ANY($1::text[])", list(keys)
+        )
+        return [row[0] for row in rows]
+
+    async def enterprises_under(self, prefix_key: str) -> list[str]:
+        """Enterprise prefixes derived from ``prefix_key`` (``88.118`` → ``88.118.8``, …)."""
+        rows = await self._con.fetch(
+            "SELECT prefix_key FROM enterprises WHERE prefix_key LIKE $1", like_pattern(prefix_key) + ".%"
+        )
+        return [row[0] for row in rows]
+
+    async def add_prefix(self, prefix: str, key: str, parent_key: str | None) -> bool:
+        status = await self._con.execute(
+            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            key,
+            prefix,
+            parent_key,
+        )
+        return status.endswith(" 1")
+
+    async def add_enterprise(
+        self, key: str, name: str, credit_code: str | None, contact: str | None, created_by: str
+    ) -> None:
+        await self._con.execute(
+            "INSERT INTO enterprises (prefix_key, name, credit_code, contact, created_by) VALUES ($1, $2, $3, $4, $5)",
+            key,
+            name,
+            credit_code,
+            contact,
+            created_by,
+        )
+
+    async def add_operator(self, key: str, identity: str) -> None:
+        await self._con.execute("INSERT INTO operators (identity_key, identity) VALUES ($1, $2)", key, identity)
+
+    async def count_under(self, prefix_key: str, *, besides: Sequence[str]) -> int:
+        """Handles under ``prefix_key`` or a prefix derived from it, not counting the keys ``besides``."""
+        return await self._con.fetchval(
+            f"SELECT count(*) FROM handles WHERE {_UNDER} AND handle_key <> ALL($3::text[])",
+            prefix_key,
+            like_pattern(prefix_key) + ".%",
+            list(besides),
+        )
+
+    async def remove_prefix(self, prefix_key: str, prefix_handle_key: str) -> int:
+        """Delete a prefix, its derived prefixes, their handles, its enterprise and templates; handles deleted."""
+        derived = like_pattern(prefix_key) + ".%"
+        status = await self._con.execute(
+            f"DELETE FROM handles WHERE {_UNDER} OR handle_key = $3", prefix_key, derived, prefix_handle_key
+        )
+        await self._con.execute("DELETE FROM enterprises WHERE prefix_key = $1", prefix_key)
+        await self._con.execute("DELETE FROM templates WHERE prefix_key = $1", prefix_key)
+        await self._con.execute(f"DELETE FROM prefixes WHERE {_UNDER}", prefix_key, derived)
+        return int(status.split()[-1])
+
+    # --- templates --------------------------------------------------------------------------------------------
+
+    async def template_use_count(self, reference: str) -> int:
+        return await self._con.fetchval("SELECT count(*) FROM handles WHERE template_version = $1", reference)
+
+    async def delete_template(self, prefix_key: str, version: str) -> bool:
+        status = await self._con.execute(
+            "DELETE FROM templates WHERE prefix_key = $1 AND version = $2", prefix_key, version
+        )
+        return not status.endswith(" 0")
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists, the shape ``unnest`` takes."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+class RegistryStore:
+    """The registry's statements over a read pool and a write pool (see the module docstring for the rule)."""
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: asyncpg.Pool, write: asyncpg.Pool | None = None) -> None:
+        self.read = read
+        self.write = write if write is not None else read
+
+    @asynccontextmanager
+    async def transaction(self, actor: Actor) -> AsyncIterator[WriteTransaction]:
+        """One write transaction on the write pool, its changes attributed to ``actor``."""
+        async with self.write.acquire() as con, con.transaction():
+            await con.execute(_SET_ACTOR, actor.name, actor.request_id)
+            yield WriteTransaction(con)
+
+    # --- handles: one-statement writes (no transaction to open, no lock round trip) ---------------------------
+
+    async def insert_alone(
+        self, key: str, handle: str, prefix_key: str, stored: str, template: str | None, actor: Actor
+    ) -> int | None:
+        """Create a record in one statement; its version, or None when the key exists."""
+        return await self.write.fetchval(
+            _INSERT_ALONE, key, handle, prefix_key, stored, template, actor.name, actor.request_id
+        )
+
+    async def update_if(
+        self, key: str, stored: str, template: str | None, version: int, actor: Actor
+    ) -> tuple[str, int] | None:
+        """Replace a record in one statement if it is still at ``version``; ``(handle, new version)`` or None."""
+        row = await self.write.fetchrow(_UPDATE_IF, key, stored, template, version, actor.name, actor.request_id)
+        return None if row is None else (row[0], row[1])
+
+    async def create_missing(self, rows: Sequence[tuple[str, str, str, str]], actor: Actor) -> int:
+        """Insert ``(key, handle, prefix_key, values)`` rows whose key is not stored yet; how many were new.
+
+        For small seed data (the demo); imports go through ``registry/bulk.py`` (COPY).
+        """
+        if not rows:
+            return 0
+        async with self.transaction(actor) as tx:
+            created = await tx.insert_many([(*row, None) for row in rows])
+        return len(created)
+
+    # --- handles: reading ---------------------------------------------------------------------------------------
+
+    async def count_handles(self, prefix_key: str) -> int:
+        return await self.read.fetchval("SELECT count(*) FROM handles WHERE prefix_key = $1", prefix_key)
+
+    async def list_handles(self, prefix_key: str, *, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Handle names of one prefix in key order; a page of them when ``limit`` is given."""
+        rows = await self.read.fetch(
+            "SELECT handle FROM handles WHERE prefix_key = $1 ORDER BY handle_key LIMIT $2 OFFSET $3",
+            prefix_key,
+            limit,
+            offset,
+        )
+        return [row[0] for row in rows]
+
+    async def history(self, key: str) -> list[HistoryRow]:
+        rows = await self.read.fetch(
+            'SELECT seq, version, op, actor, at, request_id, "values"::text FROM handle_history '
+            "WHERE handle_key = $1 ORDER BY seq",
+            key,
+        )
+        return [HistoryRow(*row) for row in rows]
+
+    async def searchable_types(self) -> set[str]:
+        return {row[0] for row in await self.read.fetch("SELECT type_key FROM search_types")}
+
+    async def search(self, criteria: Sequence[tuple[str, str]], *, within: str | None, limit: int) -> list[str]:
+        """Handles holding every ``(type, value)`` of ``criteria`` (``*`` in a value is a wildcard).
+
+        ``within``: only handles under that prefix or one derived from it, less the prefixes (and their derived
+        prefixes) of enterprises other than ``within``'s own (None: anywhere).
+        """
+        clauses, args = [], []
+        for kind, value in criteria:
+            op = "LIKE" if "*" in value else "="
+            args += [kind, like_pattern(value).replace("*", "%") if op == "LIKE" else value]
+            clauses.append(
+                f"h.handle_key IN (SELECT handle_key FROM handle_search WHERE type_key = ${len(args) - 1} "
+                f"AND value {op} ${len(args)})"
+            )
+        if within is not None:
+            args += [within, like_pattern(within) + ".%"]
+            own, derived = len(args) - 1, len(args)
+            clauses.append(f"(h.prefix_key = ${own} OR h.prefix_key LIKE ${derived})")
+            clauses.append(
+                f"NOT EXISTS (SELECT 1 FROM enterprises e WHERE e.prefix_key LIKE ${derived} AND "
+                "(h.prefix_key = e.prefix_key OR starts_with(h.prefix_key, e.prefix_key || '.')))"
+            )
+        args.append(limit)
+        rows = await self.read.fetch(
+            f"SELECT h.handle FROM handles h WHERE {' AND '.join(clauses)} ORDER BY h.handle_key LIMIT ${len(args)}",
+            *args,
+        )
+        return [row[0] for row in rows]
+
+    # --- templates ------------------------------------------------------------------------------------------
+
+    async def template_items(self, prefix_key: str, version: str) -> str | None:
+        return await self.read.fetchval(
+            "SELECT items::text FROM templates WHERE prefix_key = $1 AND version = $2", prefix_key, version
+        )
+
+    async def template(self, prefix_key: str, version: str) -> TemplateRow | None:
+        row = await self.read.fetchrow(
+            "SELECT description, items::text, created_at FROM templates WHERE prefix_key = $1 AND version = $2",
+            prefix_key,
+            version,
+        )
+        return None if row is None else TemplateRow(*row)
+
+    async def template_versions(self, prefix_key: str) -> list[str]:
+        rows = await self.read.fetch(
+            "SELECT version FROM templates WHERE prefix_key = $1 ORDER BY created_at, version", prefix_key
+        )
+        return [row[0] for row in rows]
+
+    async def publish_template(
+        self, prefix_key: str, prefix: str, version: str, description: str | None, items: str, created_by: str
+    ) -> bool:
+        """Store a new template version; False when that version exists already (versions are immutable)."""
+        status = await self.write.execute(
+            "INSERT INTO templates (prefix_key, prefix, version, description, items, created_by) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT DO NOTHING",
+            prefix_key,
+            prefix,
+            version,
+            description,
+            items,
+            created_by,
+        )
+        return status.endswith(" 1")
+
+    # --- sessions -------------------------------------------------------------------------------------------
+
+    async def session(self, session_id: str) -> tuple[str, bytes, str | None] | None:
+        """``(id, nonce, identity)`` of a session that has not expired."""
+        row = await self.read.fetchrow(
+            "SELECT id, nonce, identity FROM sessions WHERE id = $1 AND expires_at > now()", session_id
+        )
+        return None if row is None else (row[0], bytes(row[1]), row[2])
+
+    async def open_session(self, session_id: str, nonce: bytes, identity: str | None, expires_at: datetime) -> None:
+        """Store a new session, dropping sessions expired for a day (cheap with the expiry index)."""
+        await self.write.execute("DELETE FROM sessions WHERE expires_at < now() - interval '1 day'")
+        await self.write.execute(
+            "INSERT INTO sessions (id, nonce, identity, expires_at) VALUES ($1, $2, $3, $4)",
+            session_id,
+            nonce,
+            identity,
+            expires_at,
+        )
+
+    async def bind_session(self, session_id: str, identity: str) -> None:
+        await self.write.execute("UPDATE sessions SET identity = $2 WHERE id = $1", session_id, identity)
+
+    async def close_session(self, session_id: str) -> None:
+        await self.write.execute("DELETE FROM sessions WHERE id = $1", session_id)
+
+    # --- operators and tenants ------------------------------------------------------------------------------
+
+    async def operator_keys(self) -> set[str]:
+        return {row[0] for row in await self.read.fetch("SELECT identity_key FROM operators")}
+
+    async def add_prefix(self, prefix: str, key: str, parent_key: str | None = None) -> bool:
+        """Home ``prefix``; False when it was homed already."""
+        async with self.write.acquire() as con:
+            return await WriteTransaction(con).add_prefix(prefix, key, parent_key)
