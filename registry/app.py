@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.auth import Authenticator, Identity, secure_check
+from registry.auth import Authenticator, Channel, Identity
 from registry.batch import BatchWrites
 from registry.cached import CachedRecords
 from registry.handle_writes import HandleWrites
@@ -60,14 +60,14 @@ def _private_reader(auth: Authenticator, records: CachedRecords, permissions: Pe
 async def install(core: Core) -> Additions:
     """The registry over ``core``: see the module docstring for the order."""
     settings = core.settings
-    is_secure = secure_check(settings.registry)
+    channel = Channel(settings.registry)
     write_pool = (await connect(core.dsn, settings.database)).pool
     store = RegistryStore(core.store.pool, write_pool)
     prefixes = core.lookup.prefixes
     records = CachedRecords(core.lookup)
     operators = Operators(store, settings.registry.operators)
     permissions = Permissions(records.values_of, operators.includes)
-    auth = Authenticator(settings.registry, is_secure, records.values_of, session_identity(store))
+    auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store))
     metrics = RegistryMetrics(lambda: auth.failures)
     check_template = TemplateCheck(store, metrics)
     writer = Writer(store)
@@ -97,7 +97,7 @@ async def install(core: Core) -> Additions:
     return Additions(
         handles=hooks,
         routes=routes,
-        secure_check=is_secure,
+        secure_check=channel.is_secure,
         on_cleanup=(close_writes,),
         metrics=(metrics.collect,),
     )

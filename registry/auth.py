@@ -54,12 +54,12 @@ from resolver.records import HandleValue
 
 __all__ = [
     "Authenticator",
+    "Channel",
     "Identity",
     "actor_of",
     "hash_secret",
     "is_hashed_secret",
     "parse_basic",
-    "secure_check",
     "verify_secret",
 ]
 
@@ -187,23 +187,44 @@ def parse_basic(header: str) -> tuple[Identity, bytes]:
 # --- secure channel ------------------------------------------------------------------------------------------
 
 
-def secure_check(settings: RegistrySettings) -> Callable[[web.Request], bool]:
-    """A request is secure over TLS, or from a trusted proxy that forwarded an HTTPS request."""
-    networks = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+class Channel:
+    """What a request's connection tells: whether it is secure, and which client address it comes from.
 
-    def check(request: web.Request) -> bool:
-        if request.secure:
-            return True
-        if not networks or request.headers.get("X-Forwarded-Proto", "").lower() != "https":
-            return False
-        peer = request.remote
+    Both trust ``X-Forwarded-*`` headers only from ``trusted_proxies``: behind a TLS-terminating proxy every
+    connection comes from the proxy, so the failure limits key on the forwarded client address instead.
+    """
+
+    __slots__ = ("_networks",)
+
+    def __init__(self, settings: RegistrySettings) -> None:
+        self._networks = tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies)
+
+    def _trusted(self, address: str | None) -> bool:
         try:
-            address = ipaddress.ip_address(peer) if peer else None
+            parsed = ipaddress.ip_address(address) if address else None
         except ValueError:
             return False
-        return address is not None and any(address in net for net in networks)
+        return parsed is not None and any(parsed in net for net in self._networks)
 
-    return check
+    def is_secure(self, request: web.Request) -> bool:
+        """Secure over TLS, or from a trusted proxy that forwarded an HTTPS request."""
+        if request.secure:
+            return True
+        if not self._networks or request.headers.get("X-Forwarded-Proto", "").lower() != "https":
+            return False
+        return self._trusted(request.remote)
+
+    def client_address(self, request: web.Request) -> str:
+        """The nearest address in ``X-Forwarded-For`` that is not a trusted proxy (the peer when there is none)."""
+        peer = request.remote or "?"
+        forwarded = request.headers.get("X-Forwarded-For")
+        if not forwarded or not self._trusted(peer):
+            return peer
+        for hop in reversed(forwarded.split(",")):
+            hop = hop.strip()
+            if hop and not self._trusted(hop):
+                return hop[:64]
+        return peer
 
 
 # --- failure limits ------------------------------------------------------------------------------------------
@@ -254,13 +275,14 @@ class Authenticator:
     def __init__(
         self,
         settings: RegistrySettings,
-        is_secure: Callable[[web.Request], bool],
+        channel: Channel,
         values_of: ValuesOf,
         session_identity: SessionIdentity,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.is_secure = is_secure
+        self.is_secure = channel.is_secure
+        self.client_address = channel.client_address
         self._values_of = values_of
         self._session_identity = session_identity
         limit, window = settings.auth_failure_limit, settings.auth_failure_window
@@ -281,7 +303,7 @@ class Authenticator:
         scheme = header.split(" ", 1)[0].lower()
         if scheme == "basic":
             identity, password = self._parse(header)
-            await self.verify_password(identity, password, request.remote or "?")
+            await self.verify_password(identity, password, self.client_address(request))
             return identity
         if scheme == "handle":
             return await self._session_identity(parse_handle_authorization(header).get("sessionId", ""))

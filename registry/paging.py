@@ -34,7 +34,7 @@ class Page:
 def _number(raw: str, name: str) -> int:
     text = raw.strip()
     digits = text[1:] if text.startswith("-") else text
-    if not digits.isascii() or not digits.isdigit() or int(digits) > MAX_PAGING:
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 10 or int(digits) > MAX_PAGING:
         raise ProtocolError(f"Invalid paging parameter {name}={raw[:64]!r}: an integer up to {MAX_PAGING} expected")
     return int(text)
 

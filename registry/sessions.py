@@ -208,7 +208,7 @@ class Sessions:
         if fields.get("version", "0") != "0":
             raise ProtocolError("Unsupported version of the Handle authorization scheme")
         auth = self.auth
-        peer = request.remote or "?"
+        peer = auth.client_address(request)
         if auth.blocked_for(identity, peer) > 0:
             auth.failures["rate_limited"] += 1
             return None

@@ -262,7 +262,8 @@ async def test_a_freshly_onboarded_prefix_without_handles_is_deleted_without_for
 
 
 async def test_onboarding_a_prefix_not_under_any_homed_prefix_is_refused(site: Site) -> None:
-    status, body, _ = await site.node.call("POST", "/api/prefixes/66.STRAY", json={"name": "Stray"}, headers=site.operator)
+    stray = {"name": "Stray"}
+    status, body, _ = await site.node.call("POST", "/api/prefixes/66.STRAY", json=stray, headers=site.operator)
     assert (status, body["responseCode"]) == (400, 301)
     assert "not under any prefix homed here" in body["message"]
     _, listed, _ = await site.node.get("/api/prefixes", headers=site.operator)
