@@ -25,7 +25,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from resolver.answers import build_entry
+from resolver.answers import Redirects, build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
@@ -95,14 +95,14 @@ Extension = Callable[[Core], Awaitable[Additions]]
 LISTEN_START_TIMEOUT = 30.0
 
 
-def _loader(store: Store, metrics: NodeMetrics) -> Loader:
+def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     observe = metrics.db_query.observe
 
     async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
         started = perf_counter()
         records = await store.fetch_records(keys)
         observe(perf_counter() - started)
-        return {record.key: build_entry(record) for record in records}
+        return {record.key: build_entry(record, redirects=redirects) for record in records}
 
     return load
 
@@ -112,8 +112,9 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     store = await connect(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
     metrics = NodeMetrics()
-    cache = Cache(settings.cache, _loader(store, metrics))
-    lookup = Lookup(cache, prefixes)
+    redirects = Redirects(settings.redirect_schemes)
+    cache = Cache(settings.cache, _loader(store, metrics, redirects))
+    lookup = Lookup(cache, prefixes, redirects)
 
     async def reload_prefixes() -> None:
         prefixes.replace(await store.fetch_prefixes())
