@@ -5,7 +5,9 @@ the answer echoes the handle as requested (after percent-decoding the raw path o
 that match nothing answer 200 rc 200 with ``values: []``, unknown handles 404 rc 100, foreign prefixes 400
 rc 301, an empty handle 400 rc 102, unknown ``/api/`` endpoints 404 rc 4 and wrong methods 405 rc 4.
 Anonymous readers never see values without public-read permission; ``publicOnly=false`` needs an
-authenticated reader (the registry provides authentication; without it the answer is rc 402).
+authenticated reader (the registry provides authentication; without it the answer is rc 402), and is refused
+with ``callback`` (400 rc 4): a JSONP answer is a script any page can load with the reader's cached
+credentials, so JSONP is only ever served for public answers (issue 8).
 
 The registry extends ``/api/handles`` through ``HandleHooks``, given when the endpoint is built: its methods
 (PUT, DELETE) on the same resources, so that every ``/api/handles/...`` request is routed once; the reader that
@@ -214,6 +216,8 @@ class HandlesEndpoint:
             handle = parse(text, max_bytes=self.max_handle_bytes)
             value_filter = ValueFilter.from_query(params.getall("type", ()), params.getall("index", ()))
             public_only = not _wants_private(params)
+            if not public_only and params.get("callback"):
+                raise ProtocolError("callback (JSONP) is only served for public answers, not with publicOnly=false")
             if not public_only and await self.authenticate(request, handle.name) is None:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
