@@ -31,7 +31,7 @@ from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
-from resolver.metrics import REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
+from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, SECURE_CHECK, json_response
@@ -138,7 +138,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app, router = new_application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
-    app[METRICS], app[COLLECTOR], app[REGISTRY] = metrics, collector, new_registry(collector)
+    app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
 
     hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
     router.set_hot(HANDLES_PREFIX, hot_route)
@@ -161,6 +161,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         await cache.close()
         await store.close()
 
+    app.on_response_prepare.append(metrics.count_response)  # every answer, by status class
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app

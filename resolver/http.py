@@ -144,6 +144,7 @@ class HandlesEndpoint:
         self._is_absent = lookup.cache.is_absent
         self._counts = metrics.lookups["rest"]
         self._observe = metrics.latency["rest"].observe
+        self._observe_batch = metrics.latency["batch"].observe
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -248,8 +249,16 @@ class HandlesEndpoint:
 
         Body ``{"handles": [...], "type": [...], "index": [...]}`` (or a bare array of handles). Each result is
         exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
-        their pre-encoded bytes. Misses of one request are loaded together in one query.
+        their pre-encoded bytes. Misses of one request are loaded together in one query. The whole request is one
+        ``lookup_duration_seconds{api="batch"}`` observation, whatever it answers.
         """
+        started = perf_counter()
+        try:
+            return await self._resolve_batch(request)
+        finally:
+            self._observe_batch(perf_counter() - started)
+
+    async def _resolve_batch(self, request: web.Request) -> web.StreamResponse:
         payload = await json_body(request)
         if isinstance(payload, list):
             payload = {"handles": payload}
