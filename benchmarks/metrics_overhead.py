@@ -167,7 +167,7 @@ def _breakdown() -> list[tuple[str, float]]:
         "perf_counter()": lambda: perf_counter(),
         "counts.hit += 1": lambda: setattr(counts, "hit", counts.hit + 1),
         "histogram.observe(42 µs)": lambda: histogram.observe(0.000042),
-        "on_response_prepare → count_response (every response)": lambda: _complete(signal.send(request, response)),
+        "count_response (on_response_prepare)": lambda: _complete(signal.send(request, response)),
         "empty lambda (call overhead)": lambda: None,
     }
     out = []
@@ -252,7 +252,7 @@ async def _measure(dsn: str, iterations: int, rounds: int) -> None:
         _say()
         _say("single operations (best of 5 × 200,000, ns):")
         for label, ns in _breakdown():
-            _say(f"    {label:<30}{ns:>8.0f}")
+            _say(f"    {label:<38}{ns:>8.0f}")
         single, merged = _scrape_ms(app)
         _say()
         _say(f"scrape: one worker {single:.2f} ms; merged with one sibling's exposition {merged:.2f} ms")
