@@ -60,7 +60,7 @@ class CachedRecords:
 
     def remember(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
         """This node's cache holds the committed version before the client hears 2xx."""
-        self._lookup.cache.put(record.key, build_entry(record, values or None))
+        self._lookup.cache.put(record.key, build_entry(record, values or None, redirects=self._lookup.redirects))
 
     def forget(self, key: str) -> None:
         """A deleted handle: gone from the cache, and remembered as absent."""

@@ -25,13 +25,13 @@ import asyncpg
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from resolver.answers import build_entry
+from resolver.answers import Redirects, build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
-from resolver.metrics import REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
+from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, SECURE_CHECK, json_response
@@ -95,14 +95,14 @@ Extension = Callable[[Core], Awaitable[Additions]]
 LISTEN_START_TIMEOUT = 30.0
 
 
-def _loader(store: Store, metrics: NodeMetrics) -> Loader:
+def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     observe = metrics.db_query.observe
 
     async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
         started = perf_counter()
         records = await store.fetch_records(keys)
         observe(perf_counter() - started)
-        return {record.key: build_entry(record) for record in records}
+        return {record.key: build_entry(record, redirects=redirects) for record in records}
 
     return load
 
@@ -112,8 +112,9 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     store = await connect(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
     metrics = NodeMetrics()
-    cache = Cache(settings.cache, _loader(store, metrics))
-    lookup = Lookup(cache, prefixes)
+    redirects = Redirects(settings.redirect_schemes)
+    cache = Cache(settings.cache, _loader(store, metrics, redirects))
+    lookup = Lookup(cache, prefixes, redirects)
 
     async def reload_prefixes() -> None:
         prefixes.replace(await store.fetch_prefixes())
@@ -137,7 +138,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app, router = new_application(client_max_size=settings.max_body_bytes)
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
-    app[METRICS], app[COLLECTOR], app[REGISTRY] = metrics, collector, new_registry(collector)
+    app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
 
     hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
     router.set_hot(HANDLES_PREFIX, hot_route)
@@ -160,6 +161,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         await cache.close()
         await store.close()
 
+    app.on_response_prepare.append(metrics.count_response)  # every answer, by status class
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app

@@ -34,6 +34,7 @@ tls_cert / tls_key          (generated)        PEM files; without them a self-si
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
 operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
 auth_failure_limit          10                 failed logins per identity and per client address per minute
+redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 ==========================  =================  =====================================================
 """
 
@@ -97,6 +98,7 @@ class Settings:
     access_log_sample: float = 0.0
     slow_request_ms: float = 0.0
     demo: bool = False
+    redirect_schemes: tuple[str, ...] = ()
     tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -177,6 +179,15 @@ def _non_negative_float(raw: Any) -> float:
     return value
 
 
+def _url_schemes(raw: Any) -> tuple[str, ...]:
+    """comma-separated URL schemes, never javascript, vbscript, data, blob or file"""
+    from resolver.answers import Redirects  # answers imports the cache, which imports this module
+
+    schemes = tuple(scheme.lower() for scheme in _words(raw))
+    Redirects(schemes)  # refuses what may not be a redirect target, naming it
+    return schemes
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -215,6 +226,7 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "trusted_proxies": ("registry", "trusted_proxies", _words),
     "operators": ("registry", "operators", _words),
     "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
+    "redirect_schemes": (None, "redirect_schemes", _url_schemes),
 }
 
 

@@ -5,7 +5,9 @@ the answer echoes the handle as requested (after percent-decoding the raw path o
 that match nothing answer 200 rc 200 with ``values: []``, unknown handles 404 rc 100, foreign prefixes 400
 rc 301, an empty handle 400 rc 102, unknown ``/api/`` endpoints 404 rc 4 and wrong methods 405 rc 4.
 Anonymous readers never see values without public-read permission; ``publicOnly=false`` needs an
-authenticated reader (the registry provides authentication; without it the answer is rc 402).
+authenticated reader (the registry provides authentication; without it the answer is rc 402), and is refused
+with ``callback`` (400 rc 4): a JSONP answer is a script any page can load with the reader's cached
+credentials, so JSONP is only ever served for public answers (issue 8).
 
 The registry extends ``/api/handles`` through ``HandleHooks``, given when the endpoint is built: its methods
 (PUT, DELETE) on the same resources, so that every ``/api/handles/...`` request is routed once; the reader that
@@ -142,6 +144,7 @@ class HandlesEndpoint:
         self._is_absent = lookup.cache.is_absent
         self._counts = metrics.lookups["rest"]
         self._observe = metrics.latency["rest"].observe
+        self._observe_batch = metrics.latency["batch"].observe
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -214,6 +217,8 @@ class HandlesEndpoint:
             handle = parse(text, max_bytes=self.max_handle_bytes)
             value_filter = ValueFilter.from_query(params.getall("type", ()), params.getall("index", ()))
             public_only = not _wants_private(params)
+            if not public_only and params.get("callback"):
+                raise ProtocolError("callback (JSONP) is only served for public answers, not with publicOnly=false")
             if not public_only and await self.authenticate(request, handle.name) is None:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
@@ -244,8 +249,16 @@ class HandlesEndpoint:
 
         Body ``{"handles": [...], "type": [...], "index": [...]}`` (or a bare array of handles). Each result is
         exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
-        their pre-encoded bytes. Misses of one request are loaded together in one query.
+        their pre-encoded bytes. Misses of one request are loaded together in one query. The whole request is one
+        ``lookup_duration_seconds{api="batch"}`` observation, whatever it answers.
         """
+        started = perf_counter()
+        try:
+            return await self._resolve_batch(request)
+        finally:
+            self._observe_batch(perf_counter() - started)
+
+    async def _resolve_batch(self, request: web.Request) -> web.StreamResponse:
         payload = await json_body(request)
         if isinstance(payload, list):
             payload = {"handles": payload}

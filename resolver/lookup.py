@@ -3,10 +3,15 @@
 Order, and why: the cache first (a hit needs nothing else; only homed records are ever cached), then the
 prefix table (a foreign prefix is rc 301 without a database round trip), then remembered absences (a negative
 hit), then one coalesced load through the cache.
+
+``redirects`` is where the node's answers may send a browser (``answers.Redirects``); it travels with the
+look-up so that every builder of cache entries (the loader, and a writer remembering its record) and the proxy
+use the same one.
 """
 
 from __future__ import annotations
 
+from resolver.answers import HTTP_ONLY, Redirects
 from resolver.cache import Cache, CacheEntry
 from resolver.errors import HandleNotFound, PrefixNotHomed
 from resolver.identifiers import Handle, governing_prefix
@@ -19,11 +24,12 @@ __all__ = ["Lookup"]
 class Lookup:
     """Cache → prefix table → negative entries → load."""
 
-    __slots__ = ("cache", "prefixes")
+    __slots__ = ("cache", "prefixes", "redirects")
 
-    def __init__(self, cache: Cache, prefixes: PrefixTable) -> None:
+    def __init__(self, cache: Cache, prefixes: PrefixTable, redirects: Redirects = HTTP_ONLY) -> None:
         self.cache = cache
         self.prefixes = prefixes
+        self.redirects = redirects
 
     def cached(self, handle: Handle, counts: LookupCounts) -> CacheEntry | None:
         """The answer without waiting, when there is one; raises for a foreign prefix or a remembered absence.

@@ -2,7 +2,7 @@
 
 Why this shape: ``Counter.labels(...).inc()`` costs about 4 µs and a pre-bound child 0.5 µs plus a lock
 (research/performance-anchors.md §2e), against a cached look-up of about 40 µs. So the stages count on
-themselves (``Cache`` attributes, ``LookupCounts`` per API, ``LatencyHistogram``) with integer increments and no
+themselves (``Cache`` attributes, ``LookupCounts`` per API, ``PlainHistogram``) with integer increments and no
 lock — one event loop per process — and ``NodeCollector`` turns those numbers into metric families when
 Prometheus scrapes ``/metrics``. Each app has its own ``CollectorRegistry`` (never the global one), so two nodes in
 one test process do not clash. ``benchmarks/metrics_overhead.py`` measures what the counting costs a look-up.
@@ -12,7 +12,11 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
 - ``lookups_total{outcome,api}``: one per identifier looked up. outcome: hit, negative_hit, miss, not_found,
   forwarded, stale, invalid (the client named no handle this node can answer: malformed, too long, foreign
   prefix), error (the node failed); api: rest, proxy, batch.
-- ``lookup_duration_seconds{api}``: histogram of handler time per request (50 µs – 1 s buckets).
+- ``lookup_duration_seconds{api}``: histogram of handler time per request (50 µs – 1 s buckets); a batch
+  request is one observation.
+- ``http_responses_total{class}``: every HTTP answer of the node by status class (``1xx`` … ``5xx``), aiohttp's
+  own 404/405/500 included: what the error-ratio alert divides. Counted by ``NodeMetrics.count_response`` on
+  ``on_response_prepare``, one list slot per class (the status divided by 100), so no label is looked up.
 - ``batch_size``: histogram of identifiers per ``POST /api/resolve``.
 - ``cache_entries{kind}``, ``cache_bytes``: positive/negative entries, estimated bytes of positive entries.
 - ``cache_evictions_total{kind}``, ``cache_expirations_total``, ``cache_invalidations_total``,
@@ -39,8 +43,10 @@ worker starts its counters from zero, which Prometheus' ``rate()`` treats as a c
 
 Example::
 
-    registry = new_registry(NodeCollector(NodeMetrics(), cache.stats, listener, store.pool, workers=2))
-    app[REGISTRY] = registry
+    metrics = NodeMetrics()
+    registry = new_registry(NodeCollector(metrics, cache.stats, listener, store.pool, workers=2))
+    app[PROMETHEUS_REGISTRY] = registry
+    app.on_response_prepare.append(metrics.count_response)
     app.router.add_get("/metrics", scrape)
 """
 
@@ -66,13 +72,14 @@ __all__ = [
     "LATENCY_BUCKETS",
     "LOCAL_PATH",
     "OUTCOMES",
-    "REGISTRY",
+    "PROMETHEUS_REGISTRY",
     "SIBLINGS",
     "SIBLING_TIMEOUT",
-    "LatencyHistogram",
+    "STATUS_CLASSES",
     "LookupCounts",
     "NodeCollector",
     "NodeMetrics",
+    "PlainHistogram",
     "Siblings",
     "local_scrape",
     "merge",
@@ -86,6 +93,8 @@ APIS = ("rest", "proxy", "batch")
 OUTCOMES = ("hit", "negative_hit", "miss", "not_found", "forwarded", "stale", "invalid", "error")
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+"""Exposed classes; ``STATUS_CLASSES[i - 1]`` counts in ``NodeMetrics.responses[i]``."""
 
 LOCAL_PATH = "/metrics/local"
 SIBLING_TIMEOUT = 1.0
@@ -103,8 +112,9 @@ class LookupCounts:
             setattr(self, name, 0)
 
 
-class LatencyHistogram:
-    """A histogram as a list of bucket counts: ``observe`` is one bisect and two additions, no lock.
+class PlainHistogram:
+    """A histogram of any value (seconds, batch sizes) as a list of bucket counts: ``observe`` is one bisect and two
+    additions, no lock.
 
     ``bisect_left`` puts a value equal to a bound into that bound's bucket, as Prometheus' ``le`` (less or equal)
     requires.
@@ -133,19 +143,30 @@ class LatencyHistogram:
 class NodeMetrics:
     """The read path's own counters, held by the app and bumped by the endpoints."""
 
-    __slots__ = ("batch_sizes", "db_query", "latency", "lookups")
+    __slots__ = ("batch_sizes", "db_query", "latency", "lookups", "responses")
 
     def __init__(self) -> None:
         self.lookups = {api: LookupCounts() for api in APIS}
-        self.latency = {api: LatencyHistogram(LATENCY_BUCKETS) for api in APIS}
-        self.batch_sizes = LatencyHistogram(BATCH_BUCKETS)
-        self.db_query = LatencyHistogram(LATENCY_BUCKETS)
+        self.latency = {api: PlainHistogram(LATENCY_BUCKETS) for api in APIS}
+        self.batch_sizes = PlainHistogram(BATCH_BUCKETS)
+        self.db_query = PlainHistogram(LATENCY_BUCKETS)
+        self.responses = [0] * 10  # by status // 100; aiohttp allows statuses up to 999
+
+    async def count_response(self, _request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """``on_response_prepare`` hook: one more answer in ``response``'s status class.
+
+        The signal fires for every response the app sends, error answers aiohttp makes itself included, which no
+        handler could count. Cost: 0.69–0.76 µs per response on this project's VM (2026-12-01, the breakdown of
+        ``benchmarks/metrics_overhead.py``; aiohttp skips the signal entirely while it has no receiver): with the
+        look-up counters' 0.37 µs, 1.1 µs of the 2 µs per look-up budget (research/performance-anchors.md T6).
+        """
+        self.responses[response.status // 100] += 1
 
 
 Source = Callable[[], Iterable[Metric]]
 
 
-def _histogram(name: str, doc: str, histogram: LatencyHistogram, labels: dict[str, str] | None = None) -> Metric:
+def _histogram(name: str, doc: str, histogram: PlainHistogram, labels: dict[str, str] | None = None) -> Metric:
     family = HistogramMetricFamily(name, doc, labels=list(labels) if labels else None)
     family.add_metric(list(labels.values()) if labels else [], histogram.buckets(), histogram.sum)
     return family
@@ -203,6 +224,10 @@ class NodeCollector(Collector):
             latency.add_metric([api], histogram.buckets(), histogram.sum)
         yield latency
         yield _histogram("idnode_batch_size", "Identifiers per batch resolve request", self.metrics.batch_sizes)
+        responses = CounterMetricFamily("idnode_http_responses", "HTTP answers sent, by status class", labels=["class"])
+        for index, status_class in enumerate(STATUS_CLASSES, start=1):
+            responses.add_metric([status_class], self.metrics.responses[index])
+        yield responses
 
     def _cache(self) -> Iterator[Metric]:
         stats = self.cache_stats()
@@ -371,7 +396,7 @@ class Siblings:
             self._session = None
 
 
-REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
+PROMETHEUS_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("prometheus_registry")
 SIBLINGS: web.AppKey[Siblings] = web.AppKey("siblings")
 
 
@@ -380,9 +405,9 @@ async def scrape(request: web.Request) -> web.StreamResponse:
     app = request.app
     siblings = app.get(SIBLINGS)
     if siblings is None:
-        body = generate_latest(app[REGISTRY])
+        body = generate_latest(app[PROMETHEUS_REGISTRY])
     else:
-        body = await siblings.node_wide(app[REGISTRY])
+        body = await siblings.node_wide(app[PROMETHEUS_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -1,29 +1,24 @@
 """HTML pages of the proxy: what a person sees after scanning a product's QR code.
 
-Every piece of handle data is escaped (``html.escape`` with quotes), links are made only for ``http(s)`` URLs and
-e-mail addresses, and the pages are small, readable on a phone (viewport meta, one column, no external
-assets) and carry no script.
+Every piece of handle data is escaped (``html.escape`` with quotes), links are made only for URLs the proxy may
+redirect to (``answers.Redirects``) and e-mail addresses, and the pages are small, readable on a phone (viewport
+meta, one column, no external assets) and carry no script. ``HTML_HEADERS`` go with every page: the
+Content-Security-Policy allows nothing but the pages' own stylesheet (by its hash) and a form that submits to
+this node, so even markup that escaped escaping could neither run script nor load or send anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import hashlib
+from collections.abc import Callable, Sequence
 from html import escape
 from urllib.parse import quote
 
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
-__all__ = ["error_page", "home_page", "not_found_page", "redirect_page", "safe_location", "values_page"]
-
-_LOCATION_SAFE = ":/?#[]@!$&'()*+,;=%~"
-
-
-def safe_location(url: str) -> str:
-    """``url`` as a header-safe URI: non-ASCII, spaces, quotes, angle brackets and controls percent-encoded, so a
-    stored value can never split the ``Location`` header (IRI → URI, as the Handle proxy does)."""
-    return quote(url, safe=_LOCATION_SAFE)
-
+__all__ = ["HTML_HEADERS", "error_page", "home_page", "not_found_page", "redirect_page", "values_page"]
 
 _ADMIN_NAMES = (
     "list handles",
@@ -47,7 +42,23 @@ _STYLE = (
     ".v{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:.7rem .9rem;margin:.6rem 0}"
     ".t{font-weight:600}.i{color:#57606a;font-size:.85rem}.d{word-break:break-all;margin-top:.25rem}"
     "a{color:#0969da}footer{color:#57606a;font-size:.8rem;margin-top:1.5rem}"
+    "form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}"
+    "input[type=text]{flex:1 1 16rem;font:inherit;padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}"
+    "button{font:inherit;padding:.45rem 1rem;border:0;border-radius:6px;background:#0969da;color:#fff}"
 )
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+
+HTML_HEADERS = {
+    "Content-Type": "text/html;charset=UTF-8",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+}
+"""Headers of every HTML answer (pages and the 302's body). ``no-referrer``: the product site a scan lands on
+is not told which page linked the identifier, and a values page's URL (the identifier) is not sent on."""
 
 
 def _page(title: str, content: str) -> bytes:
@@ -67,7 +78,7 @@ def redirect_page(location: str) -> bytes:
     ).encode()
 
 
-def _data_html(value: HandleValue) -> str:
+def _data_html(value: HandleValue, links: Callable[[str], bool]) -> str:
     kind = ascii_upper(value.type)
     if value.format == "admin":
         admin = value.value
@@ -75,21 +86,20 @@ def _data_html(value: HandleValue) -> str:
         granted = [name for bit, name in zip(bits, _ADMIN_NAMES, strict=False) if bit == "1"]
         return escape(f"handle={admin.get('handle')}; index={admin.get('index')}; [{', '.join(granted)}]")
     text = value.text()
-    if value.format == "string" and (kind == "URL" or kind.startswith("URL.")):
-        lowered = text.lower()
-        if lowered.startswith(("http://", "https://")):
-            return f'<a href="{escape(text, quote=True)}" rel="nofollow noopener">{escape(text)}</a>'
+    if value.format == "string" and (kind == "URL" or kind.startswith("URL.")) and links(text):
+        return f'<a href="{escape(text, quote=True)}" rel="nofollow noopener">{escape(text)}</a>'
     if value.format == "string" and kind == "EMAIL" and "@" in text and ":" not in text:
         return f'<a href="mailto:{quote(text, safe="@.+-_")}">{escape(text)}</a>'
     return escape(text)
 
 
-def values_page(handle: str, values: Sequence[HandleValue]) -> bytes:
-    """All (public) values of a handle, one card each (the proxy's ``?noredirect`` view, transcript F2)."""
+def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str], bool]) -> bytes:
+    """All (public) values of a handle, one card each (the proxy's ``?noredirect`` view, transcript F2); URL
+    values for which ``links`` is true are links, the others text."""
     cards = "".join(
         f'<div class="v"><div><span class="t">{escape(v.type)}</span> '
         f'<span class="i">#{v.index} · {escape(v.timestamp.replace("T", " "))}</span></div>'
-        f'<div class="d">{_data_html(v)}</div></div>'
+        f'<div class="d">{_data_html(v, links)}</div></div>'
         for v in values
     )
     if not values:
@@ -111,9 +121,14 @@ def error_page(title: str, message: str, handle: str | None = None) -> bytes:
 
 
 def home_page() -> bytes:
+    """A form that resolves an identifier with a plain GET (``/?hdl=...``, as the Handle proxy's form sends it),
+    so it works without script and under ``HTML_HEADERS``' policy."""
     return _page(
         "idnode",
-        "<h1>Identifier resolver</h1><p>Enter an identifier such as <code>88.888.1/PUMP-2026-000123</code>.</p>"
-        "<p>Or open <code>/&lt;identifier&gt;?noredirect</code> to see its values, and "
+        '<h1>Identifier resolver</h1><form action="/" method="get">'
+        '<input type="text" name="hdl" required aria-label="Identifier" placeholder="88.888.1/PUMP-2026-000123">'
+        '<button type="submit">Resolve</button>'
+        '<label><input type="checkbox" name="noredirect" value="true"> show the values, do not redirect</label>'
+        "</form><p>Or open <code>/&lt;identifier&gt;?noredirect</code> to see its values, and "
         "<code>/api/handles/&lt;identifier&gt;</code> for JSON.</p>",
     )

@@ -4,7 +4,10 @@ Follows Handle.Net's proxy (research/handle-rest-api.md §5, transcripts F1–F5
 ``urn:hdl:`` are stripped; the default action is a 302 to the first ``URL`` value (else the first ``URL.*``)
 with ``Expires`` from that value's TTL and a tiny HTML body; ``?noredirect`` (or ``action=showvalues``) and
 records without a URL show the values page; unknown handles get a 404 page. The ``Location`` header is
-percent-encoded (IRI → URI), so a stored value can never split the header.
+percent-encoded (IRI → URI), so a stored value can never split the header. Which URLs are targets, and how
+``urlappend`` may extend one, is ``answers.Redirects``' decision. ``GET /?hdl=<handle>`` (the home page's form,
+as the Handle proxy's form sends it) answers as ``GET /<handle>`` does. Every answer carries
+``pages.HTML_HEADERS`` (nosniff, Content-Security-Policy, Referrer-Policy).
 """
 
 from __future__ import annotations
@@ -15,19 +18,19 @@ from email.utils import formatdate
 from time import perf_counter
 
 from aiohttp import web
+from multidict import MultiMapping
 
-from resolver.answers import redirect_target, select
+from resolver.answers import select
 from resolver.errors import HandleError, HandleNotFound, InvalidHandle
 from resolver.identifiers import ascii_upper, decode_path, parse, strip_scheme
 from resolver.lookup import Lookup
 from resolver.metrics import NodeMetrics
-from resolver.pages import error_page, home_page, not_found_page, redirect_page, safe_location, values_page
+from resolver.pages import HTML_HEADERS, error_page, home_page, not_found_page, redirect_page, values_page
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, flag
 
 __all__ = ["Proxy"]
 
-_HTML = "text/html;charset=UTF-8"
 _NO_PAGES = frozenset({"favicon.ico", "robots.txt"})
 
 
@@ -43,6 +46,7 @@ class Proxy:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lookup = lookup
+        self.redirects = lookup.redirects
         self.max_handle_bytes = max_handle_bytes
         self._cache_get = lookup.cache.get
         self._expires_second = -1
@@ -54,8 +58,15 @@ class Proxy:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/" + ANY_TAIL, self.resolve)]
 
-    async def home(self, _request: web.Request) -> web.StreamResponse:
-        return _html(home_page())
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        """The home page, or the answer for the handle its form sends (``?hdl=``; already decoded)."""
+        text = request.query.get("hdl", "").strip()
+        if not text:
+            return _html(home_page())
+        started = perf_counter()
+        response = await self._answer(text, request.query)
+        self._observe(perf_counter() - started)
+        return response
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         """HOT PATH for QR-code scans: a cached record with a URL becomes a 302 from what the entry holds (its
@@ -70,15 +81,15 @@ class Proxy:
                 response = self._redirect(entry.location, entry.min_ttl)
                 self._observe(perf_counter() - started)
                 return response
-        response = await self._answer(request)
+        response = await self._answer(raw.split("?", 1)[0][1:], request.query, encoded=True)
         self._observe(perf_counter() - started)
         return response
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
-        text = request.raw_path.split("?", 1)[0][1:]
+    async def _answer(self, text: str, query: MultiMapping[str], *, encoded: bool = False) -> web.StreamResponse:
+        """The redirect or page for handle ``text`` (percent-decoded first when ``encoded``) and ``query``."""
         try:
             try:
-                text = strip_scheme(decode_path(text))
+                text = strip_scheme(decode_path(text) if encoded else text)
                 if text in _NO_PAGES:
                     raise HandleNotFound(handle=text)
                 handle = parse(text, max_bytes=self.max_handle_bytes)
@@ -92,21 +103,21 @@ class Proxy:
             return _html(error_page("Invalid handle", exc.message or "", None), status=400)
         except HandleError as exc:
             return _html(error_page(type(exc).__name__, exc.message or "", exc.handle), status=exc.http_status)
-        query = request.query
         if not query and entry.location is not None:
             return self._redirect(entry.location, entry.min_ttl)
         value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
         values = select(entry, value_filter)
         if not show:
-            target = redirect_target(values)
+            target = self.redirects.target(values)
             if target is not None:
-                return self._redirect(safe_location(target.value + query.get("urlappend", "")), entry.min_ttl)
-        return _html(values_page(text, values))
+                location = self.redirects.location(target.value, query.get("urlappend", ""))
+                return self._redirect(location, entry.min_ttl)
+        return _html(values_page(text, values, self.redirects.allows))
 
     def _redirect(self, location: str, ttl: int) -> web.StreamResponse:
-        """A 302 to ``location`` (already header-safe, see ``safe_location``)."""
-        headers = {"Location": location, "Expires": self._expires(ttl), "Content-Type": _HTML}
+        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``)."""
+        headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
         return web.Response(status=302, body=redirect_page(location), headers=headers)
 
     def _expires(self, ttl: int) -> str:
@@ -121,4 +132,4 @@ class Proxy:
 
 
 def _html(body: bytes, *, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, headers={"Content-Type": _HTML})
+    return web.Response(body=body, status=status, headers=HTML_HEADERS)

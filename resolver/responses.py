@@ -43,10 +43,11 @@ __all__ = [
 log = logging.getLogger("idnode.http")
 
 JSON_TYPE = "application/json;charset=UTF-8"
-JSON_HEADERS = {"Content-Type": JSON_TYPE}
-"""Handle.Net's exact Content-Type (transcript B1)."""
+JSON_HEADERS = {"Content-Type": JSON_TYPE, "X-Content-Type-Options": "nosniff"}
+"""Handle.Net's exact Content-Type (transcript B1), and ``nosniff`` so that a browser never reads an answer (which
+echoes client-chosen text) as HTML or script."""
 
-_JSONP_TYPE = "application/javascript;charset=UTF-8"
+_JSONP_HEADERS = {"Content-Type": "application/javascript;charset=UTF-8", "X-Content-Type-Options": "nosniff"}
 _CALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_$.]")
 _TRUE_WORDS = frozenset({"", "true", "yes"})
 
@@ -75,18 +76,23 @@ def json_response(
     pretty: bool = False,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    """A JSON (or JSONP, when ``callback`` is given) answer."""
+    """A JSON (or JSONP, when ``callback`` is given) answer.
+
+    JSONP is for public answers only: a script a foreign page loads runs with the user's cached credentials, so
+    callers must not pass ``callback`` for an answer with non-public values (``http.py`` refuses such requests).
+    """
     if isinstance(body, dict):
         body = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
-    out_headers: CIMultiDict[str] = CIMultiDict(headers or {})
+    fixed = JSON_HEADERS
     if callback:
         name = _CALLBACK_UNSAFE.sub("_", callback)[:128]
         body = name.encode() + b"(" + body + b");"
-        out_headers["Content-Type"] = _JSONP_TYPE
-        out_headers["X-Content-Type-Options"] = "nosniff"
-    else:
-        out_headers["Content-Type"] = JSON_TYPE
-    return web.Response(body=body, status=status, headers=out_headers)
+        fixed = _JSONP_HEADERS
+    if headers:
+        out_headers: CIMultiDict[str] = CIMultiDict(headers)
+        out_headers.update(fixed)
+        return web.Response(body=body, status=status, headers=out_headers)
+    return web.Response(body=body, status=status, headers=fixed)
 
 
 async def json_body(request: web.Request, *, require_json_type: bool = False) -> Any:

@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from resolver.app import REGISTRY, Extension, create_app
+from resolver.app import PROMETHEUS_REGISTRY, Extension, create_app
 from resolver.config import Settings
 from resolver.database import describe, migrate, open_database
 from resolver.errors import ConfigError
@@ -98,7 +98,7 @@ def _request_log(settings: Settings) -> dict[str, Any]:
 
 def _share_metrics(app: web.Application, worker: _Worker) -> None:
     """Serve this worker's registry on its loopback socket, and make ``/metrics`` merge the siblings' in."""
-    registry = app[REGISTRY]
+    registry = app[PROMETHEUS_REGISTRY]
     siblings = Siblings(worker.siblings)
     app[SIBLINGS] = siblings
 

@@ -10,7 +10,16 @@ import re
 import orjson
 import pytest
 
-from tests.support import TRANSCRIPT_ADMIN, TRANSCRIPT_XYZ, Node, put_record
+from tests.support import (
+    TRANSCRIPT_ADMIN,
+    TRANSCRIPT_XYZ,
+    Node,
+    behind_trusted_proxy,
+    onboard_enterprise,
+    put_record,
+    running_node,
+    secure_basic,
+)
 
 DESC = {"index": 4, "type": "DESC", "data": {"format": "string", "value": "added value"}}
 XYZ = sorted([*TRANSCRIPT_XYZ, DESC], key=lambda value: value["index"])
@@ -104,6 +113,60 @@ async def test_b12_callback_wraps_json_as_javascript(xyz: Node) -> None:
 async def test_callback_name_is_sanitised(xyz: Node) -> None:
     _, body, _ = await _raw(xyz, "/api/handles/88.TEST/xyz?callback=alert(1)%3C/script%3E&type=URL")
     assert body.startswith(b"alert_1___script_(")
+
+
+# --- JSONP only for public answers; nosniff on every JSON answer (issue 8) ---------------------------------------
+
+PRIVATE = {"index": 2, "type": "PRIV", "data": "admin-only", "permissions": "1100"}
+
+
+@pytest.mark.parametrize("callback", ["callback=steal", "callback=steal&publicOnly=false&type=PRIV"])
+async def test_jsonp_with_public_only_false_is_refused_without_asking_for_credentials(xyz: Node, callback: str) -> None:
+    status, body, headers = await _raw(xyz, f"/api/handles/88.TEST/ADMIN?publicOnly=false&{callback}")
+    assert status == 400
+    assert headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert orjson.loads(body)["responseCode"] == 4
+    assert b"steal(" not in body
+
+
+async def test_jsonp_never_wraps_non_public_values_even_for_their_admin(database: str) -> None:
+    admin = await onboard_enterprise(database, "88.TEST")
+    auth = secure_basic(admin.identity, admin.secret)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        status, _, _ = await node.call("PUT", "/api/handles/88.TEST/priv", json=[DESC, PRIVATE], headers=auth)
+        assert status == 201
+        status, body, _ = await node.get("/api/handles/88.TEST/priv?publicOnly=false", headers=auth)
+        assert (status, "admin-only" in str(body)) == (200, True)  # the credentials may read it as JSON
+        for request in (
+            node.get("/api/handles/88.TEST/priv?publicOnly=false&callback=steal", headers=auth),
+            node.call("POST", "/api/handles/88.TEST/priv", json={"publicOnly": "false", "callback": "f"}, headers=auth),
+        ):
+            status, body, response = await request
+            assert (status, body["responseCode"]) == (400, 4)
+            assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+        status, body, response = await node.get("/api/handles/88.TEST/priv?callback=steal", headers=auth)
+        assert (status, response.content_type) == (200, "application/javascript")
+        assert body.startswith("steal(") and "added value" in body and "admin-only" not in body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/handles/88.TEST/xyz", 200),
+        ("GET", "/api/handles/88.TEST/xyz?type=URL", 200),
+        ("GET", "/api/handles/88.TEST/xyz?callback=cb", 200),
+        ("GET", "/api/handles/88.TEST/nope", 404),
+        ("GET", "/api/handles/99.NOPE/x", 400),
+        ("GET", "/api/unknown", 404),
+        ("POST", "/api/resolve", 200),
+        ("DELETE", "/api/handles/88.TEST/xyz", 403),
+    ],
+)
+async def test_every_json_answer_forbids_content_sniffing(xyz: Node, method: str, path: str, status: int) -> None:
+    for _ in range(2):  # the second look-up is answered by the hot path, from the (negative) cache
+        got, _, response = await xyz.call(method, path, json=["88.TEST/xyz"] if method == "POST" else None)
+        assert got == status
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_b13_other_case_resolves_and_echoes_the_request(xyz: Node) -> None:

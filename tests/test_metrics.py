@@ -16,13 +16,14 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from resolver.app import REGISTRY
+from resolver.app import PROMETHEUS_REGISTRY, STORE
 from resolver.metrics import (
     APIS,
     LATENCY_BUCKETS,
     LOCAL_PATH,
     OUTCOMES,
-    LatencyHistogram,
+    STATUS_CLASSES,
+    PlainHistogram,
     Siblings,
     local_scrape,
     merge,
@@ -30,7 +31,7 @@ from resolver.metrics import (
 from tests.support import Node, free_port, put_record
 
 RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/m"}}]
-ALLOWED_LABELS = {"outcome", "api", "kind", "state", "version", "python", "le", "op", "reason"}
+ALLOWED_LABELS = {"outcome", "api", "kind", "state", "version", "python", "le", "op", "reason", "class"}
 """Every label the node may use: each has a small fixed set of values (never a handle, prefix or client)."""
 
 
@@ -108,6 +109,53 @@ async def test_a_cached_lookup_adds_exactly_one_hit_and_one_latency_observation(
     assert delta("idnode_db_query_duration_seconds_count") == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"handles": ["88.TEST/m1", "88.TEST/none", "99.OTHER/x"]}, {"handles": "not a list"}],
+    ids=["answered", "refused"],
+)
+async def test_every_batch_request_is_one_batch_latency_observation(node: Node, body: object) -> None:
+    await put_record(node.dsn, "88.TEST/m1", RECORD)
+    for _ in range(2):
+        async with node.http.post(node.url + "/api/resolve", json=body) as response:
+            await response.read()
+    samples = _samples(await _scrape_text(node))
+    assert _value(samples, "idnode_lookup_duration_seconds_count", api="batch") == 2
+    assert _value(samples, "idnode_lookup_duration_seconds_bucket", api="batch", le="+Inf") == 2
+    assert _value(samples, "idnode_lookup_duration_seconds_sum", api="batch") > 0
+
+
+async def test_every_http_answer_is_counted_by_status_class(node: Node) -> None:
+    await put_record(node.dsn, "88.TEST/m1", RECORD)
+    before = _samples(await _scrape_text(node))
+    assert {c for (name, labels) in before if name == "idnode_http_responses_total" for _, c in labels} == set(
+        STATUS_CLASSES
+    )
+    requests = [
+        ("GET", "/api/handles/88.TEST/m1", 200),
+        ("GET", "/api/handles/88.TEST/m1", 200),  # the hot path
+        ("HEAD", "/api/handles/88.TEST/m1", 200),
+        ("GET", "/88.TEST/m1", 302),
+        ("GET", "/api/handles/88.TEST/none", 404),
+        ("GET", "/88.TEST/none", 404),
+        ("GET", "/api/handles/99.OTHER/x", 400),
+        ("PATCH", "/healthz", 405),  # aiohttp's own answer, no handler of ours runs
+    ]
+    for method, path, status in requests:
+        got, _, _ = await node.call(method, path)
+        assert got == status, (method, path)
+    await node.app[STORE].pool.close()  # the database is gone for this node: a miss cannot be answered
+    got, _, _ = await node.call("GET", "/api/handles/88.TEST/other")
+    assert got >= 500
+    after = _samples(await _scrape_text(node))
+
+    def delta(status_class: str) -> float:
+        name = "idnode_http_responses_total"
+        return _value(after, name, **{"class": status_class}) - _value(before, name, **{"class": status_class})
+
+    assert [delta(c) for c in STATUS_CLASSES] == [0, 3 + 1, 1, 4, 1]  # 2xx: and the first scrape
+
+
 async def test_client_mistakes_count_as_invalid_and_never_as_errors(node: Node) -> None:
     """outcome="error" drives the error-ratio alert, so bad input from clients must not look like a failing node."""
     for path in ("/api/handles/88.TEST/%ZZ", "/api/handles/99.OTHER/x", "/api/handles/.x", "/99.OTHER/x"):
@@ -131,7 +179,7 @@ async def test_a_single_worker_node_reports_one_worker_and_no_unreachable_siblin
 
 
 def test_histogram_buckets_are_cumulative_and_a_value_on_a_bound_counts_in_that_bucket() -> None:
-    histogram = LatencyHistogram(LATENCY_BUCKETS)
+    histogram = PlainHistogram(LATENCY_BUCKETS)
     for value in (0.00005, 0.00006, 0.001, 2.0):
         histogram.observe(value)
     buckets = dict(histogram.buckets())
@@ -220,7 +268,7 @@ async def test_merging_a_real_scrape_alone_reproduces_it(node: Node) -> None:
     await put_record(node.dsn, "88.TEST/m2", RECORD)
     await node.get("/api/handles/88.TEST/m2")
     await node.get("/api/handles/88.TEST/nothing")
-    text = generate_latest(node.app[REGISTRY]).decode()
+    text = generate_latest(node.app[PROMETHEUS_REGISTRY]).decode()
     again = generate_latest(_Registry(merge([text_string_to_metric_families(text)]))).decode()
     volatile = ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes")
     original = {k: v for k, v in _samples(text).items() if k[0] not in volatile}
@@ -231,7 +279,7 @@ async def test_merging_a_real_scrape_alone_reproduces_it(node: Node) -> None:
 async def sibling(node: Node) -> AsyncIterator[str]:
     """A second worker's /metrics/local: the node's own registry served on another port of 127.0.0.1."""
     local = web.Application()
-    local.router.add_get(LOCAL_PATH, local_scrape(node.app[REGISTRY]))
+    local.router.add_get(LOCAL_PATH, local_scrape(node.app[PROMETHEUS_REGISTRY]))
     runner = web.AppRunner(local, access_log=None)
     await runner.setup()
     port = free_port()
@@ -256,11 +304,11 @@ async def test_node_wide_scrape_adds_siblings_and_counts_a_silent_one_unreachabl
     await put_record(node.dsn, "88.TEST/m3", RECORD)
     for _ in range(3):
         await node.get("/api/handles/88.TEST/m3")
-    own = _samples(generate_latest(node.app[REGISTRY]).decode())
+    own = _samples(generate_latest(node.app[PROMETHEUS_REGISTRY]).decode())
     siblings = Siblings([sibling, silent_sibling], timeout=0.3)
     try:
         started = time.monotonic()
-        merged = _samples((await siblings.node_wide(node.app[REGISTRY])).decode())
+        merged = _samples((await siblings.node_wide(node.app[PROMETHEUS_REGISTRY])).decode())
         elapsed = time.monotonic() - started
     finally:
         await siblings.close()
@@ -278,7 +326,7 @@ async def test_concurrent_node_wide_scrapes_agree(node: Node, sibling: str) -> N
     await node.get("/api/handles/88.TEST/m4")
     siblings = Siblings([sibling])
     try:
-        bodies = await asyncio.gather(*(siblings.node_wide(node.app[REGISTRY]) for _ in range(5)))
+        bodies = await asyncio.gather(*(siblings.node_wide(node.app[PROMETHEUS_REGISTRY]) for _ in range(5)))
     finally:
         await siblings.close()
     totals = {_value(_samples(body.decode()), "idnode_lookups_total", api="rest", outcome="miss") for body in bodies}

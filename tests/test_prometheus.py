@@ -3,11 +3,13 @@
 A node with two workers (``idnode serve --workers 2`` over the test database) serves look-ups of every kind; a
 real Prometheus on 127.0.0.1 scrapes it every second with the shipped configuration (targets and intervals
 changed) and loads the shipped alert rules. Then every dashboard expression and every alert expression is
-evaluated through Prometheus' HTTP API and must return at least one series. An alert whose condition is false on
-a healthy node returns nothing, so each alert is evaluated with ``bool`` added to its comparisons (``x > 0.01``
-becomes ``x > bool 0.01``): the result then has a series whenever the metrics it reads have data, whatever the
-verdict. Each expression is printed with its series count. Expressions reading ``PENDING_REGISTRY_METRICS``
-(tests/test_deploy.py) may be empty until the registry exposes them; they are listed as pending.
+evaluated through Prometheus' HTTP API and must return at least one series, and a dashboard's series must not
+be NaN (a panel showing NaN, as the batch latency did while nothing observed it, issue 8). An alert whose
+condition is false on a healthy node returns nothing, so each alert is evaluated with ``bool`` added to its
+comparisons (``x > 0.01`` becomes ``x > bool 0.01``): the result then has a series whenever the metrics it reads
+have data, whatever the verdict. Each expression is printed with its series count. Expressions reading
+``PENDING_REGISTRY_METRICS`` (tests/test_deploy.py) may be empty until the registry exposes them; they are listed
+as pending.
 
 Needs the ``prometheus`` and ``promtool`` binaries (Debian package ``prometheus``, installed by .ci/run). Without
 them the tests fail and say how to install them: a monitoring setup that was never evaluated must not pass.
@@ -197,7 +199,10 @@ async def test_every_dashboard_and_alert_expression_returns_data(
                 if where.startswith("alert "):
                     firing = await _query(http, prom, original)
                     line += f"  [condition true for {len(firing)}]"
-                if series:
+                not_a_number = [s for s in series if s["value"][1] == "NaN" and not where.startswith("alert ")]
+                if not_a_number:  # a panel that shows NaN: a histogram nothing observes, a ratio of nothing
+                    failures.append(f"NaN in {len(not_a_number)} " + line)
+                elif series:
                     report.append("ok  " + line)
                 elif pending(original):
                     waiting.append("pending registry metrics  " + line)
@@ -211,4 +216,4 @@ async def test_every_dashboard_and_alert_expression_returns_data(
         print(f"  pending registry metrics allowed to be empty: {sorted(PENDING_REGISTRY_METRICS)}")
     assert up["value"][1] == "1", "Prometheus could not scrape the node"
     assert all(rule["health"] == "ok" for rule in loaded), [(r["name"], r.get("lastError")) for r in loaded]
-    assert not failures, "expressions without data:\n" + "\n".join(failures)
+    assert not failures, "expressions without data, or NaN:\n" + "\n".join(failures)

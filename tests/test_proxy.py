@@ -5,18 +5,27 @@ Case names (F1–F5) refer to research/handle9-transcripts.md; §5 to research/h
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import TRANSCRIPT_ADMIN, TRANSCRIPT_LANDING, TRANSCRIPT_XYZ, Node, put_record
+from resolver.answers import Redirects
+from resolver.config import Settings, load_settings
+from resolver.errors import ConfigError
+from tests.support import TRANSCRIPT_ADMIN, TRANSCRIPT_LANDING, TRANSCRIPT_XYZ, Node, home, put_record, running_node
 
 HTML = "text/html;charset=UTF-8"
 LANDING = TRANSCRIPT_LANDING
 XYZ = [{**TRANSCRIPT_XYZ[0], "ttl": 3600}, *TRANSCRIPT_XYZ[1:]]
 ADMIN = TRANSCRIPT_ADMIN
+M_URL = "https://m.example.org/x"
+WWW_URL = "https://www.example.org/x"
 HIDDEN_URL = {"index": 1, "type": "URL", "data": "https://intranet.example.org/secret", "permissions": "1100"}
 """A URL value only the record's admin may read."""
 
@@ -100,29 +109,138 @@ async def test_urlappend_is_appended_to_the_target(xyz: Node) -> None:
     assert (status, headers["Location"]) == (302, LANDING + "/manual.pdf")
 
 
-async def test_url_subtype_is_the_target_when_there_is_no_url(node: Node) -> None:
-    status, _, headers, _ = await _store_and_get(
-        node,
-        "88.TEST/mobile",
-        [
-            {"index": 1, "type": "EMAIL", "data": "a@example.org"},
-            {"index": 2, "type": "URL.mobile", "data": "https://m.example.org/x"},
-            {"index": 3, "type": "URL.print", "data": "https://print.example.org/x"},
-        ],
-    )
-    assert (status, headers["Location"]) == (302, "https://m.example.org/x")
+# --- what may be a target: http(s) and the configured schemes (issue 8) --------------------------------------
 
 
-async def test_plain_url_wins_over_an_earlier_url_subtype(node: Node) -> None:
-    status, _, headers, _ = await _store_and_get(
-        node,
-        "88.TEST/both",
-        [
-            {"index": 1, "type": "URL.mobile", "data": "https://m.example.org/x"},
-            {"index": 2, "type": "url", "data": "https://www.example.org/x"},
-        ],
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        " javascript:alert(1)",
+        "\tjavascript:alert(1)",
+        "ftp://files.example.org/manual.pdf",
+        "//evil.example/",
+        "",
+    ],
+)
+async def test_url_that_is_not_http_is_shown_as_text_not_redirected_to(node: Node, url: str) -> None:
+    status, body, headers, _ = await _store_and_get(node, "88.TEST/notweb", [{"index": 1, "type": "URL", "data": url}])
+    assert status == 200
+    assert "Location" not in headers
+    assert "Handle Values for: 88.TEST/notweb" in body
+    assert "<a href" not in body
+
+
+async def test_filtered_answer_with_only_a_script_url_shows_the_page(node: Node) -> None:
+    status, body, headers, _ = await _store_and_get(
+        node, "88.TEST/jsfilter", [{"index": 1, "type": "URL", "data": "javascript:alert(1)"}], "?type=URL"
     )
-    assert (status, headers["Location"]) == (302, "https://www.example.org/x")
+    assert (status, "Location" in headers) == (200, False)
+    assert 'href="javascript' not in body
+
+
+async def test_configured_scheme_is_a_redirect_target_and_a_link(database: str) -> None:
+    await home(database, "88.TEST")
+    await put_record(database, "88.TEST/ftp", [{"index": 1, "type": "URL", "data": "ftp://files.example.org/m.pdf"}])
+    async with running_node(database, Settings(redirect_schemes=("ftp",))) as node:
+        status, _, headers, _ = await _get(node, "/88.TEST/ftp")
+        assert (status, headers["Location"]) == (302, "ftp://files.example.org/m.pdf")
+        _, body, _, _ = await _get(node, "/88.TEST/ftp?noredirect")
+        assert '<a href="ftp://files.example.org/m.pdf"' in body
+
+
+@pytest.mark.parametrize("scheme", ["javascript", "DATA", "vbscript", "file", "not a scheme"])
+def test_script_schemes_cannot_be_configured_as_redirect_targets(scheme: str) -> None:
+    with pytest.raises(ConfigError, match=r"REDIRECT_SCHEMES.*never redirect targets|is not a URL scheme"):
+        load_settings(environ={"IDNODE_REDIRECT_SCHEMES": f"ftp,{scheme}"})
+    with pytest.raises(ValueError, match="redirects"):
+        Redirects([scheme])
+
+
+def test_redirect_schemes_setting_is_a_lower_cased_list() -> None:
+    settings = load_settings(environ={"IDNODE_REDIRECT_SCHEMES": "FTP, gopher"})
+    assert settings.redirect_schemes == ("ftp", "gopher")
+
+
+# --- urlappend stays on the target's scheme and host (issue 8) -------------------------------------------------
+
+
+HOSTILE_APPENDS = [
+    "//evil.example/",
+    "%2F%2Fevil.example%2F",
+    "@evil.example/",
+    ".evil.example/",
+    ":8443@evil.example/",
+    "%5C%5Cevil.example/",
+    "%40evil.example",
+    "%0D%0ALocation:%20https://evil.example/",
+]
+
+
+@pytest.mark.parametrize("urlappend", HOSTILE_APPENDS)
+@pytest.mark.parametrize("target", ["https://www.example.org", "https://www.example.org/p?q=1"])
+async def test_urlappend_never_leaves_the_targets_scheme_and_host(node: Node, target: str, urlappend: str) -> None:
+    await put_record(node.dsn, "88.TEST/bare", [{"index": 1, "type": "URL", "data": target}])
+    status, _, headers, _ = await _get(node, f"/88.TEST/bare?urlappend={urlappend}")
+    assert status == 302
+    assert headers["Location"].startswith(target)
+    assert urlsplit(headers["Location"])[:2] == ("https", "www.example.org")
+
+
+@pytest.mark.parametrize("urlappend", ["@evil.example/", ".evil.example/", "%5C%5Cevil.example/"])
+async def test_urlappend_that_would_change_the_host_is_ignored(node: Node, urlappend: str) -> None:
+    await put_record(node.dsn, "88.TEST/bare", [{"index": 1, "type": "URL", "data": "https://www.example.org"}])
+    status, _, headers, _ = await _get(node, f"/88.TEST/bare?urlappend={urlappend}")
+    assert (status, headers["Location"]) == (302, "https://www.example.org")
+
+
+async def test_urlappend_on_a_handle_with_an_empty_url_redirects_nowhere(node: Node) -> None:
+    status, _, headers, _ = await _store_and_get(
+        node, "88.TEST/empty", [{"index": 1, "type": "URL", "data": ""}], "?urlappend=//evil.example/"
+    )
+    assert status == 200
+    assert "Location" not in headers
+
+
+@pytest.mark.parametrize(
+    ("urlappend", "location"),
+    [("/manual.pdf", "/manual.pdf"), ("%3Flang%3Dzh", "?lang=zh"), ("%23specs", "#specs")],
+)
+async def test_urlappend_on_the_same_host_is_kept(node: Node, urlappend: str, location: str) -> None:
+    await put_record(node.dsn, "88.TEST/bare", [{"index": 1, "type": "URL", "data": "https://www.example.org"}])
+    status, _, headers, _ = await _get(node, f"/88.TEST/bare?urlappend={urlappend}")
+    assert (status, headers["Location"]) == (302, "https://www.example.org" + location)
+
+
+def _url(index: int, kind: str, url: str) -> dict[str, Any]:
+    return {"index": index, "type": kind, "data": url}
+
+
+@pytest.mark.parametrize(
+    ("values", "target"),
+    [
+        pytest.param(
+            [_url(1, "EMAIL", "a@example.org"), _url(2, "URL.mobile", M_URL), _url(3, "URL.print", "https://p.org/x")],
+            M_URL,
+            id="url-subtype-when-there-is-no-url",
+        ),
+        pytest.param([_url(1, "URL.mobile", M_URL), _url(2, "url", WWW_URL)], WWW_URL, id="url-wins-over-subtype"),
+        pytest.param(
+            [_url(1, "URL", "javascript:alert(1)"), _url(2, "URL", WWW_URL)], WWW_URL, id="first-web-url-wins"
+        ),
+        pytest.param(
+            [_url(1, "URL", "data:text/html,x"), _url(2, "URL.mobile", M_URL)], M_URL, id="web-subtype-over-data-url"
+        ),
+    ],
+)
+async def test_target_is_the_first_web_url_else_the_first_web_url_subtype(
+    node: Node, values: list[dict[str, Any]], target: str
+) -> None:
+    status, _, headers, _ = await _store_and_get(node, "88.TEST/target", values)
+    assert (status, headers["Location"]) == (302, target)
 
 
 async def test_redirect_page_escapes_the_target(node: Node) -> None:
@@ -298,3 +416,68 @@ async def test_home_page_is_html(xyz: Node) -> None:
     assert headers["Content-Type"] == HTML
     assert body.startswith("<!DOCTYPE html>")
     assert "<script" not in body
+
+
+# --- the home page's form (issue 8) ----------------------------------------------------------------------------
+
+
+async def test_home_page_has_a_form_that_resolves_with_a_plain_get(xyz: Node) -> None:
+    _, body, _, _ = await _get(xyz, "/")
+    form = re.search(r"<form[^>]*>.*?</form>", body, re.S)
+    assert form is not None
+    assert 'action="/"' in form.group() and 'method="get"' in form.group()
+    assert 'name="hdl"' in form.group() and 'name="noredirect"' in form.group()
+
+
+@pytest.mark.parametrize("hdl", ["88.TEST/xyz", "88.test%2Fxyz", "hdl%3A88.TEST%2Fxyz", "+88.TEST/xyz+"])
+async def test_form_submission_redirects_like_the_handles_own_path(xyz: Node, hdl: str) -> None:
+    status, _, headers, _ = await _get(xyz, f"/?hdl={hdl}")
+    assert (status, headers["Location"]) == (302, LANDING)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "shown"),
+    [
+        ("hdl=88.TEST/xyz&noredirect=true", 200, "Handle Values for: 88.TEST/xyz"),
+        ("hdl=88.TEST/nope", 404, "88.TEST/nope"),
+        ("hdl=+", 200, "<form"),
+    ],
+    ids=["noredirect-shows-values", "unknown-handle-404-page", "empty-shows-the-form"],
+)
+async def test_form_submission_shows_the_page_the_handles_path_would(
+    xyz: Node, query: str, status: int, shown: str
+) -> None:
+    got, body, headers, _ = await _get(xyz, f"/?{query}")
+    assert (got, headers["Content-Type"]) == (status, HTML)
+    assert shown in body
+
+
+# --- security headers on every HTML answer (issue 8) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/", 200),
+        ("/88.TEST/xyz", 302),
+        ("/88.test/xyz?urlappend=/x", 302),
+        ("/88.TEST/xyz?noredirect", 200),
+        ("/88.TEST/nope", 404),
+        ("/99.NOPE/x", 400),
+        ("/88.TEST/%ZZ", 400),
+        ("/?hdl=88.TEST/xyz", 302),
+    ],
+)
+async def test_every_html_answer_forbids_sniffing_scripts_and_referrers(xyz: Node, path: str, status: int) -> None:
+    got, body, headers, _ = await _get(xyz, path)
+    assert got == status
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    policy = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["form-action"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "script-src" not in policy and "unsafe-inline" not in policy["style-src"]
+    for style in re.findall(r"<style>(.*?)</style>", body, re.S):
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+        assert policy["style-src"] == f"'sha256-{digest}'"
