@@ -180,7 +180,7 @@ class HandlesEndpoint:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         handler = self.methods.get(request.method)
         if handler is None:
-            raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+            raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
         return await handler(request)
 
     @answers_errors
@@ -192,7 +192,7 @@ class HandlesEndpoint:
             raise InvalidHandle("Empty handle invalid")
         if request.method == "OPTIONS":
             return await self.options(request)
-        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+        raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
 
     async def options(self, request: web.Request) -> web.StreamResponse:
         """``Allow`` for plain OPTIONS (B22), CORS preflight answers when ``Origin`` is sent (B23)."""
@@ -218,7 +218,7 @@ class HandlesEndpoint:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
             self._counts.invalid += 1  # the client's mistake (malformed, too long, needs authentication)
-            _echo(exc, text)
+            exc.about(text)
             raise
         if entry is None:
             try:
@@ -292,15 +292,8 @@ class HandlesEndpoint:
         return with_cors(request, json_response(body))
 
 
-def _echo(error: HandleError, text: object) -> None:
-    """Name the requested handle in an error about it (not in protocol errors, transcript C10)."""
-    if error.handle is None and isinstance(text, str) and text and error.response_code != 4:
-        error.handle = text
-
-
 def _error_part(error: HandleError, text: object) -> bytes:
-    _echo(error, text)
-    return orjson.dumps(error.body())
+    return orjson.dumps(error.about(text).body())
 
 
 def _wants_private(params: MultiMapping[Any]) -> bool:

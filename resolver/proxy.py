@@ -90,8 +90,9 @@ class Proxy:
             return _html(not_found_page(text), status=404)
         except InvalidHandle as exc:
             return _html(error_page("Invalid handle", exc.message or "", None), status=400)
-        except HandleError as exc:
-            return _html(error_page(type(exc).__name__, exc.message or "", exc.handle), status=exc.http_status)
+        except HandleError as exc:  # DatabaseUnavailable included: 503 with Retry-After
+            page = error_page(type(exc).__name__, exc.message or "", exc.handle)
+            return _html(page, status=exc.http_status, headers=exc.headers())
         query = request.query
         if not query and entry.location is not None:
             return self._redirect(entry.location, entry.min_ttl)
@@ -120,5 +121,5 @@ class Proxy:
         return text
 
 
-def _html(body: bytes, *, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, headers={"Content-Type": _HTML})
+def _html(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, headers={**(headers or {}), "Content-Type": _HTML})

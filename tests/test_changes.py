@@ -175,26 +175,21 @@ async def test_two_node_processes_stay_coherent_with_writes_by_sql(database: str
 # --- faults ---------------------------------------------------------------------------------------------------
 
 
-async def test_lost_listen_connection_flushes_cache_and_reconnects(node: Node) -> None:
+async def test_lost_listen_connection_reconnects_and_reconciles_with_one_flush(node: Node) -> None:
     cache, listener = node.app[CACHE], node.app[LISTENER]
     await put_record(node.dsn, "88.TEST/lost", _values("https://example.org/before"))
     assert await _read(node.http, node.url, "88.TEST/lost") == (200, "https://example.org/before")
     assert cache.stats()["entries"] == 1
-    losses, flushes, reconnects = listener.connection_losses, cache.flushes, listener.reconnects
+    flushes, reconnects = cache.flushes, listener.reconnects
 
     assert await _kill_listener(node.dsn) == 1
-
-    async def lost() -> bool:
-        return listener.connection_losses > losses
-
-    assert await eventually(lost, timeout=10.0)
-    assert cache.flushes > flushes
-    assert cache.stats()["entries"] == 0
 
     async def back() -> bool:
         return listener.reconnects > reconnects and listener.connected == 1
 
     assert await eventually(back, timeout=10.0)
+    assert cache.flushes == flushes + 1  # once, when LISTEN is back: changes may have been missed meanwhile
+    assert cache.stats()["entries"] == 0
     assert await _read(node.http, node.url, "88.TEST/lost") == (200, "https://example.org/before")
     await put_record(node.dsn, "88.TEST/lost", _values("https://example.org/after"))
     assert await _reads_as(node.http, node.url, "88.TEST/lost", (200, "https://example.org/after"))
