@@ -322,5 +322,24 @@ async def _json_params(request: web.Request) -> MultiMapping[Any]:
 
 
 async def api_not_found(request: web.Request) -> web.StreamResponse:
-    """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8)."""
-    return error_response(UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}"), request)
+    """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8), or 405 rc 4 with
+    ``Allow`` when an ``/api`` route has the path but not the method (``GET /api/resolve``)."""
+    allow = await _methods_before(request, api_not_found)
+    if allow:
+        error: HandleError = MethodNotAllowed(request.method, request.path, allow=allow)
+    else:
+        error = UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}")
+    return error_response(error, request)
+
+
+async def _methods_before(request: web.Request, catch_all: Handler) -> tuple[str, ...]:
+    """The methods of the routes registered before ``catch_all``'s that have the request's path: the routes this
+    catch-all answers for when the method is wrong. Only on this error path, so a walk is fine."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if any(route.handler is catch_all for route in resource):
+            break
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    allowed.discard("*")
+    return tuple(sorted(allowed))

@@ -158,3 +158,23 @@ def test_an_error_names_the_requested_handle_unless_it_is_a_protocol_error() -> 
     assert named.body() == {"responseCode": 100, "message": "Handle not found", "handle": "88.TEST/x"}
     assert HandleNotFound(handle="88.TEST/first").about("88.TEST/x").handle == "88.TEST/first"
     assert ProtocolError("Malformed JSON body").about("88.TEST/x").handle is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/88.TEST/x", "GET, HEAD"),
+        ("TRACE", "/88.TEST/x", "GET, HEAD"),
+        ("PATCH", "/", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("GET", "/api/resolve", "POST"),
+        ("TRACE", "/api/handles/88.TEST/x", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+        ("POST", "/api/templates/88.TEST/v1", "DELETE, GET, HEAD, PUT"),
+    ],
+)
+async def test_a_method_the_path_does_not_have_is_a_json_405_with_allow(
+    node: Node, method: str, path: str, allow: str
+) -> None:
+    status, body, response = await node.call(method, path)
+    assert (status, response.content_type, response.headers["Allow"]) == (405, "application/json", allow)
+    assert body == {"responseCode": 4, "message": f"Unknown HTTP API endpoint {method} {path}"}
