@@ -36,7 +36,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from registry.auth import Authenticator, Identity, SessionIdentity, StoredSecret, parse_handle_authorization
 from registry.store import RegistryStore
-from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, MethodNotAllowed, ProtocolError
+from resolver.errors import (
+    AuthenticationFailed,
+    BadCredentials,
+    DatabaseUnavailable,
+    HandleError,
+    MethodNotAllowed,
+    ProtocolError,
+)
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response, read_body
 
@@ -138,6 +145,8 @@ class Sessions:
             try:
                 found = await self.auth.identify(request)
                 identity = str(found) if found else None
+            except DatabaseUnavailable:
+                raise
             except HandleError:
                 extra["error"] = "Identity not verified"
         if request.body_exists and request.content_type == "application/json":

@@ -36,6 +36,8 @@ class Outage:
     proxy: PgProxy
     database: str
     auth: dict[str, str]
+    stranger: dict[str, str]
+    """Credentials of an enterprise (88.B) whose records the node has not cached."""
 
     async def timed(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str], float]:
         """Status, body, headers and seconds taken by one request."""
@@ -74,6 +76,7 @@ def _unavailable(status: int, body: Any, headers: dict[str, str]) -> bool:
 async def outage(database: str) -> AsyncIterator[Outage]:
     """A node whose database connections go through a proxy, with ``CACHED`` in its cache."""
     admin = await onboard_enterprise(database, "88.TEST")
+    stranger = await onboard_enterprise(database, "88.B")
     for n, handle in enumerate(CACHED):
         await put_record(database, handle, _url(f"https://example.org/{n}"))
     await put_record(database, "88.TEST/uncached", _url("https://example.org/uncached"))
@@ -85,7 +88,13 @@ async def outage(database: str) -> AsyncIterator[Outage]:
     )
     try:
         async with running_node(proxy.dsn, settings) as node:
-            site = Outage(node, proxy, database, secure_basic(admin.identity, admin.secret))
+            site = Outage(
+                node,
+                proxy,
+                database,
+                secure_basic(admin.identity, admin.secret),
+                secure_basic(stranger.identity, stranger.secret),
+            )
             assert set(await site.cached_answers()) == {200, 302}
             status, _, _ = await node.call(
                 "PUT", "/api/handles/88.TEST/warm-up", json=_url("https://x.org/"), **_h(site)
@@ -188,3 +197,22 @@ async def test_a_database_that_is_starting_up_answers_503_not_500(outage: Outage
         assert _unavailable(status, body, headers), (method, path, status, body)
     await outage.proxy.restore()
     await outage.ready_again()
+
+
+async def test_an_identity_the_cache_does_not_hold_is_503_during_an_outage_not_refused(outage: Outage) -> None:
+    """Regression: the registry took "the database cannot say" for "no such identity" and answered 401."""
+    outage.proxy.starting_up()
+    await outage.listener_lost()
+    for method, path, kwargs in [
+        ("PUT", "/api/handles/88.B/new", {"json": _url("https://example.org/new")}),
+        ("GET", f"/api/handles/{CACHED[0]}?publicOnly=false", {}),
+        ("POST", "/api/sessions", {}),
+    ]:
+        status, body, headers, _ = await outage.timed(method, path, headers=outage.stranger, **kwargs)
+        assert _unavailable(status, body, headers), (method, path, status, body)
+    await outage.proxy.restore()
+    await outage.ready_again()
+    status, _, _ = await outage.node.call(
+        "PUT", "/api/handles/88.B/new", json=_url("https://x.org/"), headers=outage.stranger
+    )
+    assert status == 201  # no failed login was counted against the identity
