@@ -31,6 +31,7 @@ import asyncpg
 
 from resolver.cache import Cache
 from resolver.config import ChangesSettings
+from resolver.store import unavailable
 
 __all__ = ["CHANNEL", "ChangeListener"]
 
@@ -112,6 +113,10 @@ class ChangeListener:
             first = False
             try:
                 await self._listen(con)
+            except Exception as exc:  # e.g. reloading the prefix table on a database that just went away again
+                if not unavailable(exc):
+                    raise
+                log.warning("changes: database unavailable while listening (%r)", exc)
             finally:
                 self.connected = 0
                 con.terminate()

@@ -14,7 +14,9 @@ import asyncpg
 import orjson
 
 from resolver.app import CACHE, LISTENER
-from resolver.config import CacheSettings, Settings
+from resolver.cache import Cache
+from resolver.changes import ChangeListener
+from resolver.config import CacheSettings, ChangesSettings, Settings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
 from tests.support import Node, delete_record, eventually, home, node_process, put_record, start_node
@@ -217,3 +219,25 @@ async def test_small_cache_evicts_but_every_answer_stays_correct(database: str) 
         assert set(app[CACHE].keys()) <= {ascii_upper(h) for h in handles}
     finally:
         await runner.cleanup()
+
+
+async def test_listener_that_cannot_reload_the_prefix_table_retries_instead_of_dying(database: str) -> None:
+    """Regression: a database failure while reloading prefixes (it went away again right after LISTEN) ended the
+    listener's task, leaving the node not ready for good."""
+    failures = [TimeoutError("no answer within database_timeout")]
+
+    async def reload_prefixes() -> None:
+        if failures:
+            raise failures.pop()
+
+    async def load(_keys: object) -> dict[str, Any]:
+        return {}
+
+    listener = ChangeListener(
+        lambda: asyncpg.connect(database), Cache(CacheSettings(), load), reload_prefixes, ChangesSettings()
+    )
+    await listener.start(timeout=10.0)
+    try:
+        assert (listener.connected, listener.connection_losses, listener.reconnects) == (1, 1, 1)
+    finally:
+        await listener.stop()
