@@ -314,7 +314,7 @@ class Authenticator:
         try:
             identity = await self.identify(request)
         except AuthenticationNeeded as exc:
-            exc.handle = exc.handle or handle
+            exc.about(handle)
             raise
         if identity is None:
             raise AuthenticationNeeded(_INSECURE if not self.is_secure(request) else _NEEDED, handle=handle)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from resolver.answers import build_entry
 from resolver.cache import CacheEntry
-from resolver.errors import HandleError
+from resolver.errors import DatabaseUnavailable, HandleError
 from resolver.identifiers import parse
 from resolver.lookup import Lookup
 from resolver.metrics import LookupCounts
@@ -35,9 +35,12 @@ class CachedRecords:
         self._decoded: dict[tuple[str, int], tuple[HandleValue, ...]] = {}
 
     async def entry_of(self, text: str) -> CacheEntry | None:
-        """A handle's cache entry, loaded if needed (None when absent or not homed)."""
+        """A handle's cache entry, loaded if needed (None when absent or not homed); raises DatabaseUnavailable
+        when the store cannot say, since deciding who may do what on a record taken for absent would be wrong."""
         try:
             return await self._lookup.resolve(parse(text), self._counts)
+        except DatabaseUnavailable:
+            raise
         except HandleError:
             return None
 

@@ -73,7 +73,7 @@ class HandleWrites:
         try:
             handle = parse(text, max_bytes=self.stages.max_handle_bytes)
         except HandleError as exc:
-            exc.handle = exc.handle or text
+            exc.about(text)
             raise
         if not self.stages.prefixes.homes(governing_prefix(handle)):
             raise PrefixNotHomed(handle=text)
@@ -106,7 +106,7 @@ class HandleWrites:
         try:
             values = decode_values(payload)
         except HandleError as exc:
-            exc.handle = exc.handle or (text if exc.response_code != 4 else None)
+            exc.about(text)
             raise
         overwrite = flag(request.query, "overwrite") if "overwrite" in request.query else True
         index_params = _indexes(request)

@@ -100,7 +100,7 @@ class PrefixesAPI:
 
     @answers_errors
     async def not_allowed(self, request: web.Request) -> web.StreamResponse:
-        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ITEM_ALLOW)
+        raise MethodNotAllowed(request.method, request.path, allow=_ITEM_ALLOW)
 
 
 def _optional(payload: dict[str, Any], key: str) -> str | None:

@@ -36,9 +36,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from registry.auth import Authenticator, Identity, SessionIdentity, StoredSecret, parse_handle_authorization
 from registry.store import RegistryStore
-from resolver.errors import AuthenticationFailed, BadCredentials, HandleError, MethodNotAllowed, ProtocolError
+from resolver.errors import (
+    AuthenticationFailed,
+    BadCredentials,
+    DatabaseUnavailable,
+    HandleError,
+    MethodNotAllowed,
+    ProtocolError,
+)
 from resolver.records import HandleValue
-from resolver.responses import answers_errors, json_body, json_response
+from resolver.responses import answers_errors, json_body, json_response, read_body
 
 __all__ = ["Sessions", "session_identity"]
 
@@ -138,6 +145,8 @@ class Sessions:
             try:
                 found = await self.auth.identify(request)
                 identity = str(found) if found else None
+            except DatabaseUnavailable:
+                raise
             except HandleError:
                 extra["error"] = "Identity not verified"
         if request.body_exists and request.content_type == "application/json":
@@ -150,7 +159,7 @@ class Sessions:
     async def _key_parameters(self, request: web.Request) -> dict[str, Any]:
         """PBKDF2 parameters of the named identity's secret key (idnode extension, see the module docstring)."""
         try:
-            payload = orjson.loads(await request.read())
+            payload = orjson.loads(await read_body(request))
             identity = Identity.parse(str(payload["id"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ProtocolError('Expected {"id": "index:handle"}') from None
@@ -170,7 +179,7 @@ class Sessions:
         if request.method == "OPTIONS":  # answered on any channel (transcript G14)
             return web.Response(headers={"Allow": "POST, OPTIONS"})
         self._secure(request)
-        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=("POST", "OPTIONS"))
+        raise MethodNotAllowed(request.method, request.path, allow=("POST", "OPTIONS"))
 
     @answers_errors
     async def this(self, request: web.Request) -> web.StreamResponse:
@@ -185,9 +194,7 @@ class Sessions:
             await self.store.close_session(row[0])
             return web.Response(status=204)
         if request.method not in ("PUT", "POST"):
-            raise MethodNotAllowed(
-                f"Unknown HTTP API endpoint {request.method} {request.path}", allow=("GET", "PUT", "DELETE")
-            )
+            raise MethodNotAllowed(request.method, request.path, allow=("GET", "PUT", "DELETE"))
         if "signature" not in fields and request.body_exists:
             body = await json_body(request)
             fields |= {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}

@@ -17,6 +17,7 @@ No middleware is installed: each one would run on every cached look-up (research
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -29,14 +30,15 @@ from resolver.answers import Redirects, build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
+from resolver.errors import DatabaseUnavailable
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
 from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
-from resolver.responses import ANY_TAIL, SECURE_CHECK, json_response
+from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
 from resolver.router import new_application
-from resolver.store import Store, connect
+from resolver.store import Store, connect, unavailable
 
 __all__ = [
     "CACHE",
@@ -93,14 +95,23 @@ Extension = Callable[[Core], Awaitable[Additions]]
 """Builds its part of the node over the core stages (the registry is one)."""
 
 LISTEN_START_TIMEOUT = 30.0
+READY_TIMEOUT = 2.0
+"""``/readyz`` answers within this many seconds: a probe that hangs on a frozen database tells nobody anything."""
 
 
 def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     observe = metrics.db_query.observe
 
     async def load(keys: Sequence[str]) -> dict[str, CacheEntry]:
+        """Rows to entries; a database that cannot answer becomes ``DatabaseUnavailable``, so every reader of the
+        cache (API, batch items, proxy) answers it as the Handle error it is."""
         started = perf_counter()
-        records = await store.fetch_records(keys)
+        try:
+            records = await store.fetch_records(keys)
+        except Exception as exc:
+            if unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
         observe(perf_counter() - started)
         return {record.key: build_entry(record, redirects=redirects) for record in records}
 
@@ -119,7 +130,10 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     async def reload_prefixes() -> None:
         prefixes.replace(await store.fetch_prefixes())
 
-    listener = ChangeListener(lambda: asyncpg.connect(dsn), cache, reload_prefixes, settings.changes)
+    timeout = settings.database.command_timeout
+    listener = ChangeListener(
+        lambda: asyncpg.connect(dsn, timeout=timeout), cache, reload_prefixes, settings.changes, keepalive=timeout
+    )
     core = Core(settings, dsn, store, lookup)
     additions = [await extend(core) for extend in extensions]
     hooks = [a.handles for a in additions if a.handles is not None]
@@ -139,6 +153,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
+    app[BODY_TIMEOUT] = settings.body_timeout
 
     hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
     router.set_hot(HANDLES_PREFIX, hot_route)
@@ -173,13 +188,20 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """Ready when the database answers, the schema is migrated and the change listener is connected."""
+    """Ready when the database answers (within ``READY_TIMEOUT``), the schema is migrated and the change listener
+    is connected; otherwise 503 rc 3 with Retry-After. A node that lost its LISTEN connection still answers from
+    its cache, but is not ready: it cannot hear about changes until it reconnects."""
     checks: dict[str, object] = {}
     try:
-        checks["schema_version"] = await request.app[STORE].schema_version()
+        async with asyncio.timeout(READY_TIMEOUT):
+            checks["schema_version"] = await request.app[STORE].schema_version()
         checks["database"] = "ok"
+    except TimeoutError:
+        checks["database"] = f"no answer within {READY_TIMEOUT:g} s"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["listening"] = bool(request.app[LISTENER].connected)
-    ready = checks["database"] == "ok" and bool(checks.get("schema_version")) and checks["listening"]
-    return json_response({"status": "ready" if ready else "not ready", **checks}, status=200 if ready else 503)
+    if checks["database"] == "ok" and bool(checks.get("schema_version")) and checks["listening"]:
+        return json_response({"status": "ready", **checks})
+    body = {"responseCode": DatabaseUnavailable.response_code, "status": "not ready", **checks}
+    return json_response(body, status=503, headers=DatabaseUnavailable().headers())

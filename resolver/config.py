@@ -15,9 +15,10 @@ workers                     1                  node processes sharing the port (
 data_dir                    ./data             embedded PostgreSQL cluster and other local state
 database_url                (none)             PostgreSQL DSN; none starts the embedded server
 database_pool_min/max       2 / 16             asyncpg pool bounds per process
-database_timeout            10                 seconds per query
+database_timeout            5                  seconds a database call may take (waiting for a connection included)
 max_handle_bytes            255                longest identifier accepted (IDIS; Handle.Net allows 2048)
-max_body_bytes              262144             largest request body
+max_body_bytes              4194304            largest request body: max_batch items of about 2 KiB each
+body_timeout                30                 seconds a client may take to send a request body (then 408)
 max_batch                   2000               identifiers per POST /api/resolve
 cache_max_entries           1000000            positive cache entries
 cache_max_bytes             1073741824         estimated bytes held by positive entries
@@ -58,7 +59,7 @@ class DatabaseSettings:
     url: str | None = None
     pool_min: int = 2
     pool_max: int = 16
-    command_timeout: float = 10.0
+    command_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,8 @@ class Settings:
     workers: int = 1
     data_dir: Path = Path("data")
     max_handle_bytes: int = DEFAULT_MAX_HANDLE_BYTES
-    max_body_bytes: int = 256 * 1024
+    max_body_bytes: int = 4 << 20
+    body_timeout: float = 30.0
     max_batch: int = 2000
     log_level: str = "INFO"
     log_format: str = "text"
@@ -205,6 +207,7 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "max_handle_bytes": (None, "max_handle_bytes", _int_in(16, HARD_MAX_HANDLE_BYTES)),
     "max_body_bytes": (None, "max_body_bytes", _int_in(1024, 64 << 20)),
     "max_batch": (None, "max_batch", _int_in(1, 100_000)),
+    "body_timeout": (None, "body_timeout", _positive_float),
     "log_level": (None, "log_level", _log_level),
     "log_format": (None, "log_format", _log_format),
     "access_log_sample": (None, "access_log_sample", _fraction),

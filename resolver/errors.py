@@ -5,8 +5,10 @@
     Exception
     ├── HandleError                 a Handle.Net ``responseCode`` with its HTTP status (research §2)
     │   ├── ProtocolError           rc 4   → 400 (bad JSON, wrong media type, bad parameter)
+    │   │   ├── PayloadTooLarge     rc 4   → 413, naming the limit (``max_body_bytes``)
+    │   │   └── BodyTimeout         rc 4   → 408, the body did not arrive within ``body_timeout``
     │   ├── UnknownEndpoint         rc 4   → 404
-    │   ├── MethodNotAllowed        rc 4   → 405
+    │   ├── MethodNotAllowed        rc 4   → 405, with Allow
     │   ├── NotSupported            rc 5   → 501
     │   ├── HandleNotFound          rc 100 → 404
     │   ├── HandleAlreadyExists     rc 101 → 409
@@ -22,11 +24,16 @@
     │   ├── AuthenticationFailed    rc 403 → 403
     │   │   └── TooManyFailures     rc 403 → 429, with Retry-After
     │   ├── ServerTooBusy           rc 3   → 503
+    │   │   └── DatabaseUnavailable rc 3   → 503, with Retry-After
     │   └── InternalError           rc 2   → 500 (never carries a trace to the client)
     └── ConfigError (ValueError)    a bad setting, reported at start naming the setting
 
-Anything else raised while answering is a bug: the HTTP layer logs it with the request id and answers
-``InternalError``.
+A database that cannot answer (refused, starting up, shutting down, connection lost, no answer within
+``database_timeout``; ``resolver/store.py`` ``unavailable`` decides) is ``DatabaseUnavailable``. Anything else
+raised while answering is a bug, ``asyncpg.InterfaceError`` (the driver used wrongly) included: the HTTP layer
+logs it with the request id and answers ``InternalError``.
+
+Extra headers an answer needs (``Allow``, ``Retry-After``) come from ``HandleError.headers()``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ __all__ = [
     "AuthenticationFailed",
     "AuthenticationNeeded",
     "BadCredentials",
+    "BodyTimeout",
     "ConfigError",
+    "DatabaseUnavailable",
     "HandleAlreadyExists",
     "HandleError",
     "HandleNotFound",
@@ -46,6 +55,7 @@ __all__ = [
     "InvalidValue",
     "MethodNotAllowed",
     "NotSupported",
+    "PayloadTooLarge",
     "PrefixNotHomed",
     "ProtocolError",
     "ServerTooBusy",
@@ -66,6 +76,8 @@ class HandleError(Exception):
     response_code: int = 2
     http_status: int = 500
     default_message: str | None = None
+    closes_connection: bool = False
+    """Whether the connection must be closed after the answer (the rest of the request cannot be trusted)."""
 
     def __init__(self, message: str | None = None, *, handle: str | None = None) -> None:
         self.message = message if message is not None else self.default_message
@@ -81,9 +93,40 @@ class HandleError(Exception):
             out["handle"] = self.handle
         return out
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers this answer needs besides the body (``Allow``, ``Retry-After``); none by default."""
+        return {}
+
+    def about(self, text: object) -> HandleError:
+        """Name the requested handle ``text`` in this error, unless it names one already; protocol errors (rc 4)
+        name none, as Handle.Net's do not (transcript C10). Returns the error."""
+        if self.handle is None and isinstance(text, str) and text and self.response_code != 4:
+            self.handle = text
+        return self
+
 
 class ProtocolError(HandleError):
     response_code, http_status = 4, 400
+
+
+class PayloadTooLarge(ProtocolError):
+    """The request body is larger than the node accepts; the message names the limit so a client can split."""
+
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body larger than {limit} bytes (max_body_bytes)")
+        self.limit = limit
+
+
+class BodyTimeout(ProtocolError):
+    """The declared body did not arrive in time: a slow or stalled client must not hold a connection forever."""
+
+    http_status = 408
+    closes_connection = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Request body not received within {seconds:g} s (body_timeout)")
 
 
 class UnknownEndpoint(HandleError):
@@ -91,11 +134,16 @@ class UnknownEndpoint(HandleError):
 
 
 class MethodNotAllowed(HandleError):
+    """A method the resource does not have; the message is Handle.Net's "Unknown HTTP API endpoint" (F9)."""
+
     response_code, http_status = 4, 405
 
-    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
-        super().__init__(message)
+    def __init__(self, method: str, path: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(f"Unknown HTTP API endpoint {method} {path}")
         self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
 
 
 class NotSupported(HandleError):
@@ -165,10 +213,23 @@ class TooManyFailures(AuthenticationFailed):
         super().__init__(f"Too many failed authentication attempts; retry in {retry_after:.0f} s", handle=handle)
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
 
 class ServerTooBusy(HandleError):
     response_code, http_status = 3, 503
     default_message = "Server too busy"
+
+
+class DatabaseUnavailable(ServerTooBusy):
+    """The database did not answer (see the module docstring); the client should retry after a short pause."""
+
+    default_message = "Database unavailable; try again shortly"
+    retry_after = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InternalError(HandleError):

@@ -183,7 +183,7 @@ class HandlesEndpoint:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         handler = self.methods.get(request.method)
         if handler is None:
-            raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+            raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
         return await handler(request)
 
     @answers_errors
@@ -195,7 +195,7 @@ class HandlesEndpoint:
             raise InvalidHandle("Empty handle invalid")
         if request.method == "OPTIONS":
             return await self.options(request)
-        raise MethodNotAllowed(f"Unknown HTTP API endpoint {request.method} {request.path}", allow=_ALLOW)
+        raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
 
     async def options(self, request: web.Request) -> web.StreamResponse:
         """``Allow`` for plain OPTIONS (B22), CORS preflight answers when ``Origin`` is sent (B23)."""
@@ -223,7 +223,7 @@ class HandlesEndpoint:
                 raise AuthenticationNeeded(handle=text)
         except HandleError as exc:
             self._counts.invalid += 1  # the client's mistake (malformed, too long, needs authentication)
-            _echo(exc, text)
+            exc.about(text)
             raise
         if entry is None:
             try:
@@ -305,15 +305,8 @@ class HandlesEndpoint:
         return with_cors(request, json_response(body))
 
 
-def _echo(error: HandleError, text: object) -> None:
-    """Name the requested handle in an error about it (not in protocol errors, transcript C10)."""
-    if error.handle is None and isinstance(text, str) and text and error.response_code != 4:
-        error.handle = text
-
-
 def _error_part(error: HandleError, text: object) -> bytes:
-    _echo(error, text)
-    return orjson.dumps(error.body())
+    return orjson.dumps(error.about(text).body())
 
 
 def _wants_private(params: MultiMapping[Any]) -> bool:
@@ -342,5 +335,24 @@ async def _json_params(request: web.Request) -> MultiMapping[Any]:
 
 
 async def api_not_found(request: web.Request) -> web.StreamResponse:
-    """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8)."""
-    return error_response(UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}"), request)
+    """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8), or 405 rc 4 with
+    ``Allow`` when an ``/api`` route has the path but not the method (``GET /api/resolve``)."""
+    allow = await _methods_before(request, api_not_found)
+    if allow:
+        error: HandleError = MethodNotAllowed(request.method, request.path, allow=allow)
+    else:
+        error = UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}")
+    return error_response(error, request)
+
+
+async def _methods_before(request: web.Request, catch_all: Handler) -> tuple[str, ...]:
+    """The methods of the routes registered before ``catch_all``'s that have the request's path: the routes this
+    catch-all answers for when the method is wrong. Only on this error path, so a walk is fine."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if any(route.handler is catch_all for route in resource):
+            break
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    allowed.discard("*")
+    return tuple(sorted(allowed))

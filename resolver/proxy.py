@@ -101,8 +101,9 @@ class Proxy:
             return _html(not_found_page(text), status=404)
         except InvalidHandle as exc:
             return _html(error_page("Invalid handle", exc.message or "", None), status=400)
-        except HandleError as exc:
-            return _html(error_page(type(exc).__name__, exc.message or "", exc.handle), status=exc.http_status)
+        except HandleError as exc:  # DatabaseUnavailable included: 503 with Retry-After
+            page = error_page(type(exc).__name__, exc.message or "", exc.handle)
+            return _html(page, status=exc.http_status, headers=exc.headers())
         if not query and entry.location is not None:
             return self._redirect(entry.location, entry.min_ttl)
         value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
@@ -131,5 +132,6 @@ class Proxy:
         return text
 
 
-def _html(body: bytes, *, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, headers=HTML_HEADERS)
+def _html(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """An HTML answer with the page headers (nosniff, CSP, Referrer-Policy) plus an error's own (``Retry-After``)."""
+    return web.Response(body=body, status=status, headers={**HTML_HEADERS, **headers} if headers else HTML_HEADERS)

@@ -6,6 +6,7 @@ for the slower paths.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -13,7 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
@@ -21,14 +21,18 @@ from multidict import CIMultiDict
 from resolver.errors import (
     AuthenticationNeeded,
     BadCredentials,
+    BodyTimeout,
+    DatabaseUnavailable,
     HandleError,
     InternalError,
+    PayloadTooLarge,
     ProtocolError,
-    ServerTooBusy,
 )
+from resolver.store import unavailable
 
 __all__ = [
     "ANY_TAIL",
+    "BODY_TIMEOUT",
     "JSON_HEADERS",
     "JSON_TYPE",
     "Handler",
@@ -37,6 +41,7 @@ __all__ = [
     "flag",
     "json_body",
     "json_response",
+    "read_body",
     "with_cors",
 ]
 
@@ -95,13 +100,34 @@ def json_response(
     return web.Response(body=body, status=status, headers=fixed)
 
 
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout")
+"""Seconds a client may take to send a request body (``body_timeout``); without it, 30."""
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body: 413 rc 4 naming the limit when it is larger than ``max_body_bytes``, 408 rc 4 (and
+    the connection closed) when it does not arrive within ``body_timeout``, so a client that declares a body and
+    trickles it cannot hold a connection and a buffer for as long as it likes."""
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    seconds = request.app.get(BODY_TIMEOUT, 30.0)
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(limit) from None
+    except TimeoutError:
+        raise BodyTimeout(seconds) from None
+
+
 async def json_body(request: web.Request, *, require_json_type: bool = False) -> Any:
     """The request body parsed as JSON; rc 4 for malformed JSON, and (when required, as for Handle.Net's PUT,
     transcript A11) for a media type other than ``application/json``."""
     if require_json_type and request.content_type != "application/json":
         raise ProtocolError(f"Unsupported media type {request.content_type}")
     try:
-        return orjson.loads(await request.read())
+        return orjson.loads(await read_body(request))
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(f"Malformed JSON body: {exc}") from None
 
@@ -109,7 +135,7 @@ async def json_body(request: web.Request, *, require_json_type: bool = False) ->
 def error_response(error: HandleError, request: web.Request | None = None) -> web.Response:
     """The JSON answer for ``error``; rc 402 is 401 only on a secure channel, 403 otherwise (research §4)."""
     status = error.http_status
-    headers: CIMultiDict[str] = CIMultiDict()
+    headers: CIMultiDict[str] = CIMultiDict(error.headers())
     if isinstance(error, AuthenticationNeeded):
         if request is not None and is_secure(request):
             headers.add("WWW-Authenticate", 'Basic realm="handle"')
@@ -117,13 +143,9 @@ def error_response(error: HandleError, request: web.Request | None = None) -> we
                 headers.add("WWW-Authenticate", 'Handle error="Identity not verified"')
         else:
             status = 403
-    allow = getattr(error, "allow", None)
-    if allow:
-        headers["Allow"] = ", ".join(allow)
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
     response = json_response(error.body(), status=status, headers=headers)
+    if error.closes_connection:
+        response.force_close()  # no keep-alive; answers_errors also cuts the rest of the body short
     if request is not None:
         with_cors(request, response)
     return response
@@ -153,8 +175,9 @@ def answers_errors(
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Turn whatever ``handler`` raises into a Handle-style JSON answer, never a trace.
 
-    A database that cannot be reached is rc 3 / 503 (retry later); anything unexpected is logged with a
-    request id and answered rc 2 / 500 naming that id.
+    A database that cannot answer (``store.unavailable``) is rc 3 / 503 with Retry-After; anything unexpected,
+    a misused driver (``asyncpg.InterfaceError``) included, is logged with a request id and answered rc 2 / 500
+    naming that id.
     """
 
     @functools.wraps(handler)
@@ -162,19 +185,18 @@ def answers_errors(
         try:
             return await handler(*args)
         except HandleError as exc:
-            return error_response(exc, _request_of(args))
-        except web.HTTPRequestEntityTooLarge as exc:
-            error = ProtocolError(f"Request body larger than {exc.max_size} bytes")
-            error.http_status = 413
-            return error_response(error, _request_of(args))
+            request = _request_of(args)
+            response = error_response(exc, request)
+            if exc.closes_connection:
+                await _send_and_close(request, response)
+            return response
         except web.HTTPException:
             raise
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except Exception as exc:
             request = _request_of(args)
-            log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
-            return error_response(ServerTooBusy("Database unavailable; try again shortly"), request)
-        except Exception:
-            request = _request_of(args)
+            if unavailable(exc):
+                log.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
+                return error_response(DatabaseUnavailable(), request)
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
             log.exception(
                 "internal error, request id %s: %s %s",
@@ -186,6 +208,14 @@ def answers_errors(
             return error_response(InternalError(f"Internal error (request id {request_id})"), request)
 
     return wrapped
+
+
+async def _send_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``response`` now and close the connection, instead of aiohttp's lingering read of the rest of the
+    body (up to 10 s more of a client that is trickling it)."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
 
 
 def _request_of(args: tuple[Any, ...]) -> web.Request:

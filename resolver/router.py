@@ -7,6 +7,10 @@ with string tests on the raw path — GET/HEAD under ``/api/handles/`` (the API 
 whose first segment no other route uses (the proxy, ``/{handle}``) — and hands everything else to the ordinary
 table, so 404/405 handling and every other route behave exactly as before.
 
+A method a route does not have (TRACE, or a POST to the proxy's ``/{handle}``) is answered like every other
+error, as JSON 405 rc 4 with ``Allow``, instead of aiohttp's text/plain page: ``resolve`` turns aiohttp's
+method-not-allowed match into a route that raises ``MethodNotAllowed``.
+
 aiohttp 3 takes a custom router only through ``Application(router=...)``, which it marks deprecated; the warning
 is silenced in ``new_application`` and the dependency is pinned below aiohttp 4.
 """
@@ -15,11 +19,23 @@ from __future__ import annotations
 
 import warnings
 
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from resolver.errors import MethodNotAllowed
+from resolver.responses import error_response
 
 __all__ = ["HotRouter", "new_application"]
 
 _HOT_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+    """JSON 405 rc 4 with ``Allow``: the methods ``HotRouter.resolve`` found for the path."""
+    allow = tuple(request.match_info["allow"].split(","))
+    return error_response(MethodNotAllowed(request.method, request.path, allow=allow), request)
+
+
+_NOT_ALLOWED_ROUTE = web.PlainResource("").add_route(hdrs.METH_ANY, _method_not_allowed)
 
 
 class HotRouter(web.UrlDispatcher):
@@ -63,7 +79,11 @@ class HotRouter(web.UrlDispatcher):
                     self._taken = self._first_segments()
                 if raw[1:].split("/", 1)[0].split("?", 1)[0] not in self._taken:
                     return web.UrlMappingMatchInfo({}, self._fallback)
-        return await super().resolve(request)  # type: ignore[return-value]
+        match = await super().resolve(request)
+        error = match.http_exception
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            return web.UrlMappingMatchInfo({"allow": ",".join(sorted(error.allowed_methods))}, _NOT_ALLOWED_ROUTE)
+        return match  # type: ignore[return-value]
 
 
 def new_application(*, client_max_size: int) -> tuple[web.Application, HotRouter]:

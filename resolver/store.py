@@ -1,6 +1,14 @@
 """PostgreSQL access: the connection pool, the schema migrations, and the queries of the read path.
 
-Settings: a DSN (``IDNODE_DATABASE_URL`` or the embedded server's) and pool bounds (``DatabaseSettings``).
+Settings: a DSN (``IDNODE_DATABASE_URL`` or the embedded server's), pool bounds and ``database_timeout``
+(``DatabaseSettings``).
+
+Deadlines (``DeadlinePool``). A database that is down must cost a client a quick 503, never a hung request: every
+statement, every wait for a pooled connection (opening one included) and every one-statement call
+(``pool.fetch`` and friends: wait, statement and release together) ends within ``database_timeout``. A
+connection whose statement ran out of time is terminated instead of returned: asyncpg would otherwise wait for
+the server to acknowledge the cancellation, which a frozen server never does. ``unavailable(exc)`` tells such
+failures (answered 503 rc 3) from bugs (500 rc 2).
 
 The pool is created with a no-op ``reset``: asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL;
 UNLISTEN *; RESET ALL`` on every release, a second round trip that doubled PostgreSQL's CPU per cold look-up
@@ -18,15 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolAcquireContext
 
 from resolver.config import DatabaseSettings
 
-__all__ = ["MigrationResult", "PrefixRow", "Store", "StoredRecord", "apply_migrations", "connect"]
+__all__ = [
+    "DeadlinePool",
+    "MigrationResult",
+    "PrefixRow",
+    "Store",
+    "StoredRecord",
+    "apply_migrations",
+    "connect",
+    "unavailable",
+]
 
 log = logging.getLogger("idnode.store")
 
@@ -60,20 +79,105 @@ class MigrationResult:
     current: int
 
 
+T = TypeVar("T")
+
+_UNAVAILABLE = (
+    OSError,  # refused, unreachable, reset
+    TimeoutError,  # no answer within database_timeout
+    asyncpg.PostgresConnectionError,  # connection lost or rejected
+    asyncpg.OperatorInterventionError,  # starting up, shutting down, crashed, statement cancelled
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not answer now (retry later), rather than a bug.
+
+    An ``asyncpg.InterfaceError`` is the driver used wrongly, a bug, unless it was raised while unwinding from an
+    outage: a transaction whose connection was lost or timed out fails again when it tries to roll back, and
+    asyncpg reports that second failure (``exc.__context__`` holds the first).
+    """
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    context = exc.__context__
+    return isinstance(exc, asyncpg.InterfaceError) and context is not None and unavailable(context)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """A statement ran out of time (or its task was cancelled), directly or while a transaction unwound."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError | asyncio.CancelledError):
+            return True
+        exc = exc.__context__ if isinstance(exc, asyncpg.InterfaceError) else None
+    return False
+
+
+class _TerminateOnTimeout(PoolAcquireContext):
+    """``pool.acquire()`` whose connection is terminated, not handed back, when its work timed out."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.connection is not None and _timed_out(exc):
+            self.connection.terminate()
+        await super().__aexit__(exc_type, exc, tb)
+
+
+class DeadlinePool(asyncpg.Pool):
+    """An asyncpg pool that never waits longer than ``deadline`` seconds (see the module docstring)."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, dsn: str, *, deadline: float, **kwargs: Any) -> None:
+        if not deadline > 0:
+            raise ValueError("store: deadline must be a positive number of seconds")
+        super().__init__(dsn, connection_class=asyncpg.Connection, record_class=asyncpg.Record, loop=None, **kwargs)
+        self.deadline = deadline
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        """Like ``Pool.acquire``, waiting at most ``deadline`` (or ``timeout``) for a connection and its release."""
+        return _TerminateOnTimeout(self, self.deadline if timeout is None else timeout)
+
+    async def _once(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with asyncio.timeout(self.deadline), self.acquire() as con:
+            return await call(con)
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None) -> list[Any]:
+        """Like ``Pool.fetch``; waiting, the statement and the release together end within ``deadline``."""
+        return await self._once(lambda con: con.fetch(query, *args, timeout=timeout, record_class=record_class))
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None) -> Any:
+        """Like ``Pool.fetchrow``, within ``deadline`` (see :meth:`fetch`)."""
+        return await self._once(lambda con: con.fetchrow(query, *args, timeout=timeout, record_class=record_class))
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
+        """Like ``Pool.fetchval``, within ``deadline`` (see :meth:`fetch`)."""
+        return await self._once(lambda con: con.fetchval(query, *args, column=column, timeout=timeout))
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        """Like ``Pool.execute``, within ``deadline`` (see :meth:`fetch`)."""
+        return await self._once(lambda con: con.execute(query, *args, timeout=timeout))
+
+
 async def _no_reset(_connection: asyncpg.Connection) -> None:
     """Replaces asyncpg's per-release reset query; see the module docstring for why this is safe."""
 
 
 async def connect(dsn: str, settings: DatabaseSettings) -> Store:
     """Open the pool; raises ``OSError``/``asyncpg`` errors the caller turns into a start-up message."""
-    pool = await asyncpg.create_pool(
+    pool = DeadlinePool(
         dsn,
+        deadline=settings.command_timeout,
         min_size=settings.pool_min,
         max_size=settings.pool_max,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         reset=_no_reset,
         command_timeout=settings.command_timeout,
+        timeout=settings.command_timeout,
         server_settings={"application_name": "idnode"},
     )
+    await pool
     return Store(pool)
 
 

@@ -32,9 +32,9 @@ def test_defaults_give_a_working_local_node() -> None:
     assert settings == Settings()
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
     assert settings.data_dir == Path("data")
-    assert (settings.max_handle_bytes, settings.max_body_bytes, settings.max_batch) == (255, 262144, 2000)
+    assert (settings.max_handle_bytes, settings.max_body_bytes, settings.max_batch) == (255, 4 << 20, 2000)
     assert (settings.log_level, settings.demo) == ("INFO", False)
-    assert settings.database == DatabaseSettings(url=None, pool_min=2, pool_max=16, command_timeout=10.0)
+    assert settings.database == DatabaseSettings(url=None, pool_min=2, pool_max=16, command_timeout=5.0)
     assert settings.cache == CacheSettings(
         max_entries=1_000_000, max_bytes=1 << 30, negative_max_entries=100_000, safety_ttl=3600.0, negative_ttl=300.0
     )
