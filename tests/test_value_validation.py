@@ -188,3 +188,16 @@ async def test_an_index_or_ttl_that_only_looks_numeric_is_a_400(tenant: Tenant, 
     assert status == 400, body
     assert body["responseCode"] in (4, 202)
     assert len(body["message"]) < 300
+
+
+# --- search values ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["URL=x%00y", "U%00RL=x", "URL=x&limit=%C2%B2", "URL=x&limit=--5"],
+    ids=["NUL in a value", "NUL in a type", "superscript limit", "two minus signs"],
+)
+async def test_a_search_criterion_or_limit_that_cannot_be_used_is_400_rc_4(tenant: Tenant, query: str) -> None:
+    status, body, _ = await tenant.node.get(f"/hrls/handles?{query}", headers=tenant.headers)
+    assert (status, body["responseCode"]) == (400, 4), body
