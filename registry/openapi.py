@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from resolver import __version__
+from resolver.records import MAX_INDEX
 from resolver.responses import json_response
 
 __all__ = ["SPEC", "OpenAPI"]
@@ -88,6 +89,21 @@ _READ_PARAMS = [
     _query("callback", description="JSONP: wrap the answer in callback(...)"),
 ]
 
+_INDEX = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_INDEX}, {"type": "string", "pattern": "^[0-9]+$"}]}
+_PRIMITIVE = {"type": ["string", "number", "boolean"], "description": "text; a number or boolean is its JSON text"}
+_NAMED = {"handle": {"type": "string"}, "index": _INDEX}
+"""A handle and index that a value names (HS_ADMIN, HS_VLIST entries, references)."""
+
+
+def _data(formats: list[str], value: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as ``{format, value}`` for these formats (``admin`` and ``vlist`` only for HS_ADMIN, HS_VLIST)."""
+    return {
+        "type": "object",
+        "required": ["format", "value"],
+        "properties": {"format": {"enum": formats}, "value": value},
+    }
+
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -102,26 +118,40 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["index", "type", "data"],
         "properties": {
-            "index": {"type": "integer", "minimum": 1},
+            "index": _INDEX,
             "type": {"type": "string"},
             "data": {
                 "oneOf": [
-                    {"type": "string"},
-                    {
-                        "type": "object",
-                        "required": ["format", "value"],
-                        "properties": {
-                            "format": {"enum": ["string", "base64", "hex", "admin", "vlist", "key", "site"]},
-                            "value": {},
-                        },
-                    },
+                    _PRIMITIVE,
+                    _data(["string"], _PRIMITIVE),
+                    _data(["base64", "hex"], {"type": "string"}),
+                    _data(["admin"], {"type": "object", "required": ["handle", "index"], "properties": _NAMED}),
+                    _data(["vlist"], {"type": "array", "items": {"type": "object", "properties": _NAMED}}),
+                    _data(["key", "site"], {"description": "any JSON, at most 64 levels deep"}),
                 ]
             },
             "permissions": {"type": "string", "pattern": "^[01]{1,4}$|^\\*$"},
-            "ttl": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+            "ttl": {
+                "anyOf": [
+                    {"type": "integer", "minimum": -(2**31), "maximum": MAX_INDEX},
+                    {"type": "string", "pattern": "^-?[0-9]+$"},
+                    {"type": "string", "format": "date-time"},
+                ]
+            },
             "timestamp": {"type": "string", "format": "date-time"},
-            "references": {"type": "array", "items": {"type": "object"}},
+            "references": {"type": "array", "items": {"type": "object", "properties": _NAMED}},
         },
+        "examples": [
+            {"index": 1, "type": "URL", "data": "https://example.org/products/PUMP-2026-000123"},
+            {
+                "index": 100,
+                "type": "HS_ADMIN",
+                "data": {
+                    "format": "admin",
+                    "value": {"handle": "88.118.8/ADMIN", "index": 300, "permissions": "011111110011"},
+                },
+            },
+        ],
     },
     "Record": {
         "type": "object",

@@ -35,6 +35,10 @@ EXAMPLES = 40
 """Per operation and phase; about 20 s per identity on the project's 2-core machine."""
 
 CONFIG = """
+# Schemathesis drops generated path values it cannot place in a URL; on GET /api/handles/{handle}/history that
+# can be most of them for a seed, which Hypothesis reports as a health-check error, not as a finding.
+suppress-health-check = ["filter_too_much"]
+
 [checks]
 # Requests the document allows may still be refused: it types a handle as any string, while the node refuses
 # control characters and prefixes it does not home with a documented 400.
@@ -51,6 +55,14 @@ checks.allow_header_conformance.enabled = false
 """
 """Every other check runs: no 5xx; status, media type, headers and body as documented; requests the document
 calls invalid refused with a 4xx; ``Allow`` of OPTIONS as documented."""
+
+OWN_HANDLE = """
+[[operations]]
+# The enterprise writes to a handle of its own, so that its values are decoded, authorized and stored rather
+# than refused at "prefix not homed here" (the anonymous run fuzzes the handle names).
+include-path = "/api/handles/{handle}"
+parameters = { "path.handle" = "88.A/fuzz" }
+"""
 
 _GENERATED = re.compile(r"(\d+) generated")
 
@@ -76,11 +88,11 @@ async def fuzzed(
             yield Fuzzed(node, credentials, directory)
 
 
-async def _fuzz(fuzzed: Fuzzed, *headers: str) -> tuple[int, str]:
-    """Run Schemathesis against the node; returns its exit status and its report."""
+async def _fuzz(fuzzed: Fuzzed, config: str, *headers: str) -> tuple[int, str]:
+    """Run Schemathesis against the node with ``config`` (TOML); returns its exit status and its report."""
     workdir = fuzzed.directory / f"run-{len(list(fuzzed.directory.iterdir()))}"
     workdir.mkdir()
-    (workdir / "schemathesis.toml").write_text(CONFIG)
+    (workdir / "schemathesis.toml").write_text(config)
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(workdir / "schemathesis.toml"),
         "run", f"{fuzzed.node.url}/api/openapi.json",
@@ -108,7 +120,7 @@ async def test_fuzzing_the_served_document_finds_no_5xx_and_no_answer_it_does_no
     if role is not None:
         found = fuzzed.credentials[role]
         headers.append("Authorization: " + basic(found.identity, found.secret)["Authorization"])
-    status, report = await _fuzz(fuzzed, *headers)
+    status, report = await _fuzz(fuzzed, CONFIG + (OWN_HANDLE if role == "A" else ""), *headers)
     assert status == 0, report[-30000:]
     generated = _GENERATED.search(report)
     assert generated is not None and int(generated.group(1)) > 1000, report[-3000:]
