@@ -9,6 +9,7 @@ reproduces a finding of the round-2 security review (issue 8): these answered 50
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,16 +136,29 @@ async def test_a_ttl_time_that_leaves_the_calendar_in_utc_is_400(tenant: Tenant,
     [
         ("9999-12-31T23:59:59+23:59", "9999-12-31T00:00:59Z"),
         ("0001-01-01T23:59:00+23:59", "0001-01-01T00:00:00Z"),
-        ("2030-06-01T12:00:00", "2030-06-01T12:00:00Z"),
     ],
 )
 async def test_a_ttl_time_inside_the_calendar_is_shown_in_utc_with_four_digit_years(
     tenant: Tenant, ttl: str, shown: str
 ) -> None:
-    """A time without an offset is UTC (not the server's local zone), and year 1 is ``0001``, as ISO-8601 wants."""
     status, body = await tenant.put("88.A/ttl", [{**URL, "ttl": ttl}])
     assert status == 201, body
     assert (await tenant.values("88.A/ttl"))[0]["ttl"] == shown
+
+
+async def test_a_ttl_time_without_offset_is_utc_whatever_the_servers_zone(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in the server's local zone, the same request meant another moment on a node set to UTC+8."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        status, body = await tenant.put("88.A/ttl", [{**URL, "ttl": "2030-06-01T12:00:00"}])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert status == 201, body
+    assert (await tenant.values("88.A/ttl"))[0]["ttl"] == "2030-06-01T12:00:00Z"
 
 
 # --- nesting depth --------------------------------------------------------------------------------------------------
