@@ -332,7 +332,7 @@ _PATHS: dict[str, Any] = {
                 {
                     "type": "object",
                     "properties": {
-                        "description": {"type": "string"},
+                        "description": {"type": ["string", "null"]},
                         "items": {"type": "array", "items": _ref("TemplateItem")},
                     },
                 },

@@ -56,12 +56,16 @@ checks.allow_header_conformance.enabled = false
 """Every other check runs: no 5xx; status, media type, headers and body as documented; requests the document
 calls invalid refused with a 4xx; ``Allow`` of OPTIONS as documented."""
 
-OWN_HANDLE = """
+OWN_NAMES = """
 [[operations]]
-# The enterprise writes to a handle of its own, so that its values are decoded, authorized and stored rather
-# than refused at "prefix not homed here" (the anonymous run fuzzes the handle names).
+# The enterprise writes to a handle and templates of its own, so that values and template items are decoded,
+# authorized and stored rather than refused at "prefix not homed here" (the anonymous run fuzzes the names).
 include-path = "/api/handles/{handle}"
 parameters = { "path.handle" = "88.A/fuzz" }
+
+[[operations]]
+include-path-regex = "^/api/templates/"
+parameters = { "path.prefix" = "88.A" }
 """
 
 _GENERATED = re.compile(r"(\d+) generated")
@@ -120,7 +124,7 @@ async def test_fuzzing_the_served_document_finds_no_5xx_and_no_answer_it_does_no
     if role is not None:
         found = fuzzed.credentials[role]
         headers.append("Authorization: " + basic(found.identity, found.secret)["Authorization"])
-    status, report = await _fuzz(fuzzed, CONFIG + (OWN_HANDLE if role == "A" else ""), *headers)
+    status, report = await _fuzz(fuzzed, CONFIG + (OWN_NAMES if role == "A" else ""), *headers)
     assert status == 0, report[-30000:]
     generated = _GENERATED.search(report)
     assert generated is not None and int(generated.group(1)) > 1000, report[-3000:]
