@@ -56,7 +56,6 @@ DEFAULT_PERMISSIONS = "1110"
 """adminRead adminWrite publicRead publicWrite: everything but public write."""
 MAX_INDEX = 2**31 - 1
 MAX_VALUES = 2048
-MAX_DEPTH = 64
 """Handle.Net's ``Common.MAX_HANDLE_VALUES``."""
 MAX_DEPTH = 64
 """Deepest nesting of arrays and objects in ``key``/``site`` data (the outermost container is level 1)."""
@@ -350,7 +349,7 @@ def _decode_data(index: int, type_: str, data: Any) -> tuple[str, Any]:
 
 def _check_opaque(index: int, raw: Any) -> None:
     """Refuse ``key``/``site`` data that cannot be stored: NUL in a string or a key, or nesting beyond
-    ``MAX_DEPTH``. Walks the containers without recursion, so the depth check needs no stack of its own."""
+    ``MAX_DEPTH``. Iterative: a value nested as deep as orjson parses (1,024 levels) costs no Python recursion."""
     pending: list[tuple[Any, int]] = [(raw, 1)]
     while pending:
         node, depth = pending.pop()
