@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from resolver import __version__
+from resolver.records import MAX_INDEX
 from resolver.responses import json_response
 
 __all__ = ["SPEC", "OpenAPI"]
@@ -25,7 +26,36 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERROR = _json(_ref("Error"), "Handle-style error: responseCode, message, handle")
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+_ERRORS: dict[int, dict[str, Any]] = {
+    400: {
+        "description": "bad input: rc 4 (request), 102 (handle), 202 (value), 301 (prefix not homed here); plain"
+        " text when the request line or a header is over 8,190 bytes (aiohttp's parser answers before idnode)",
+        "content": {"application/json": {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}},
+    },
+    401: _json(_ref("Error"), "rc 402: credentials missing or not verified (on a secure channel)"),
+    403: _json(_ref("Error"), "rc 400/401: not permitted; rc 402: authentication over plain HTTP"),
+    404: _json(_ref("Error"), "rc 100: no such handle (or template)"),
+    409: _json(_ref("Error"), "rc 101/201: the handle or index exists, or the template is published or in use"),
+    413: _json(_ref("Error"), "the request body is larger than max_body_bytes"),
+    429: {**_json(_ref("Error"), "rc 403: too many failed authentications"), "headers": _RETRY_AFTER},
+    503: {**_json(_ref("Error"), "rc 3: the database is unavailable; retry"), "headers": _RETRY_AFTER},
+}
+"""Every error answer is Handle-style JSON; each operation lists the statuses it can give."""
+
+
+def _answers(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    """An operation's ``responses``: its successes (``{"200": ...}``) and the listed error statuses."""
+    return {**ok, **{str(status): _ERRORS[status] for status in errors}}
+
+
+_READ_ERRORS = (400, 401, 403, 404, 429, 503)
+"""What a look-up can answer besides 200: non-public values (``publicOnly=false``) need an authenticated admin."""
+_WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 503)
+_CREATE_ERRORS = (400, 401, 403, 409, 413, 429, 503)
+_DELETE_ERRORS = (400, 401, 403, 404, 409, 429, 503)
+_LIST_ERRORS = (400, 401, 403, 429, 503)
+"""Listings and search: authenticated reads of many names."""
 _HANDLE = {
     "name": "handle",
     "in": "path",
@@ -44,14 +74,35 @@ def _query(name: str, kind: str = "string", description: str = "", *, repeat: bo
     return {"name": name, "in": "query", "schema": schema, "description": description}
 
 
+def _flag(name: str, description: str = "") -> dict[str, Any]:
+    """A Handle.Net boolean parameter (``resolver.responses.flag``): present and empty, ``true`` or ``yes`` (any
+    case) is true, anything else false; so any text is a valid value."""
+    return _query(name, description=f"{description} (flag: empty, true or yes)".lstrip())
+
+
 _READ_PARAMS = [
     _query("type", description="value types to return (OR-ed, case-insensitive; 'URL.' matches subtypes)", repeat=True),
     _query("index", "integer", "value indexes to return (OR-ed with type)", repeat=True),
-    _query("publicOnly", "boolean", "false: also non-public values (needs an admin with READ_VALUE)"),
-    _query("auth", "boolean", "authoritative answer (always, on this node)"),
-    _query("pretty", "boolean", "indent the JSON"),
+    _flag("publicOnly", "false: also non-public values (needs an admin with READ_VALUE)"),
+    _flag("auth", "authoritative answer (always, on this node)"),
+    _flag("pretty", "indent the JSON"),
     _query("callback", description="JSONP: wrap the answer in callback(...)"),
 ]
+
+_INDEX = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_INDEX}, {"type": "string", "pattern": "^[0-9]+$"}]}
+_PRIMITIVE = {"type": ["string", "number", "boolean"], "description": "text; a number or boolean is its JSON text"}
+_NAMED = {"handle": {"type": "string"}, "index": _INDEX}
+"""A handle and index that a value names (HS_ADMIN, HS_VLIST entries, references)."""
+
+
+def _data(formats: list[str], value: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as ``{format, value}`` for these formats (``admin`` and ``vlist`` only for HS_ADMIN, HS_VLIST)."""
+    return {
+        "type": "object",
+        "required": ["format", "value"],
+        "properties": {"format": {"enum": formats}, "value": value},
+    }
+
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -67,26 +118,40 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["index", "type", "data"],
         "properties": {
-            "index": {"type": "integer", "minimum": 1},
+            "index": _INDEX,
             "type": {"type": "string"},
             "data": {
                 "oneOf": [
-                    {"type": "string"},
-                    {
-                        "type": "object",
-                        "required": ["format", "value"],
-                        "properties": {
-                            "format": {"enum": ["string", "base64", "hex", "admin", "vlist", "key", "site"]},
-                            "value": {},
-                        },
-                    },
+                    _PRIMITIVE,
+                    _data(["string"], _PRIMITIVE),
+                    _data(["base64", "hex"], {"type": "string"}),
+                    _data(["admin"], {"type": "object", "required": ["handle", "index"], "properties": _NAMED}),
+                    _data(["vlist"], {"type": "array", "items": {"type": "object", "properties": _NAMED}}),
+                    _data(["key", "site"], {"description": "any JSON, at most 64 levels deep"}),
                 ]
             },
             "permissions": {"type": "string", "pattern": "^[01]{1,4}$|^\\*$"},
-            "ttl": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+            "ttl": {
+                "anyOf": [
+                    {"type": "integer", "minimum": -(2**31), "maximum": MAX_INDEX},
+                    {"type": "string", "pattern": "^-?[0-9]+$"},
+                    {"type": "string", "format": "date-time"},
+                ]
+            },
             "timestamp": {"type": "string", "format": "date-time"},
-            "references": {"type": "array", "items": {"type": "object"}},
+            "references": {"type": "array", "items": {"type": "object", "properties": _NAMED}},
         },
+        "examples": [
+            {"index": 1, "type": "URL", "data": "https://example.org/products/PUMP-2026-000123"},
+            {
+                "index": 100,
+                "type": "HS_ADMIN",
+                "data": {
+                    "format": "admin",
+                    "value": {"handle": "88.118.8/ADMIN", "index": 300, "permissions": "011111110011"},
+                },
+            },
+        ],
     },
     "Record": {
         "type": "object",
@@ -126,52 +191,46 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_RECORD = {
+    "description": "the record (rc 1), or rc 200 with no values; JSONP with callback",
+    "content": {
+        "application/json": {"schema": _ref("Record")},
+        "application/javascript": {"schema": {"type": "string"}},
+    },
+}
+_OBJECT = {"type": "object"}
+_SESSION_PATH = {"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}
+
 _PATHS: dict[str, Any] = {
     "/api/handles/{handle}": {
         "get": {
             "summary": "Resolve a handle (Handle.Net-compatible)",
             "parameters": [_HANDLE, *_READ_PARAMS],
-            "responses": {
-                "200": _json(_ref("Record"), "the record (rc 1), or rc 200 with no values"),
-                "404": _ERROR,
-                "400": _ERROR,
-            },
+            "responses": _answers({"200": _RECORD}, *_READ_ERRORS),
         },
         "post": {
             "summary": "Resolve, with the query parameters given as a JSON object",
             "parameters": [_HANDLE],
-            "requestBody": _json({"type": "object"}, 'e.g. {"type": "URL"}'),
-            "responses": {"200": _json(_ref("Record"), "as GET"), "404": _ERROR},
+            "requestBody": _json(_OBJECT, 'e.g. {"type": "URL"}'),
+            "responses": _answers({"200": _RECORD}, *_READ_ERRORS, 413),
         },
         "put": {
             "summary": "Create or replace a record, or (with index) add/replace values",
             "parameters": [
                 _HANDLE,
-                _query("overwrite", "boolean", "default true; false refuses an existing handle (409 rc 101)"),
+                _flag("overwrite", "default true; false refuses an existing handle (409 rc 101)"),
                 _query("index", description="add/replace exactly these indexes ('various': any)", repeat=True),
-                _query("mintNewSuffix", "boolean", "append a random lowercase UUID to the path"),
+                _flag("mintNewSuffix", "append a random lowercase UUID to the path"),
             ],
             "requestBody": _json(_ref("RecordInput"), "the values"),
-            "responses": {
-                "201": _json(_ref("Success"), "created"),
-                "200": _json(_ref("Success"), "replaced"),
-                "400": _ERROR,
-                "401": _ERROR,
-                "403": _ERROR,
-                "404": _ERROR,
-                "409": _ERROR,
-            },
+            "responses": _answers(
+                {"201": _json(_ref("Success"), "created"), "200": _json(_ref("Success"), "replaced")}, *_WRITE_ERRORS
+            ),
         },
         "delete": {
             "summary": "Delete a handle, or (with index) some of its values",
             "parameters": [_HANDLE, _query("index", "integer", "remove these indexes", repeat=True)],
-            "responses": {
-                "200": _json(_ref("Success"), "deleted"),
-                "400": _ERROR,
-                "401": _ERROR,
-                "403": _ERROR,
-                "404": _ERROR,
-            },
+            "responses": _answers({"200": _json(_ref("Success"), "deleted")}, *_WRITE_ERRORS),
         },
         "options": {
             "summary": "Allowed methods; CORS preflight",
@@ -183,10 +242,9 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "Every version of a handle (admins with READ_VALUE)",
             "parameters": [_HANDLE],
-            "responses": {
-                "200": _json({"type": "object"}, "history entries: seq, version, op, actor, at, values"),
-                "403": _ERROR,
-            },
+            "responses": _answers(
+                {"200": _json(_OBJECT, "history entries: seq, version, op, actor, at, values")}, *_READ_ERRORS
+            ),
         }
     },
     "/api/handles": {
@@ -197,36 +255,35 @@ _PATHS: dict[str, Any] = {
                 _query("page", "integer", "zero-based page (with pageSize)"),
                 _query("pageSize", "integer", "0 answers only the count"),
             ],
-            "responses": {
-                "200": _json({"type": "object"}, "prefix, totalCount, handles"),
-                "400": _ERROR,
-                "403": _ERROR,
-            },
+            "responses": _answers({"200": _json(_OBJECT, "prefix, totalCount, handles")}, *_LIST_ERRORS),
         }
     },
     "/api/handles:batch": {
         "post": {
             "summary": "Create, replace or delete up to 2000 handles; one result per item; retries are safe",
             "requestBody": _json(
-                {"type": "object", "properties": {"items": {"type": "array"}}}, "items: {op, handle, values}"
+                {"oneOf": [{"type": "object", "properties": {"items": {"type": "array"}}}, {"type": "array"}]},
+                "{items: [{op, handle, values}, ...]} or the bare array",
             ),
-            "responses": {"200": _json({"type": "object"}, "results in request order"), "400": _ERROR, "401": _ERROR},
+            "responses": _answers({"200": _json(_OBJECT, "results in request order")}, 400, 401, 403, 413, 429, 503),
         }
     },
     "/api/resolve": {
         "post": {
             "summary": "Resolve up to 2000 handles in one request; each result as GET would answer it",
             "requestBody": _json(
-                {"type": "object", "properties": {"handles": {"type": "array", "items": {"type": "string"}}}}, "handles"
+                {"oneOf": [{"type": "object", "properties": {"handles": {"type": "array"}}}, {"type": "array"}]},
+                "the names to resolve, as {handles: [...]} or a bare array; an item that is not a string gets its"
+                " own rc 102 result",
             ),
-            "responses": {"200": _json({"type": "object"}, "results in request order"), "400": _ERROR},
+            "responses": _answers({"200": _json(_OBJECT, "results in request order")}, 400, 413, 503),
         }
     },
     "/api/prefixes": {
         "get": {
             "summary": "Prefixes homed here (node operators)",
             "parameters": [_query("page", "integer"), _query("pageSize", "integer")],
-            "responses": {"200": _json({"type": "object"}, "totalCount, prefixes"), "403": _ERROR},
+            "responses": _answers({"200": _json(_OBJECT, "totalCount, prefixes")}, *_LIST_ERRORS),
         }
     },
     "/api/prefixes/{prefix}": {
@@ -237,33 +294,36 @@ _PATHS: dict[str, Any] = {
                 {
                     "type": "object",
                     "properties": {
-                        "name": {"type": "string"},
-                        "creditCode": {"type": "string"},
-                        "contact": {"type": "string"},
+                        "name": {"type": ["string", "null"], "description": "absent or null: only home the prefix"},
+                        "creditCode": {"type": ["string", "null"]},
+                        "contact": {"type": ["string", "null"]},
                     },
                 },
                 "enterprise",
             ),
-            "responses": {"201": _json({"type": "object"}, "prefix, identity, secret"), "403": _ERROR, "409": _ERROR},
+            "responses": _answers(
+                {"201": _json(_OBJECT, "prefix, identity, secret"), "200": _json(_OBJECT, "already homed")},
+                *_CREATE_ERRORS,
+            ),
         },
         "delete": {
             "summary": "Unhome a prefix (refused while it has handles unless force=true)",
-            "parameters": [_PREFIX, _query("force", "boolean")],
-            "responses": {"200": _json({"type": "object"}, "deletedHandles"), "403": _ERROR, "409": _ERROR},
+            "parameters": [_PREFIX, _flag("force")],
+            "responses": _answers({"200": _json(_OBJECT, "deletedHandles")}, *_DELETE_ERRORS),
         },
     },
     "/api/templates/{prefix}": {
         "get": {
             "summary": "Data template versions of a prefix",
             "parameters": [_PREFIX],
-            "responses": {"200": _json({"type": "object"}, "versions")},
+            "responses": _answers({"200": _json(_OBJECT, "versions")}, 400, 503),
         }
     },
     "/api/templates/{prefix}/{version}": {
         "get": {
             "summary": "A data template",
             "parameters": [_PREFIX, _VERSION],
-            "responses": {"200": _json({"type": "object"}, "template"), "404": _ERROR},
+            "responses": _answers({"200": _json(_OBJECT, "template")}, 400, 404, 503),
         },
         "put": {
             "summary": "Publish a data template version (immutable once published)",
@@ -272,74 +332,75 @@ _PATHS: dict[str, Any] = {
                 {
                     "type": "object",
                     "properties": {
-                        "description": {"type": "string"},
+                        "description": {"type": ["string", "null"]},
                         "items": {"type": "array", "items": _ref("TemplateItem")},
                     },
                 },
                 "template",
             ),
-            "responses": {
-                "201": _json({"type": "object"}, "published"),
-                "200": _json({"type": "object"}, "identical re-publish"),
-                "409": _ERROR,
-            },
+            "responses": _answers(
+                {"201": _json(_OBJECT, "published"), "200": _json(_OBJECT, "identical re-publish")},
+                *_CREATE_ERRORS,
+            ),
         },
         "delete": {
             "summary": "Withdraw an unused version",
             "parameters": [_PREFIX, _VERSION],
-            "responses": {"200": _json({"type": "object"}, "deleted"), "409": _ERROR},
+            "responses": _answers({"200": _json(_OBJECT, "deleted")}, *_DELETE_ERRORS),
         },
     },
     "/api/sessions": {
         "post": {
             "summary": "Open a challenge-response session (HTTPS only)",
             "requestBody": _json(
-                {"type": "object", "properties": {"id": {"type": "string"}}},
+                {
+                    "type": "object",
+                    "properties": {"id": {"description": "index:handle; another JSON value is read as its text"}},
+                },
                 "optional: identity, to get PBKDF2 parameters",
             ),
-            "responses": {"201": _json({"type": "object"}, "sessionId, nonce"), "403": _ERROR},
+            "responses": _answers({"201": _json(_OBJECT, "sessionId, nonce")}, 400, 401, 403, 413, 429, 503),
         }
     },
     "/api/sessions/{which}": {
         "get": {
             "summary": "The current session",
-            "parameters": [{"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}],
-            "responses": {"200": _json({"type": "object"}, "session"), "403": _ERROR},
+            "parameters": [_SESSION_PATH],
+            "responses": _answers({"200": _json(_OBJECT, "session")}, 401, 403, 503),
         },
         "put": {
             "summary": "Answer the challenge",
-            "parameters": [{"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}],
-            "responses": {
-                "200": _json({"type": "object"}, "authenticated"),
-                "401": _json({"type": "object"}, "not verified"),
-            },
+            "parameters": [_SESSION_PATH],
+            "responses": _answers(
+                {"200": _json(_OBJECT, "authenticated"), "401": _json(_OBJECT, "not verified")}, 400, 403, 429, 503
+            ),
         },
         "delete": {
             "summary": "End the session",
-            "parameters": [{"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}],
-            "responses": {"204": {"description": "ended"}},
+            "parameters": [_SESSION_PATH],
+            "responses": _answers({"204": {"description": "ended"}}, 401, 403, 503),
         },
     },
     "/hrls/handles": {
         "get": {
             "summary": "Reverse look-up: handles whose values match (TYPE=value, '*' wildcard, AND-ed)",
             "parameters": [_query("URL"), _query("CHECKSUM"), _query("limit", "integer")],
-            "responses": {
-                "200": _json({"type": "array", "items": {"type": "string"}}, "handle names"),
-                "400": _ERROR,
-                "401": _ERROR,
-            },
+            "responses": _answers(
+                {"200": _json({"type": "array", "items": {"type": "string"}}, "handle names")}, *_LIST_ERRORS
+            ),
         }
     },
     "/hrls/ping": {"get": {"summary": "Reverse look-up liveness", "responses": {"200": {"description": "OK"}}}},
     "/{handle}": {
         "get": {
             "summary": "Proxy: 302 to the record's URL; ?noredirect shows its values as a page",
-            "parameters": [_HANDLE, _query("noredirect", "boolean"), _query("urlappend")],
+            "parameters": [_HANDLE, _flag("noredirect"), _query("urlappend")],
             "responses": {
                 "302": {"description": "redirect"},
                 "200": {"description": "HTML page"},
+                "400": {"description": "HTML page: not a handle"},
                 "404": {"description": "HTML page"},
+                "503": {"description": "the database is unavailable; retry", "headers": _RETRY_AFTER},
             },
         }
     },

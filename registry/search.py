@@ -15,6 +15,8 @@ contain NUL (nothing stored can).
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from aiohttp import web
 
@@ -31,6 +33,8 @@ _RESERVED = frozenset({"limit", "page", "retrieverecords"})
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MAX_CRITERIA = 16
+_LIMIT = re.compile(r"-?[0-9]{1,12}")
+"""ASCII digits only: ``str.isdigit`` admits ``²``, which ``int`` refuses."""
 
 
 class ReverseLookup:
@@ -61,7 +65,7 @@ class ReverseLookup:
         if any("\x00" in kind or "\x00" in value for kind, value in criteria):
             raise ProtocolError("Search criteria must not contain NUL characters")
         raw_limit = request.query.get("limit", str(DEFAULT_LIMIT)).strip()
-        if not raw_limit.lstrip("-").isdigit() or len(raw_limit) > 12:
+        if not _LIMIT.fullmatch(raw_limit):
             raise ProtocolError("limit must be an integer")
         limit = max(min(int(raw_limit), MAX_LIMIT), 0)
         identity = await self.auth.require(request)

@@ -10,6 +10,13 @@ Input accepts what Handle.Net's parser accepts: ``data`` as a bare JSON primitiv
 ``{format, value}``; admin ``index`` as an int or a numeric string; admin ``permissions`` as a bit string, ``*``,
 a boolean, an int or an array; value ``permissions`` as ``*`` or a bit string read from the right.
 Records are kept sorted by index so that "the first URL" is the same on every read (research §9.12).
+
+Only what PostgreSQL can store and orjson can encode is accepted (issue 8), with rc 202 before anything is
+written: ``data`` is bytes, so text with a NUL (or any control character) is kept as base64, as Handle.Net does;
+text that has no byte form (handles named by HS_ADMIN, HS_VLIST and references, and the JSON of ``key``/``site``
+data, keys included) may not contain NUL, which jsonb refuses; ``key``/``site`` data nests at most ``MAX_DEPTH``
+levels (orjson encodes 254, and the stored record wraps the value in three more); a ``ttl`` time must stay on
+the calendar once moved to UTC (``9999-12-31T23:59:59-23:59`` does not).
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from resolver.errors import InvalidValue, ProtocolError, ValueAlreadyExists
-from resolver.identifiers import ascii_upper
+from resolver.errors import HandleError, InvalidValue, ProtocolError, ValueAlreadyExists
+from resolver.identifiers import HARD_MAX_HANDLE_BYTES, ascii_upper, validate_text
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "DEFAULT_TTL",
+    "MAX_DEPTH",
     "MAX_INDEX",
     "MAX_VALUES",
     "HandleValue",
@@ -49,6 +57,8 @@ DEFAULT_PERMISSIONS = "1110"
 MAX_INDEX = 2**31 - 1
 MAX_VALUES = 2048
 """Handle.Net's ``Common.MAX_HANDLE_VALUES``."""
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects in ``key``/``site`` data (the outermost container is level 1)."""
 MAX_TYPE_BYTES = 1024
 SECRET_TYPES = frozenset({"HS_SECKEY"})
 SECRET_PLACEHOLDER = "(secret key, not shown)"
@@ -59,6 +69,9 @@ _OPAQUE_FORMATS = frozenset({"key", "site"})
 _ALLOWED_CONTROLS = frozenset("\t\n\x0b\x0c\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _BITS = re.compile(r"[01]+")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""An integer given as text: ASCII digits only (``str.isdigit`` admits ``²``, which ``int`` refuses), and few
+enough that any 64-bit number is still range-checked rather than parsed from thousands of digits."""
 
 
 def now_timestamp() -> str:
@@ -235,10 +248,10 @@ def _decode_value(item: Any, stamp: str) -> HandleValue:
 def _decode_index(raw: Any, *, what: str) -> int:
     if isinstance(raw, bool):
         raise ProtocolError(f"{what} must be an integer")
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
         raw = int(raw.strip())
     if not isinstance(raw, int):
-        raise ProtocolError(f"{what} must be an integer, got {raw!r}"[:200])
+        raise ProtocolError(f"{what} must be an integer, got {_describe(raw)}")
     if raw <= 0:
         raise InvalidValue("Value indexes must be positive")
     if raw > MAX_INDEX:
@@ -254,14 +267,26 @@ def _decode_ttl(index: int, raw: Any) -> int | str:
             raise InvalidValue(f"Value {index}: ttl {raw} out of range")
         return raw
     if isinstance(raw, str):
-        if raw.strip().lstrip("-").isdigit():
+        if _INTEGER.fullmatch(raw.strip()):
             return _decode_ttl(index, int(raw))
-        try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time") from None
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _decode_ttl_time(index, raw)
     raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time")
+
+
+def _decode_ttl_time(index: int, raw: str) -> str:
+    """An expiry time in UTC as Handle.Net prints one; a time without an offset is UTC, not the server's zone.
+
+    ``datetime`` raises OverflowError when the offset moves a time off its calendar (year 0 or 10000).
+    """
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+    except ValueError:
+        raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time") from None
+    except OverflowError:
+        raise InvalidValue(f"Value {index}: ttl {raw[:64]!r} is outside years 1 to 9999 in UTC") from None
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def _decode_value_permissions(index: int, raw: Any) -> str:
@@ -279,7 +304,19 @@ def _decode_references(index: int, raw: Any) -> tuple[tuple[str, int], ...]:
         return ()
     if not isinstance(raw, list) or not all(isinstance(r, dict) and isinstance(r.get("handle"), str) for r in raw):
         raise InvalidValue(f"Value {index}: references must be a list of {{handle, index}}")
-    return tuple((r["handle"], _decode_index(r.get("index"), what="Reference index")) for r in raw)
+    return tuple(
+        (_named_handle(index, r["handle"], "reference"), _decode_index(r.get("index"), what="Reference index"))
+        for r in raw
+    )
+
+
+def _named_handle(index: int, handle: str, what: str) -> str:
+    """A handle that a value names (admin, vlist entry, reference): one this node could hold, so no NUL or
+    other control character, which jsonb or every page and log showing it would choke on."""
+    try:
+        return validate_text(handle, max_bytes=HARD_MAX_HANDLE_BYTES)
+    except HandleError as exc:
+        raise InvalidValue(f"Value {index}: {what} handle: {exc.message}") from None
 
 
 def _decode_data(index: int, type_: str, data: Any) -> tuple[str, Any]:
@@ -305,13 +342,39 @@ def _decode_data(index: int, type_: str, data: Any) -> tuple[str, Any]:
             raise InvalidValue(f"Value {index}: the 'vlist' format is only for HS_VLIST values")
         return "vlist", _decode_vlist(index, raw)
     if fmt in _OPAQUE_FORMATS:
+        _check_opaque(index, raw)
         return fmt, raw
     return _classify_bytes(_data_bytes(index, fmt, raw))
 
 
+def _check_opaque(index: int, raw: Any) -> None:
+    """Refuse ``key``/``site`` data that cannot be stored: NUL in a string or a key, or nesting beyond
+    ``MAX_DEPTH``. Iterative: a value nested as deep as orjson parses (1,024 levels) costs no Python recursion."""
+    pending: list[tuple[Any, int]] = [(raw, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise InvalidValue(f"Value {index}: data must not contain NUL characters")
+            continue
+        if not isinstance(node, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidValue(f"Value {index}: data nests deeper than {MAX_DEPTH} levels")
+        children = node if isinstance(node, list) else [*node, *node.values()]
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _describe(raw: Any) -> str:
+    """A short description of a JSON value for an error message: never the whole of a large or deep one."""
+    if isinstance(raw, list | dict):
+        return "an array" if isinstance(raw, list) else "an object"
+    return repr(raw[:64] if isinstance(raw, str) else raw)
+
+
 def _data_bytes(index: int, fmt: str, raw: Any) -> bytes:
     if fmt not in ("string", "base64", "hex"):
-        raise ProtocolError(f"Value {index}: unknown data format {fmt!r}")
+        raise ProtocolError(f"Value {index}: unknown data format {fmt[:64]!r}")
     if fmt == "string":
         if isinstance(raw, str):
             return raw.encode("utf-8", "surrogatepass")
@@ -345,7 +408,7 @@ def _decode_admin(index: int, raw: Any) -> dict[str, Any]:
     except InvalidValue:
         raise InvalidValue(f"Value {index}: admin index must be a positive integer") from None
     return {
-        "handle": raw["handle"],
+        "handle": _named_handle(index, raw["handle"], "admin"),
         "index": admin_index,
         "permissions": _decode_admin_bits(index, raw.get("permissions")),
     }
@@ -374,7 +437,8 @@ def _decode_vlist(index: int, raw: Any) -> list[dict[str, Any]]:
     for ref in raw:
         if not isinstance(ref, dict) or not isinstance(ref.get("handle"), str):
             raise InvalidValue(f"Value {index}: vlist entries need 'handle' and 'index'")
-        out.append({"handle": ref["handle"], "index": _decode_index(ref.get("index"), what="Vlist index")})
+        handle = _named_handle(index, ref["handle"], "vlist")
+        out.append({"handle": handle, "index": _decode_index(ref.get("index"), what="Vlist index")})
     return out
 
 
