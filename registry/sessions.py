@@ -183,6 +183,8 @@ class Sessions:
 
     @answers_errors
     async def this(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "PUT", "POST", "DELETE"):  # before the session: TRACE is 405, not 401
+            raise MethodNotAllowed(request.method, request.path, allow=("GET", "PUT", "DELETE"))
         self._secure(request)
         fields = parse_handle_authorization(request.headers.get("Authorization", ""))
         row = await self.store.session(fields.get("sessionId", "")) if request.match_info["which"] == "this" else None
@@ -193,8 +195,6 @@ class Sessions:
         if request.method == "DELETE":
             await self.store.close_session(row[0])
             return web.Response(status=204)
-        if request.method not in ("PUT", "POST"):
-            raise MethodNotAllowed(request.method, request.path, allow=("GET", "PUT", "DELETE"))
         if "signature" not in fields and request.body_exists:
             body = await json_body(request)
             fields |= {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
