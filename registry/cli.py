@@ -2,7 +2,7 @@
 
 ::
 
-    idnode serve [--host H] [--port P] [--workers N] [--data-dir D] [--database-url URL] [--demo]
+    idnode [SETTINGS] serve [SETTINGS]  run the node (idnode serve --help lists every setting flag)
     idnode prefix add PREFIX          home a prefix on this node
     idnode prefix list
     idnode enterprise add --prefix P --name N [--credit-code C] [--contact C] [--json]
@@ -14,6 +14,7 @@
     idnode migrate                    apply schema migrations
 
 Every command reads settings from flags, ``IDNODE_*`` variables and ``--config FILE`` (``resolver/config.py``).
+Every option of the settings table is a flag (generated from the table), accepted before the command or after it.
 Operator commands work with or without a running node on the same data directory: they start the embedded
 database when it is not running and stop it afterwards only if no node uses it (``resolver/database.py``).
 Errors a user can fix are printed as one line, never as a traceback; exit status 2 for those, 1 for "not found".
@@ -41,7 +42,7 @@ from registry.store import Actor, RegistryStore
 from registry.tls import server_context
 from resolver import __version__
 from resolver.answers import build_entry, render
-from resolver.config import Settings, load_settings
+from resolver.config import Settings, add_option_flags, given_flags, load_settings
 from resolver.database import migrate, open_database
 from resolver.errors import ConfigError, HandleError
 from resolver.identifiers import parse, validate_text
@@ -57,23 +58,21 @@ T = TypeVar("T")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="TOML settings file (also IDNODE_CONFIG)")
-    common.add_argument("--data-dir", dest="data_dir", help="directory of the embedded database (default ./data)")
-    common.add_argument("--database-url", dest="database_url", help="PostgreSQL DSN; unset starts an embedded one")
-    common.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file (also IDNODE_CONFIG)"
+    )
+    add_option_flags(common)
 
-    parser = argparse.ArgumentParser(prog="idnode", description="Industrial-internet identifier resolution node")
+    parser = argparse.ArgumentParser(
+        prog="idnode",
+        description="Industrial-internet identifier resolution node",
+        parents=[common],
+        epilog="Every settings flag is accepted before the command or after it (idnode --data-dir D serve).",
+    )
     parser.add_argument("--version", action="version", version=f"idnode {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve_cmd = commands.add_parser("serve", parents=[common], help="run the node")
-    serve_cmd.add_argument("--host")
-    serve_cmd.add_argument("--port", type=int)
-    serve_cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
-    serve_cmd.add_argument("--demo", action="store_true", default=None, help="home 88.888.1 and load demo products")
-    serve_cmd.add_argument("--tls", action="store_true", default=None, help="serve HTTPS (needed for writes)")
-    serve_cmd.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate (default: generated self-signed)")
-    serve_cmd.add_argument("--tls-key", dest="tls_key", help="PEM private key")
+    commands.add_parser("serve", parents=[common], help="run the node")
 
     prefix_cmd = commands.add_parser("prefix", help="manage homed prefixes")
     prefix_actions = prefix_cmd.add_subparsers(dest="action", required=True)
@@ -109,10 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("host", "port", "workers", "data_dir", "demo", "log_level", "tls", "tls_cert", "tls_key")
-    flags = {name: getattr(args, name, None) for name in names}
-    flags["database_url"] = getattr(args, "database_url", None)
-    return load_settings(flags, os.environ, getattr(args, "config", None))
+    return load_settings(given_flags(args), os.environ, getattr(args, "config", None))
 
 
 def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:

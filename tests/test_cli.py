@@ -220,6 +220,27 @@ async def test_bad_setting_is_a_one_line_error(database: str, tmp_path: Path) ->
     assert result.returncode == 2
     line = _one_line_error(result)
     assert "--port" in line and "99999" in line
+    assert line.count("65535") == 1  # the expectation is said once
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_settings_flags_are_accepted_before_or_after_the_command(
+    database: str, tmp_path: Path, where: str
+) -> None:
+    flag = ("--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    command = ("prefix", "list")
+    result = idnode(database, tmp_path, *((*flag, *command) if where == "before" else (*command, *flag)))
+    assert result.returncode == 2
+    assert "127.0.0.1:1" in _one_line_error(result)  # the flag, not IDNODE_DATABASE_URL, was used
+
+
+async def test_every_setting_is_a_flag_of_every_command(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "--cache-max-entries", "-1", "migrate")
+    assert result.returncode == 2
+    assert "--cache-max-entries='-1'" in _one_line_error(result)
+    shown = idnode(database, tmp_path, "serve", "--help")
+    for flag in ("--cache-negative-ttl", "--trusted-proxies", "--auth-failure-limit", "--no-tls", "--log-format"):
+        assert flag in shown.stdout
 
 
 async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path) -> None:
