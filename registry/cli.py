@@ -127,14 +127,13 @@ def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def _serve(settings: Settings) -> int:
-    async def prepare(dsn: str) -> None:
+    async def prepare(dsn: str, base: str) -> None:
         store = await connect(dsn, settings.database)
         try:
             added = await load_demo(RegistryStore(store.pool))
         finally:
             await store.close()
         example = DEMO_HANDLES[0][0]
-        base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
         print(f"demo: prefix {DEMO_PREFIX} homed, {added} new demo record(s). Try:")
         print(f"  curl {base}/api/handles/{example}")
         print(f"  curl -i {base}/{example}            # proxy redirect")

@@ -14,6 +14,8 @@ option                      default            meaning
 ==========================  =================  =====================================================
 host                        127.0.0.1          address to listen on
 port                        8000               TCP port
+admin_host                  127.0.0.1          address of the admin listener (admin_port)
+admin_port                  (none)             serve /metrics on this port instead of the public one
 workers                     1                  node processes sharing the port (SO_REUSEPORT)
 data_dir                    ./data             embedded PostgreSQL cluster and other local state
 database_url                (none)             PostgreSQL DSN; none starts the embedded server
@@ -102,6 +104,8 @@ class RegistrySettings:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
     workers: int = 1
     data_dir: Path = Path("data")
     max_handle_bytes: int = DEFAULT_MAX_HANDLE_BYTES
@@ -211,6 +215,8 @@ _BIG = 2**62
 _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "host": (None, "host", _text),
     "port": (None, "port", _int_in(0, 65535)),
+    "admin_host": (None, "admin_host", _text),
+    "admin_port": (None, "admin_port", _int_in(0, 65535)),
     "workers": (None, "workers", _int_in(1, 64)),
     "data_dir": (None, "data_dir", _path),
     "max_handle_bytes": (None, "max_handle_bytes", _int_in(16, HARD_MAX_HANDLE_BYTES)),

@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.support import REPO, home
+from tests.support import REPO, home, stop_process
 
 
 def idnode(dsn: str, cwd: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -248,3 +248,41 @@ async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("schema at version ")
     assert "applied now: nothing" in result.stdout
+
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
+
+
+@pytest.mark.parametrize("setting", ["port", "admin_port"])
+async def test_a_port_in_use_is_refused_before_the_database_starts(database: str, tmp_path: Path, setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        flag = "--" + setting.replace("_", "-")
+        ports = ("--port", "0", flag, str(port)) if setting == "admin_port" else ("--port", str(port))
+        # an unreachable database: had the database been tried first, the error would name it instead
+        result = idnode(database, tmp_path, "serve", "--host", "127.0.0.1", *ports, "--database-url", UNREACHABLE)
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert f"127.0.0.1:{port} is already in use; choose another {flag}" in line
+
+
+def test_the_banner_of_an_ipv6_listener_prints_a_url_that_can_be_pasted(database: str, tmp_path: Path) -> None:
+    port = free_port_v6()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=database, PYTHONPATH=str(REPO), IDNODE_LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "registry.cli", "serve", "--host", "::1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().decode()
+    finally:
+        stop_process(process)
+    assert banner.startswith(f"idnode serving on http://[::1]:{port} "), banner
+
+
+def free_port_v6() -> int:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
