@@ -7,6 +7,8 @@ written. The whole import is one transaction: valid rows stream into a temporary
 later lines are still being checked, and one ``INSERT ... SELECT`` moves them into ``handles`` at the end (one
 trigger run for history, search index and notifications). An interrupted import leaves nothing behind, and
 records already present are skipped unless ``replace`` is asked for, so re-running an import is always safe.
+With ``replace``, a record whose content is what the line says (timestamps aside) is left as it is: no new
+version, no history row, no notification (``idnode_untimed``, schema 0004).
 """
 
 from __future__ import annotations
@@ -113,7 +115,11 @@ async def import_lines(
     """Check and import ``lines`` in one transaction (see the module docstring); ``progress(n)`` per chunk."""
     report = ImportReport()
     stamp = now_timestamp()
-    conflict = 'DO UPDATE SET "values" = EXCLUDED."values", template_version = EXCLUDED.template_version'
+    conflict = (  # a record whose content did not change keeps its version and gets no history row
+        'DO UPDATE SET "values" = EXCLUDED."values", template_version = EXCLUDED.template_version '
+        "WHERE handles.template_version IS DISTINCT FROM EXCLUDED.template_version "
+        'OR idnode_untimed(handles."values") <> idnode_untimed(EXCLUDED."values")'
+    )
     try:
         async with store.pool.acquire() as con, con.transaction():
             await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)

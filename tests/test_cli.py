@@ -41,10 +41,10 @@ def _record(handle: str, url: str | None = None, **extra: str) -> dict[str, Any]
     return {"handle": handle, "values": values}
 
 
-async def _count(dsn: str) -> int:
+async def _count(dsn: str, table: str = "handles") -> int:
     con = await asyncpg.connect(dsn)
     try:
-        return await con.fetchval("SELECT count(*) FROM handles")
+        return await con.fetchval(f"SELECT count(*) FROM {table}")
     finally:
         await con.close()
 
@@ -136,6 +136,21 @@ async def test_import_with_replace_overwrites_existing_records(database: str, tm
     assert "1 record(s) written" in result.stdout
     url = idnode(database, tmp_path, "resolve", "88.TEST/pump-1", "--url")
     assert url.stdout == "https://example.org/pump-1/v2\n"
+
+
+async def test_replace_import_leaves_unchanged_records_and_their_history_alone(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    assert idnode(database, tmp_path, "import", str(path)).returncode == 0
+    assert await _count(database, "handle_history") == 3
+    again = idnode(database, tmp_path, "import", str(path), "--replace")  # same content, new timestamps
+    assert again.returncode == 0, again.stderr
+    assert "0 record(s) written" in again.stdout
+    assert await _count(database, "handle_history") == 3
+    changed = _jsonl(tmp_path / "changed.jsonl", _record("88.TEST/valve-1", "https://example.org/valve-1/v2"), GOOD[0])
+    result = idnode(database, tmp_path, "import", str(changed), "--replace")
+    assert "1 record(s) written" in result.stdout
+    assert await _count(database, "handle_history") == 4
 
 
 async def test_bad_import_names_every_bad_line_and_imports_nothing(database: str, tmp_path: Path) -> None:
