@@ -30,13 +30,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import orjson
 from tqdm import tqdm
 
 from registry.app import extensions
 from registry.bulk import import_lines
-from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
+from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import server_context
@@ -126,19 +127,34 @@ def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
         return asyncio.run(run(dsn))
 
 
+def _demo_lines(demo: Demo, base: str, tls: bool) -> list[str]:
+    """What ``serve --demo`` prints: reads to try, and a registration over HTTPS with the demo admin's secret."""
+    example = DEMO_HANDLES[0][0]
+    k = "-k " if tls else ""
+    user = quote(demo.admin.identity, safe="")
+    record = '{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.com/p/1"}}]}'
+    register = (
+        f"  curl -k -u '{user}:{demo.admin.secret}' -X PUT -H 'Content-Type: application/json' \\\n"
+        f"       -d '{record}' {base}/api/handles/{DEMO_PREFIX}/MY-PRODUCT-1"
+    )
+    return [
+        f"demo: enterprise {DEMO_PREFIX} with data template {DEMO_TEMPLATE}, {demo.added} new demo record(s). Try:",
+        f"  curl {k}{base}/api/handles/{example}",
+        f"  curl {k}-i {base}/{example}            # proxy redirect",
+        f"  open {base}/{example}?noredirect    # the page a QR-code scan shows",
+        f"demo admin {demo.admin.identity}, secret {demo.admin.secret} (new at every start). Register a product:",
+        register if tls else "  (writes need HTTPS: start with --tls, as make serve does, to try a registration)",
+    ]
+
+
 def _serve(settings: Settings) -> int:
     async def prepare(dsn: str, base: str) -> None:
         store = await connect(dsn, settings.database)
         try:
-            added = await load_demo(RegistryStore(store.pool))
+            demo = await load_demo(RegistryStore(store.pool))
         finally:
             await store.close()
-        example = DEMO_HANDLES[0][0]
-        print(f"demo: prefix {DEMO_PREFIX} homed, {added} new demo record(s). Try:")
-        print(f"  curl {base}/api/handles/{example}")
-        print(f"  curl -i {base}/{example}            # proxy redirect")
-        print(f"  open {base}/{example}?noredirect    # the page a QR-code scan shows")
-        sys.stdout.flush()
+        print("\n".join(_demo_lines(demo, base, settings.tls)), flush=True)
 
     serve(
         settings,

@@ -5,10 +5,12 @@ Exit statuses: 0 done, 1 not found, 2 an error the user can fix (printed as one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,10 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.support import REPO, home, stop_process
+from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE
+from registry.templates import template_reference, validate_record
+from resolver.records import decode_values
+from tests.support import REPO, free_port, home, stop_process
 
 
 def idnode(dsn: str, cwd: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -301,3 +306,59 @@ def free_port_v6() -> int:
     with socket.socket(socket.AF_INET6) as sock:
         sock.bind(("::1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _demo_node(dsn: str, cwd: Path) -> Iterator[tuple[str, list[str]]]:
+    """``idnode serve --demo --tls`` on a free port; yields its HTTPS base URL and what it printed up to its banner."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=dsn, PYTHONPATH=str(REPO), IDNODE_LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "registry.cli", "serve", "--demo", "--tls", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("idnode serving on")):
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line.rstrip("\n"))
+        yield f"https://127.0.0.1:{port}", lines
+    finally:
+        stop_process(process)
+
+
+def _printed_registration(lines: list[str]) -> str:
+    start = next(n for n, line in enumerate(lines) if line.lstrip().startswith("curl -k -u "))
+    return lines[start].rstrip("\\") + lines[start + 1]
+
+
+def _run(command: str) -> str:
+    return subprocess.run(
+        ["sh", "-c", command + " -s -o /dev/null -w '%{http_code}'"], capture_output=True, text=True, check=False
+    ).stdout
+
+
+async def test_the_demo_is_coherent_and_prints_a_registration_that_works(database: str, tmp_path: Path) -> None:
+    with _demo_node(database, tmp_path) as (base, lines):
+        register = _printed_registration(lines)
+        assert _run(register) == "201", "\n".join(lines)
+        assert _run(register) == "200"  # again: the same record, replaced
+        for path in (
+            "/api/handles/0.NA/88.888.1",
+            "/api/handles/88.888.1/ADMIN",
+            "/api/templates/88.888.1/TPL-PRODUCT-1",
+        ):
+            assert _run(f"curl -k {base}{path}") == "200", path
+    con = await asyncpg.connect(database)
+    try:
+        items = orjson.loads(await con.fetchval("SELECT items::text FROM templates"))
+        for handle, values in DEMO_HANDLES:  # every product names the template and matches it
+            assert template_reference(DEMO_PREFIX, decode_values(values)) == (DEMO_PREFIX, DEMO_TEMPLATE)
+            assert validate_record(items, decode_values(values)) == [], handle
+        assert await con.fetchval("SELECT count(*) FROM enterprises WHERE prefix_key = '88.888.1'") == 1
+    finally:
+        await con.close()
+    with _demo_node(database, tmp_path) as (again, lines):  # a restart: the old secret gives way to a new one
+        assert _run(_printed_registration(lines)) == "200"
+        assert _run(register.replace(base, again)) == "401"
