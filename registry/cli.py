@@ -28,13 +28,14 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
-from tqdm import tqdm
 
+from registry import progress
 from registry.app import extensions
 from registry.bulk import import_lines
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
@@ -213,15 +214,31 @@ def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _line_count(path: Path) -> int | None:
+    """Lines in ``path`` (the import's progress total), None when it is not a regular file (a pipe is read once)."""
+    if not path.is_file():
+        return None
+    count, last = 0, b"\n"
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
 def _import(settings: Settings, path: Path, replace: bool) -> int:
     try:
         handle = path.open("rb")
+        total = _line_count(path)
     except OSError as exc:
         raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
 
+    def stage(title: str, total: int | None, unit: str) -> AbstractContextManager[Callable[[int], None]]:
+        return progress.stage(f"import: {title}", total, unit, stream=sys.stderr)
+
     async def work(store: Store) -> Any:
         prefixes = PrefixTable(await store.fetch_prefixes())
-        with handle, tqdm(unit=" records", desc="import", disable=None, file=sys.stderr) as bar:
+        with handle:
             return await import_lines(
                 store,
                 handle,
@@ -229,7 +246,8 @@ def _import(settings: Settings, path: Path, replace: bool) -> int:
                 max_handle_bytes=settings.max_handle_bytes,
                 replace=replace,
                 actor=f"cli:{getpass.getuser()}",
-                progress=bar.update,
+                total_lines=total,
+                stage=stage,
             )
 
     report = _with_store(settings, work)

@@ -6,10 +6,14 @@ Exit statuses: 0 done, 1 not found, 2 an error the user can fix (printed as one 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import socket
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,3 +366,39 @@ async def test_the_demo_is_coherent_and_prints_a_registration_that_works(databas
     with _demo_node(database, tmp_path) as (again, lines):  # a restart: the old secret gives way to a new one
         assert _run(_printed_registration(lines)) == "200"
         assert _run(register.replace(base, again)) == "401"
+
+
+async def test_import_reports_progress_of_both_stages_in_a_log(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    result = idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "good.jsonl", *GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "import: check 3/3 lines (100.0%)" in result.stderr
+    assert "import: write 3/3 rows (100.0%)" in result.stderr
+
+
+def _in_terminal(dsn: str, cwd: Path, *args: str, columns: int) -> str:
+    """Run ``idnode ARGS`` on a pseudo-terminal that reports ``columns`` columns; everything it printed."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=dsn, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "registry.cli", *args]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once the child has exited
+        while chunk := os.read(main, 65536):
+            output += chunk
+    os.close(main)
+    process.wait(timeout=60)
+    return output.decode()
+
+
+@pytest.mark.parametrize("columns", [0, 100])
+async def test_import_draws_a_progress_bar_on_any_terminal(database: str, tmp_path: Path, columns: int) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    shown = _in_terminal(database, tmp_path, "import", str(path), columns=columns)
+    assert "3 record(s) written" in shown
+    for title in ("import: check", "import: write"):
+        assert title in shown and "100%" in shown.split(title)[-1], shown
