@@ -32,6 +32,7 @@ from resolver.store import apply_migrations
 from tests.support import (
     REPO,
     Node,
+    as_role,
     basic,
     free_port,
     home,
@@ -560,7 +561,7 @@ async def test_the_roles_script_leaves_the_runtime_role_unable_to_rewrite_histor
         pool = await asyncpg.create_pool(owner_dsn, min_size=1, max_size=1)
         await apply_migrations(pool)
         await pool.close()
-        runtime_dsn = owner_dsn.replace(f"//{owner}@", f"//{runtime}@", 1)
+        runtime_dsn = as_role(owner_dsn, runtime)
         await home(runtime_dsn, "88.TEST")
         await put_record(runtime_dsn, "88.TEST/h", RECORD)
         con = await asyncpg.connect(runtime_dsn)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from resolver.store import apply_migrations
-from tests.support import home, put_record, with_database
+from tests.support import as_role, home, put_record, with_database
 
 RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/h"}}]
 
@@ -54,12 +53,6 @@ async def test_deleting_a_handle_still_appends_its_history(database: str) -> Non
         await con.close()
 
 
-def _as(dsn: str, role: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, parts.fragment))
-
-
 @pytest.fixture
 async def owner_and_runtime(server_dsn: str) -> AsyncIterator[tuple[str, str]]:
     """A database owned by a fresh owner role, with a runtime role given table rights by default privileges."""
@@ -82,7 +75,7 @@ async def owner_and_runtime(server_dsn: str) -> AsyncIterator[tuple[str, str]]:
         finally:
             await setup.close()
         dsn = with_database(server_dsn, name)
-        yield _as(dsn, owner), _as(dsn, runtime)
+        yield as_role(dsn, owner), as_role(dsn, runtime)
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.execute(f"DROP ROLE IF EXISTS {runtime}; DROP ROLE IF EXISTS {owner}")
