@@ -275,7 +275,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     for name, (_section, _attr, cast) in _OPTIONS.items():
         flag = _flag(name)
         default, meaning = documented.get(name, ("", ""))
-        help_text = f"{meaning or (cast.__doc__ or '').strip()} (default: {default or 'none'})".replace("%", "%%")
+        help_text = f"{meaning} (default: {default.strip('()') or 'none'})".replace("%", "%%")
         if cast is _bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
