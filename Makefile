@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/idnode serve --demo
+	$(BIN)/idnode serve --demo --tls
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -7,11 +7,19 @@ written. The whole import is one transaction: valid rows stream into a temporary
 later lines are still being checked, and one ``INSERT ... SELECT`` moves them into ``handles`` at the end (one
 trigger run for history, search index and notifications). An interrupted import leaves nothing behind, and
 records already present are skipped unless ``replace`` is asked for, so re-running an import is always safe.
+With ``replace``, a record whose content is what the line says (timestamps aside) is left as it is: no new
+version, no history row, no notification (``idnode_untimed``, schema 0004).
+
+Progress is reported in two stages through ``stage`` (registry/progress.py shows them): ``check`` counts input
+lines as they are read, checked and copied, ``write`` counts rows of the final step, which runs in slices of
+``_WRITE_SLICE`` rows so that it can report too (a few statements more, each still one trigger run).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +32,7 @@ from resolver.prefixes import PrefixTable
 from resolver.records import decode_values, now_timestamp, values_to_stored
 from resolver.store import Store
 
-__all__ = ["ImportReport", "LineError", "import_lines"]
+__all__ = ["ImportReport", "LineError", "Stage", "import_lines"]
 
 MAX_REPORTED_ERRORS = 100
 
@@ -50,19 +58,22 @@ class ImportReport:
         return self.rows - self.written
 
 
-def _records(lines: Iterable[bytes | str]) -> Iterator[tuple[int, bytes | str]]:
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            yield number, line
-
-
 _COPY_CHUNK = 20_000
+_WRITE_SLICE = 50_000
+_CHECK_REPORT = 1_000
+"""Lines between two progress reports of the check stage (a report costs a call; a line costs ~50 µs)."""
 _BULK_TIMEOUT = 3600.0
 """Seconds a bulk statement may take; the pool's short per-query timeout is meant for the read path."""
 _COLUMNS = ("handle_key", "handle", "prefix_key", "values", "template_version")
 
 Row = tuple[str, str, str, str, str | None]
 Templates = dict[tuple[str, str], list[dict[str, Any]]]
+Stage = Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]
+"""``stage(title, total, unit)`` shows one stage's progress and yields ``update(count)``."""
+
+
+def _silent(_title: str, _total: int | None, _unit: str) -> AbstractContextManager[Callable[[int], None]]:
+    return contextlib.nullcontext(lambda _count: None)
 
 
 def _error(report: ImportReport, number: int, message: str) -> None:
@@ -108,12 +119,12 @@ async def import_lines(
     max_handle_bytes: int,
     replace: bool,
     actor: str,
-    progress: Callable[[int], None] | None = None,
+    total_lines: int | None = None,
+    stage: Stage = _silent,
 ) -> ImportReport:
-    """Check and import ``lines`` in one transaction (see the module docstring); ``progress(n)`` per chunk."""
+    """Check and import ``lines`` in one transaction (see the module docstring), showing progress through ``stage``."""
     report = ImportReport()
     stamp = now_timestamp()
-    conflict = 'DO UPDATE SET "values" = EXCLUDED."values", template_version = EXCLUDED.template_version'
     try:
         async with store.pool.acquire() as con, con.transaction():
             await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
@@ -122,44 +133,83 @@ async def import_lines(
                 for row in await con.fetch("SELECT prefix_key, version, items::text FROM templates")
             }
             await con.execute(
-                "CREATE TEMP TABLE idnode_import (handle_key text, handle text, prefix_key text, "
-                '"values" jsonb, template_version text) ON COMMIT DROP'
+                "CREATE TEMP TABLE idnode_import (n bigint GENERATED ALWAYS AS IDENTITY, handle_key text, "
+                'handle text, prefix_key text, "values" jsonb, template_version text) ON COMMIT DROP'
             )
-            seen: dict[str, int] = {}
-            chunk: list[Row] = []
-            for number, line in _records(lines):
-                try:
-                    row = _row(line, prefixes, templates, max_handle_bytes, stamp)
-                except (HandleError, ValueError) as exc:
-                    _error(report, number, getattr(exc, "message", None) or str(exc))
-                    continue
-                first = seen.setdefault(row[0], number)
-                if first != number:
-                    _error(report, number, f"handle {row[1]} already appears on line {first}")
-                    continue
-                report.rows += 1
-                if report.error_count == 0:
-                    chunk.append(row)
-                    if len(chunk) >= _COPY_CHUNK:
-                        await con.copy_records_to_table(
-                            "idnode_import", records=chunk, columns=_COLUMNS, timeout=_BULK_TIMEOUT
-                        )
-                        if progress is not None:
-                            progress(len(chunk))
-                        chunk = []
+            with stage("check", total_lines, "lines") as checked:
+                await _check_and_copy(con, lines, prefixes, templates, max_handle_bytes, stamp, report, checked)
             if report.error_count:
                 raise _Invalid
-            if chunk:
-                await con.copy_records_to_table("idnode_import", records=chunk, columns=_COLUMNS, timeout=_BULK_TIMEOUT)
-                if progress is not None:
-                    progress(len(chunk))
-            report.written = await con.fetchval(
-                'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
-                'SELECT handle_key, handle, prefix_key, "values", template_version FROM idnode_import '
-                f"ON CONFLICT (handle_key) {conflict if replace else 'DO NOTHING'} RETURNING 1) "
-                "SELECT count(*) FROM ins",
-                timeout=_BULK_TIMEOUT,
-            )
+            with stage("write", report.rows, "rows") as written:
+                report.written = await _write(con, report.rows, replace, written)
     except _Invalid:
         report.written = 0
     return report
+
+
+async def _check_and_copy(
+    con: Any,
+    lines: Iterable[bytes | str],
+    prefixes: PrefixTable,
+    templates: Templates,
+    max_handle_bytes: int,
+    stamp: str,
+    report: ImportReport,
+    checked: Callable[[int], None],
+) -> None:
+    """Check every line into ``report``; while none is bad, stream the rows into the temporary table."""
+    seen: dict[str, int] = {}
+    chunk: list[Row] = []
+    number = last = 0
+    for number, line in enumerate(lines, start=1):
+        if number - last >= _CHECK_REPORT:
+            checked(number - last)
+            last = number
+        if not line.strip():
+            continue
+        try:
+            row = _row(line, prefixes, templates, max_handle_bytes, stamp)
+        except (HandleError, ValueError) as exc:
+            _error(report, number, getattr(exc, "message", None) or str(exc))
+            continue
+        first = seen.setdefault(row[0], number)
+        if first != number:
+            _error(report, number, f"handle {row[1]} already appears on line {first}")
+            continue
+        report.rows += 1
+        if report.error_count == 0:
+            chunk.append(row)
+            if len(chunk) >= _COPY_CHUNK:
+                await _copy(con, chunk)
+                chunk = []
+    if chunk and report.error_count == 0:
+        await _copy(con, chunk)
+    checked(number - last)
+
+
+async def _copy(con: Any, rows: list[Row]) -> None:
+    await con.copy_records_to_table("idnode_import", records=rows, columns=_COLUMNS, timeout=_BULK_TIMEOUT)
+
+
+_CHANGED = (  # with replace: a record whose content did not change keeps its version and gets no history row
+    'DO UPDATE SET "values" = EXCLUDED."values", template_version = EXCLUDED.template_version '
+    "WHERE handles.template_version IS DISTINCT FROM EXCLUDED.template_version "
+    'OR idnode_untimed(handles."values") <> idnode_untimed(EXCLUDED."values")'
+)
+
+
+async def _write(con: Any, rows: int, replace: bool, written: Callable[[int], None]) -> int:
+    """Move the checked rows into ``handles`` slice by slice; how many were created or changed."""
+    statement = (
+        'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+        'SELECT handle_key, handle, prefix_key, "values", template_version FROM idnode_import '
+        f"WHERE n > $1 AND n <= $2 ON CONFLICT (handle_key) {_CHANGED if replace else 'DO NOTHING'} RETURNING 1) "
+        "SELECT count(*) FROM ins"
+    )
+    if rows > _WRITE_SLICE:
+        await con.execute("CREATE INDEX ON idnode_import (n)")
+    total = 0
+    for start in range(0, rows, _WRITE_SLICE):
+        total += await con.fetchval(statement, start, start + _WRITE_SLICE, timeout=_BULK_TIMEOUT)
+        written(min(_WRITE_SLICE, rows - start))
+    return total

@@ -2,7 +2,7 @@
 
 ::
 
-    idnode serve [--host H] [--port P] [--workers N] [--data-dir D] [--database-url URL] [--demo]
+    idnode [SETTINGS] serve [SETTINGS]  run the node (idnode serve --help lists every setting flag)
     idnode prefix add PREFIX          home a prefix on this node
     idnode prefix list
     idnode enterprise add --prefix P --name N [--credit-code C] [--contact C] [--json]
@@ -14,6 +14,7 @@
     idnode migrate                    apply schema migrations
 
 Every command reads settings from flags, ``IDNODE_*`` variables and ``--config FILE`` (``resolver/config.py``).
+Every option of the settings table is a flag (generated from the table), accepted before the command or after it.
 Operator commands work with or without a running node on the same data directory: they start the embedded
 database when it is not running and stop it afterwards only if no node uses it (``resolver/database.py``).
 Errors a user can fix are printed as one line, never as a traceback; exit status 2 for those, 1 for "not found".
@@ -27,21 +28,23 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import orjson
-from tqdm import tqdm
 
+from registry import progress
 from registry.app import extensions
 from registry.bulk import import_lines
-from registry.demo import DEMO_HANDLES, DEMO_PREFIX, load_demo
+from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import server_context
 from resolver import __version__
 from resolver.answers import build_entry, render
-from resolver.config import Settings, load_settings
+from resolver.config import Settings, add_option_flags, given_flags, load_settings
 from resolver.database import migrate, open_database
 from resolver.errors import ConfigError, HandleError
 from resolver.identifiers import parse, validate_text
@@ -57,23 +60,21 @@ T = TypeVar("T")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="TOML settings file (also IDNODE_CONFIG)")
-    common.add_argument("--data-dir", dest="data_dir", help="directory of the embedded database (default ./data)")
-    common.add_argument("--database-url", dest="database_url", help="PostgreSQL DSN; unset starts an embedded one")
-    common.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file (also IDNODE_CONFIG)"
+    )
+    add_option_flags(common)
 
-    parser = argparse.ArgumentParser(prog="idnode", description="Industrial-internet identifier resolution node")
+    parser = argparse.ArgumentParser(
+        prog="idnode",
+        description="Industrial-internet identifier resolution node",
+        parents=[common],
+        epilog="Every settings flag is accepted before the command or after it (idnode --data-dir D serve).",
+    )
     parser.add_argument("--version", action="version", version=f"idnode {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve_cmd = commands.add_parser("serve", parents=[common], help="run the node")
-    serve_cmd.add_argument("--host")
-    serve_cmd.add_argument("--port", type=int)
-    serve_cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
-    serve_cmd.add_argument("--demo", action="store_true", default=None, help="home 88.888.1 and load demo products")
-    serve_cmd.add_argument("--tls", action="store_true", default=None, help="serve HTTPS (needed for writes)")
-    serve_cmd.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate (default: generated self-signed)")
-    serve_cmd.add_argument("--tls-key", dest="tls_key", help="PEM private key")
+    commands.add_parser("serve", parents=[common], help="run the node")
 
     prefix_cmd = commands.add_parser("prefix", help="manage homed prefixes")
     prefix_actions = prefix_cmd.add_subparsers(dest="action", required=True)
@@ -109,10 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("host", "port", "workers", "data_dir", "demo", "log_level", "tls", "tls_cert", "tls_key")
-    flags = {name: getattr(args, name, None) for name in names}
-    flags["database_url"] = getattr(args, "database_url", None)
-    return load_settings(flags, os.environ, getattr(args, "config", None))
+    return load_settings(given_flags(args), os.environ, getattr(args, "config", None))
 
 
 def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -130,20 +128,34 @@ def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
         return asyncio.run(run(dsn))
 
 
+def _demo_lines(demo: Demo, base: str, tls: bool) -> list[str]:
+    """What ``serve --demo`` prints: reads to try, and a registration over HTTPS with the demo admin's secret."""
+    example = DEMO_HANDLES[0][0]
+    k = "-k " if tls else ""
+    user = quote(demo.admin.identity, safe="")
+    record = '{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.com/p/1"}}]}'
+    register = (
+        f"  curl -k -u '{user}:{demo.admin.secret}' -X PUT -H 'Content-Type: application/json' \\\n"
+        f"       -d '{record}' {base}/api/handles/{DEMO_PREFIX}/MY-PRODUCT-1"
+    )
+    return [
+        f"demo: enterprise {DEMO_PREFIX} with data template {DEMO_TEMPLATE}, {demo.added} new demo record(s). Try:",
+        f"  curl {k}{base}/api/handles/{example}",
+        f"  curl {k}-i {base}/{example}            # proxy redirect",
+        f"  open {base}/{example}?noredirect    # the page a QR-code scan shows",
+        f"demo admin {demo.admin.identity}, secret {demo.admin.secret} (new at every start). Register a product:",
+        register if tls else "  (writes need HTTPS: start with --tls, as make serve does, to try a registration)",
+    ]
+
+
 def _serve(settings: Settings) -> int:
-    async def prepare(dsn: str) -> None:
+    async def prepare(dsn: str, base: str) -> None:
         store = await connect(dsn, settings.database)
         try:
-            added = await load_demo(RegistryStore(store.pool))
+            demo = await load_demo(RegistryStore(store.pool))
         finally:
             await store.close()
-        example = DEMO_HANDLES[0][0]
-        base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
-        print(f"demo: prefix {DEMO_PREFIX} homed, {added} new demo record(s). Try:")
-        print(f"  curl {base}/api/handles/{example}")
-        print(f"  curl -i {base}/{example}            # proxy redirect")
-        print(f"  open {base}/{example}?noredirect    # the page a QR-code scan shows")
-        sys.stdout.flush()
+        print("\n".join(_demo_lines(demo, base, settings.tls)), flush=True)
 
     serve(
         settings,
@@ -202,15 +214,31 @@ def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _line_count(path: Path) -> int | None:
+    """Lines in ``path`` (the import's progress total), None when it is not a regular file (a pipe is read once)."""
+    if not path.is_file():
+        return None
+    count, last = 0, b"\n"
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
 def _import(settings: Settings, path: Path, replace: bool) -> int:
     try:
         handle = path.open("rb")
+        total = _line_count(path)
     except OSError as exc:
         raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
 
+    def stage(title: str, total: int | None, unit: str) -> AbstractContextManager[Callable[[int], None]]:
+        return progress.stage(f"import: {title}", total, unit, stream=sys.stderr)
+
     async def work(store: Store) -> Any:
         prefixes = PrefixTable(await store.fetch_prefixes())
-        with handle, tqdm(unit=" records", desc="import", disable=None, file=sys.stderr) as bar:
+        with handle:
             return await import_lines(
                 store,
                 handle,
@@ -218,7 +246,8 @@ def _import(settings: Settings, path: Path, replace: bool) -> int:
                 max_handle_bytes=settings.max_handle_bytes,
                 replace=replace,
                 actor=f"cli:{getpass.getuser()}",
-                progress=bar.update,
+                total_lines=total,
+                stage=stage,
             )
 
     report = _with_store(settings, work)

@@ -27,7 +27,16 @@ from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidHandle, 
 from resolver.identifiers import ascii_upper, parse, prefix_chain, validate_text
 from resolver.records import decode_values, values_to_stored
 
-__all__ = ["Credentials", "add_operator", "home_prefix", "onboard", "remove_prefix", "validate_prefix"]
+__all__ = [
+    "ADMIN_SUFFIX",
+    "Credentials",
+    "add_operator",
+    "home_prefix",
+    "onboard",
+    "remove_prefix",
+    "renew_secret",
+    "validate_prefix",
+]
 
 ALL_PERMISSIONS = "111111111111"
 ADMIN_SUFFIX = "ADMIN"
@@ -161,6 +170,19 @@ async def add_operator(store: RegistryStore, handle: str, *, actor: Actor) -> Cr
         await _insert_handle(tx, handle, _identity_values(handle, hashed))
         await tx.add_operator(ascii_upper(identity), identity)
     return Credentials(identity, secret)
+
+
+async def renew_secret(store: RegistryStore, handle: str, *, actor: Actor) -> Credentials:
+    """Give the identity ``handle`` (an enterprise's ``P/ADMIN`` or an operator) a new secret; the old one stops
+    working. Secrets are stored hashed, so a lost one cannot be shown again, only replaced (the demo does this
+    at every start to print working credentials)."""
+    parsed = parse(handle, bare_is_prefix=False)
+    secret, hashed = await _new_secret()
+    async with store.transaction(actor) as tx:
+        if await tx.lock(parsed.key) is None:
+            raise HandleNotFound(f"{handle} does not exist", handle=handle)
+        await tx.update(parsed.key, _identity_values(handle, hashed), None)
+    return Credentials(f"300:{handle}", secret)
 
 
 async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor: Actor) -> int:

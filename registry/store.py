@@ -265,15 +265,15 @@ class RegistryStore:
         row = await self.write.fetchrow(_UPDATE_IF, key, stored, template, version, actor.name, actor.request_id)
         return None if row is None else (row[0], row[1])
 
-    async def create_missing(self, rows: Sequence[tuple[str, str, str, str]], actor: Actor) -> int:
-        """Insert ``(key, handle, prefix_key, values)`` rows whose key is not stored yet; how many were new.
+    async def create_missing(self, rows: Sequence[tuple[str, str, str, str, str | None]], actor: Actor) -> int:
+        """Insert ``(key, handle, prefix_key, values, template)`` rows whose key is not stored yet; how many were new.
 
         For small seed data (the demo); imports go through ``registry/bulk.py`` (COPY).
         """
         if not rows:
             return 0
         async with self.transaction(actor) as tx:
-            created = await tx.insert_many([(*row, None) for row in rows])
+            created = await tx.insert_many(rows)
         return len(created)
 
     # --- handles: reading ---------------------------------------------------------------------------------------

@@ -157,7 +157,9 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
 
     hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
     router.set_hot(HANDLES_PREFIX, hot_route)
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", scrape)])
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    if settings.admin_port is None:  # otherwise only the admin listener publishes it (resolver/admin.py)
+        app.add_routes([web.get("/metrics", scrape)])
     for added in additions:
         app.add_routes(added.routes)
         if added.secure_check is not None:

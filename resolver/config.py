@@ -6,11 +6,16 @@ variable ``IDNODE_CACHE_MAX_ENTRIES``, TOML key ``cache_max_entries`` (or ``max_
 table). A bad value stops the start with a :class:`ConfigError` naming the option, the value and what it
 expected.
 
+The command line's flags are generated from the option table below (:func:`add_option_flags`), their help from
+this docstring's table, so a new option is a flag as soon as it is in both.
+
 ==========================  =================  =====================================================
 option                      default            meaning
 ==========================  =================  =====================================================
 host                        127.0.0.1          address to listen on
 port                        8000               TCP port
+admin_host                  127.0.0.1          address of the admin listener (admin_port)
+admin_port                  (none)             serve /metrics on this port instead of the public one
 workers                     1                  node processes sharing the port (SO_REUSEPORT)
 data_dir                    ./data             embedded PostgreSQL cluster and other local state
 database_url                (none)             PostgreSQL DSN; none starts the embedded server
@@ -30,6 +35,7 @@ log_level                   INFO               logging threshold
 log_format                  text               ``text`` or ``json`` (one object per line, resolver/logs.py)
 access_log_sample           0                  fraction of requests logged to idnode.access (0 = off)
 slow_request_ms             0                  log requests slower than this to idnode.slow (0 = off)
+demo                        false              home 88.888.1 with demo products, a template and an enterprise
 tls                         false              serve HTTPS (authentication only counts on a secure channel)
 tls_cert / tls_key          (generated)        PEM files; without them a self-signed pair is kept in data_dir
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
@@ -41,7 +47,9 @@ redirect_schemes            (none)             URL schemes the proxy redirects t
 
 from __future__ import annotations
 
+import argparse
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,7 +59,16 @@ from typing import Any
 from resolver.errors import ConfigError
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
 
-__all__ = ["CacheSettings", "ChangesSettings", "DatabaseSettings", "RegistrySettings", "Settings", "load_settings"]
+__all__ = [
+    "CacheSettings",
+    "ChangesSettings",
+    "DatabaseSettings",
+    "RegistrySettings",
+    "Settings",
+    "add_option_flags",
+    "given_flags",
+    "load_settings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +106,8 @@ class RegistrySettings:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
     workers: int = 1
     data_dir: Path = Path("data")
     max_handle_bytes: int = DEFAULT_MAX_HANDLE_BYTES
@@ -190,6 +209,13 @@ def _url_schemes(raw: Any) -> tuple[str, ...]:
     return schemes
 
 
+def _path(raw: Any) -> Path:
+    """a file system path"""
+    if not isinstance(raw, str | Path) or not str(raw):
+        raise ValueError("must be a non-empty path")
+    return Path(raw)
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -202,8 +228,10 @@ _BIG = 2**62
 _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "host": (None, "host", _text),
     "port": (None, "port", _int_in(0, 65535)),
+    "admin_host": (None, "admin_host", _text),
+    "admin_port": (None, "admin_port", _int_in(0, 65535)),
     "workers": (None, "workers", _int_in(1, 64)),
-    "data_dir": (None, "data_dir", Path),
+    "data_dir": (None, "data_dir", _path),
     "max_handle_bytes": (None, "max_handle_bytes", _int_in(16, HARD_MAX_HANDLE_BYTES)),
     "max_body_bytes": (None, "max_body_bytes", _int_in(1024, 64 << 20)),
     "max_batch": (None, "max_batch", _int_in(1, 100_000)),
@@ -224,13 +252,58 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "cache_negative_ttl": ("cache", "negative_ttl", _positive_float),
     "changes_backoff_max": ("changes", "backoff_max", _positive_float),
     "tls": (None, "tls", _bool),
-    "tls_cert": (None, "tls_cert", Path),
-    "tls_key": (None, "tls_key", Path),
+    "tls_cert": (None, "tls_cert", _path),
+    "tls_key": (None, "tls_key", _path),
     "trusted_proxies": ("registry", "trusted_proxies", _words),
     "operators": ("registry", "operators", _words),
     "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
     "redirect_schemes": (None, "redirect_schemes", _url_schemes),
 }
+
+
+def _documented() -> dict[str, tuple[str, str]]:
+    """``option → (default, meaning)`` from the module docstring's table; a row ``a_min/max`` names two options."""
+    lines = (__doc__ or "").splitlines()
+    rulers = [n for n, line in enumerate(lines) if line.startswith("====")]
+    spans = [match.span() for match in re.finditer("=+", lines[rulers[0]])]
+    rows: dict[str, tuple[str, str]] = {}
+    for line in lines[rulers[1] + 1 : rulers[2]]:
+        names, default, meaning = (line[start:end].strip() for start, end in (*spans[:2], (spans[2][0], None)))
+        first, *others = (name.strip() for name in names.split("/"))
+        for name in (first, *(o if o in _OPTIONS else first.rsplit("_", 1)[0] + "_" + o for o in others)):
+            rows[name] = (default, meaning)
+    return rows
+
+
+def _flag(name: str) -> str:
+    """``cache_max_entries → --cache-max-entries``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` one flag per option (booleans also get ``--no-…``), each absent from the result unless given.
+
+    Values stay strings: :func:`load_settings` casts them, so a bad flag reads like a bad variable. Absent (not
+    ``None``) defaults let a flag be given before the subcommand or after it without one hiding the other.
+    """
+    documented = _documented()
+    for name, (_section, _attr, cast) in _OPTIONS.items():
+        flag = _flag(name)
+        default, meaning = documented.get(name, ("", ""))
+        help_text = f"{meaning} (default: {default.strip('()') or 'none'})".replace("%", "%%")
+        if cast is _bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+        else:
+            metavar = name.rsplit("_", 1)[-1].upper()
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given as flags in ``args`` (parsed with :func:`add_option_flags`), for :func:`load_settings`."""
+    given = vars(args)
+    return {name: given[name] for name in _OPTIONS if name in given}
 
 
 def _flatten_toml(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -276,16 +349,16 @@ def load_settings(
     for name, value in flags.items():
         if name not in _OPTIONS:
             raise ConfigError(f"config: unknown option {name}")
-        merged[name] = (value, "--" + name.replace("_", "-"))
+        merged[name] = (value, _flag(name))
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}, "registry": {}}
     for name, (raw, source) in merged.items():
         section, attr, cast = _OPTIONS[name]
         try:
             value = cast(raw)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError):
             expected = (cast.__doc__ or "").strip() or "a valid value"
-            raise ConfigError(f"config: {source}={raw!r} is invalid ({exc}); expected {expected}") from None
+            raise ConfigError(f"config: {source}={raw!r} is invalid; expected {expected}") from None
         (sections[section] if section else top)[attr] = value
     settings = Settings(**top)
     settings = replace(

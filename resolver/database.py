@@ -71,5 +71,10 @@ async def migrate(dsn: str, *, timeout: float = 30.0) -> MigrationResult:
         raise ConfigError(f"database_url: cannot connect to {_redact(dsn)}: {exc}") from None
     try:
         return await apply_migrations(pool)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ConfigError(
+            f"database_url: the role of {_redact(dsn)} may not change the schema ({exc}); "
+            "run idnode migrate with the schema owner's URL first"
+        ) from None
     finally:
         await pool.close()

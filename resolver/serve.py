@@ -6,8 +6,11 @@ socket on the port, so the kernel spreads connections over them. Each worker has
 connection; notifications keep their caches coherent. The parent forwards SIGTERM/SIGINT, restarts a worker
 that dies (on the same sockets), and stops the embedded database after the last worker exits.
 
-A port that is already taken is found by a plain bind (without SO_REUSEPORT) before the workers bind, so a
-second node on the same port fails with a clear message instead of silently sharing it.
+Every port the settings name (``port``, and ``admin_port`` when set) is bound by a plain bind (without
+SO_REUSEPORT) before the database starts: a taken port fails at once with a message naming it, instead of after
+the embedded PostgreSQL started and migrated, and a second node on the same port never silently shares it.
+
+With ``admin_port`` set, ``/metrics`` is served on that listener instead of the public port (resolver/admin.py).
 
 Metrics with several workers: before forking, the parent also binds one loopback socket per worker
 (``127.0.0.1``, an ephemeral port, announced at start). Each worker serves its own registry there at
@@ -37,6 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
+from resolver.admin import METRICS_PATH, serve_admin
 from resolver.app import PROMETHEUS_REGISTRY, Extension, create_app
 from resolver.config import Settings
 from resolver.database import describe, migrate, open_database
@@ -44,11 +48,12 @@ from resolver.errors import ConfigError
 from resolver.logs import configure_logging, request_log_options
 from resolver.metrics import LOCAL_PATH, SIBLINGS, Siblings, local_scrape
 
-__all__ = ["bind", "configure_logging", "serve"]
+__all__ = ["bind", "configure_logging", "listen_url", "serve"]
 
 log = logging.getLogger("idnode.serve")
 
-Prepare = Callable[[str], Awaitable[None]]
+Prepare = Callable[[str, str], Awaitable[None]]
+"""Run once before serving, given the database DSN and the public base URL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class _Worker:
     index: int
     sock: socket.socket
     local: socket.socket
+    admin: socket.socket | None
     siblings: tuple[str, ...]
     """``/metrics/local`` URLs of the other workers."""
 
@@ -70,8 +76,15 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A listening TCP socket on ``host:port``; ConfigError naming the address when it cannot be had."""
+def listen_url(host: str, port: int, *, tls: bool) -> str:
+    """The base URL of a listener; an IPv6 address goes in brackets (RFC 3986 §3.2.2), so the URL can be pasted."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def bind(host: str, port: int, *, reuse_port: bool, setting: str = "port") -> socket.socket:
+    """A listening TCP socket on ``host:port``; ConfigError naming the address and ``setting`` when it cannot be
+    had."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -86,8 +99,9 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port: {host}:{port} is already in use; choose another --port") from None
-        raise ConfigError(f"host/port: cannot listen on {host}:{port}: {exc.strerror}") from None
+            flag = "--" + setting.replace("_", "-")
+            raise ConfigError(f"{setting}: {host}:{port} is already in use; choose another {flag}") from None
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -116,11 +130,13 @@ def _share_metrics(app: web.Application, worker: _Worker) -> None:
 
 
 async def _worker_app(
-    settings: Settings, dsn: str, extensions: Iterable[Extension], worker: _Worker | None
+    settings: Settings, dsn: str, extensions: Iterable[Extension], admin: socket.socket | None, worker: _Worker | None
 ) -> web.Application:
     app = await create_app(settings, dsn, extensions=extensions)
     if worker is not None:
         _share_metrics(app, worker)
+    if admin is not None:
+        serve_admin(app, admin)
     return app
 
 
@@ -128,13 +144,14 @@ def _run_worker(
     settings: Settings,
     dsn: str,
     sock: socket.socket,
+    admin: socket.socket | None,
     extensions: Iterable[Extension],
     ssl_context: ssl.SSLContext | None,
     worker: _Worker | None = None,
 ) -> None:
     _use_uvloop()
     web.run_app(
-        _worker_app(settings, dsn, extensions, worker),
+        _worker_app(settings, dsn, extensions, admin, worker),
         sock=sock,
         ssl_context=ssl_context,
         print=None,
@@ -157,29 +174,59 @@ def serve(
     With ``ssl_context`` the shared port speaks HTTPS; the per-worker metrics sockets stay plain HTTP on loopback.
     """
     extensions = tuple(extensions)
-    with open_database(settings, serving=True) as dsn:
-        result = asyncio.run(migrate(dsn))
-        if result.applied:
-            log.info("applied migrations: %s", ", ".join(result.applied))
-        if prepare is not None:
-            asyncio.run(prepare(dsn))
-        first = bind(settings.host, settings.port, reuse_port=False)
-        port = first.getsockname()[1]
-        url = f"{'https' if ssl_context is not None else 'http'}://{settings.host}:{port}"
-        announce(f"idnode serving on {url} with {settings.workers} worker(s); data: {describe(settings)}")
-        if settings.workers == 1:
-            _run_worker(settings, dsn, first, extensions, ssl_context)
-            return
+    first = bind(settings.host, settings.port, reuse_port=False)  # before the database: see the module docstring
+    admin = None
+    try:
+        if settings.admin_port is not None:
+            admin = bind(settings.admin_host, settings.admin_port, reuse_port=False, setting="admin_port")
+        with open_database(settings, serving=True) as dsn:
+            result = asyncio.run(migrate(dsn))
+            if result.applied:
+                log.info("applied migrations: %s", ", ".join(result.applied))
+            port = first.getsockname()[1]
+            url = listen_url(settings.host, port, tls=ssl_context is not None)
+            if prepare is not None:
+                asyncio.run(prepare(dsn, url))
+            announce(f"idnode serving on {url} with {settings.workers} worker(s); data: {describe(settings)}")
+            if admin is not None:
+                admin_url = listen_url(settings.admin_host, admin.getsockname()[1], tls=False)
+                announce(f"idnode metrics on {admin_url}{METRICS_PATH} (admin listener)")
+            if settings.workers == 1:
+                _run_worker(settings, dsn, first, admin, extensions, ssl_context)
+                return
+            first.close()  # the workers bind the port with SO_REUSEPORT, which a plain socket on it would refuse
+            _serve_workers(settings, dsn, port, admin, extensions, ssl_context, announce)
+    finally:
         first.close()
-        sockets = [bind(settings.host, port, reuse_port=True) for _ in range(settings.workers)]
-        locals_ = [bind("127.0.0.1", 0, reuse_port=False) for _ in range(settings.workers)]
-        urls = [f"http://127.0.0.1:{sock.getsockname()[1]}{LOCAL_PATH}" for sock in locals_]
-        announce(f"idnode per-worker metrics: {' '.join(urls)}")
-        workers = [
-            _Worker(index, sock, local, tuple(u for i, u in enumerate(urls) if i != index))
-            for index, (sock, local) in enumerate(zip(sockets, locals_, strict=True))
-        ]
-        _supervise(settings, dsn, workers, extensions, ssl_context)
+        if admin is not None:
+            admin.close()
+
+
+def _serve_workers(
+    settings: Settings,
+    dsn: str,
+    port: int,
+    admin: socket.socket | None,
+    extensions: tuple[Extension, ...],
+    ssl_context: ssl.SSLContext | None,
+    announce: Callable[[str], None],
+) -> None:
+    """Bind each worker's share of the public (and admin) port and its loopback metrics socket, then supervise."""
+    count = settings.workers
+    sockets = [bind(settings.host, port, reuse_port=True) for _ in range(count)]
+    admins: list[socket.socket | None] = [None] * count
+    if admin is not None:
+        admin_port = admin.getsockname()[1]
+        admin.close()
+        admins = [bind(settings.admin_host, admin_port, reuse_port=True, setting="admin_port") for _ in range(count)]
+    locals_ = [bind("127.0.0.1", 0, reuse_port=False) for _ in range(count)]
+    urls = [f"http://127.0.0.1:{sock.getsockname()[1]}{LOCAL_PATH}" for sock in locals_]
+    announce(f"idnode per-worker metrics: {' '.join(urls)}")
+    workers = [
+        _Worker(index, sock, local, admins[index], tuple(u for i, u in enumerate(urls) if i != index))
+        for index, (sock, local) in enumerate(zip(sockets, locals_, strict=True))
+    ]
+    _supervise(settings, dsn, workers, extensions, ssl_context)
 
 
 def _supervise(
@@ -202,9 +249,8 @@ def _supervise(
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 for other in workers:  # the siblings' sockets are theirs to serve
                     if other is not worker:
-                        other.sock.close()
-                        other.local.close()
-                _run_worker(settings, dsn, worker.sock, extensions, ssl_context, worker)
+                        _close(other)
+                _run_worker(settings, dsn, worker.sock, worker.admin, extensions, ssl_context, worker)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
@@ -240,5 +286,11 @@ def _supervise(
         last_restart = time.monotonic()
         spawn(worker)
     for worker in workers:
-        worker.sock.close()
-        worker.local.close()
+        _close(worker)
+
+
+def _close(worker: _Worker) -> None:
+    worker.sock.close()
+    worker.local.close()
+    if worker.admin is not None:
+        worker.admin.close()

@@ -238,10 +238,11 @@ async def apply_migrations(pool: asyncpg.Pool) -> MigrationResult:
     async with pool.acquire() as con:
         async with con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await con.execute(
-                "CREATE TABLE IF NOT EXISTS idnode_migrations ("
-                " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            if not await con.fetchval("SELECT to_regclass('idnode_migrations') IS NOT NULL"):  # a runtime role
+                await con.execute(  # without CREATE rights can then still find that nothing is to be done
+                    "CREATE TABLE idnode_migrations ("
+                    " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
         for version, name, sql in _migrations():
             async with con.transaction():
                 await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

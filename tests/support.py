@@ -69,6 +69,13 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+def as_role(dsn: str, role: str) -> str:
+    """``dsn`` connecting as ``role`` (no password: the test server trusts local connections)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, parts.fragment))
+
+
 async def home(dsn: str, *prefixes: str) -> None:
     """Home ``prefixes`` with plain SQL, as an operator's ``idnode prefix add`` does."""
     con = await asyncpg.connect(dsn)

@@ -5,10 +5,16 @@ Exit statuses: 0 done, 1 not found, 2 an error the user can fix (printed as one 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pty
 import socket
+import struct
 import subprocess
 import sys
+import termios
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +22,10 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.support import REPO, home
+from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE
+from registry.templates import template_reference, validate_record
+from resolver.records import decode_values
+from tests.support import REPO, free_port, home, stop_process
 
 
 def idnode(dsn: str, cwd: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -41,10 +50,10 @@ def _record(handle: str, url: str | None = None, **extra: str) -> dict[str, Any]
     return {"handle": handle, "values": values}
 
 
-async def _count(dsn: str) -> int:
+async def _count(dsn: str, table: str = "handles") -> int:
     con = await asyncpg.connect(dsn)
     try:
-        return await con.fetchval("SELECT count(*) FROM handles")
+        return await con.fetchval(f"SELECT count(*) FROM {table}")
     finally:
         await con.close()
 
@@ -138,6 +147,21 @@ async def test_import_with_replace_overwrites_existing_records(database: str, tm
     assert url.stdout == "https://example.org/pump-1/v2\n"
 
 
+async def test_replace_import_leaves_unchanged_records_and_their_history_alone(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    assert idnode(database, tmp_path, "import", str(path)).returncode == 0
+    assert await _count(database, "handle_history") == 3
+    again = idnode(database, tmp_path, "import", str(path), "--replace")  # same content, new timestamps
+    assert again.returncode == 0, again.stderr
+    assert "0 record(s) written" in again.stdout
+    assert await _count(database, "handle_history") == 3
+    changed = _jsonl(tmp_path / "changed.jsonl", _record("88.TEST/valve-1", "https://example.org/valve-1/v2"), GOOD[0])
+    result = idnode(database, tmp_path, "import", str(changed), "--replace")
+    assert "1 record(s) written" in result.stdout
+    assert await _count(database, "handle_history") == 4
+
+
 async def test_bad_import_names_every_bad_line_and_imports_nothing(database: str, tmp_path: Path) -> None:
     await home(database, "88.TEST")
     path = _jsonl(
@@ -220,6 +244,27 @@ async def test_bad_setting_is_a_one_line_error(database: str, tmp_path: Path) ->
     assert result.returncode == 2
     line = _one_line_error(result)
     assert "--port" in line and "99999" in line
+    assert line.count("65535") == 1  # the expectation is said once
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_settings_flags_are_accepted_before_or_after_the_command(
+    database: str, tmp_path: Path, where: str
+) -> None:
+    flag = ("--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    command = ("prefix", "list")
+    result = idnode(database, tmp_path, *((*flag, *command) if where == "before" else (*command, *flag)))
+    assert result.returncode == 2
+    assert "127.0.0.1:1" in _one_line_error(result)  # the flag, not IDNODE_DATABASE_URL, was used
+
+
+async def test_every_setting_is_a_flag_of_every_command(database: str, tmp_path: Path) -> None:
+    result = idnode(database, tmp_path, "--cache-max-entries", "-1", "migrate")
+    assert result.returncode == 2
+    assert "--cache-max-entries='-1'" in _one_line_error(result)
+    shown = idnode(database, tmp_path, "serve", "--help")
+    for flag in ("--cache-negative-ttl", "--trusted-proxies", "--auth-failure-limit", "--no-tls", "--log-format"):
+        assert flag in shown.stdout
 
 
 async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path) -> None:
@@ -227,3 +272,133 @@ async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("schema at version ")
     assert "applied now: nothing" in result.stdout
+
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
+
+
+@pytest.mark.parametrize("setting", ["port", "admin_port"])
+async def test_a_port_in_use_is_refused_before_the_database_starts(database: str, tmp_path: Path, setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        flag = "--" + setting.replace("_", "-")
+        ports = ("--port", "0", flag, str(port)) if setting == "admin_port" else ("--port", str(port))
+        # an unreachable database: had the database been tried first, the error would name it instead
+        result = idnode(database, tmp_path, "serve", "--host", "127.0.0.1", *ports, "--database-url", UNREACHABLE)
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert f"127.0.0.1:{port} is already in use; choose another {flag}" in line
+
+
+def test_the_banner_of_an_ipv6_listener_prints_a_url_that_can_be_pasted(database: str, tmp_path: Path) -> None:
+    port = free_port_v6()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=database, PYTHONPATH=str(REPO), IDNODE_LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "registry.cli", "serve", "--host", "::1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().decode()
+    finally:
+        stop_process(process)
+    assert banner.startswith(f"idnode serving on http://[::1]:{port} "), banner
+
+
+def free_port_v6() -> int:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _demo_node(dsn: str, cwd: Path) -> Iterator[tuple[str, list[str]]]:
+    """``idnode serve --demo --tls`` on a free port; yields its HTTPS base URL and what it printed up to its banner."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=dsn, PYTHONPATH=str(REPO), IDNODE_LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "registry.cli", "serve", "--demo", "--tls", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("idnode serving on")):
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line.rstrip("\n"))
+        yield f"https://127.0.0.1:{port}", lines
+    finally:
+        stop_process(process)
+
+
+def _printed_registration(lines: list[str]) -> str:
+    start = next(n for n, line in enumerate(lines) if line.lstrip().startswith("curl -k -u "))
+    return lines[start].rstrip("\\") + lines[start + 1]
+
+
+def _run(command: str) -> str:
+    return subprocess.run(
+        ["sh", "-c", command + " -s -o /dev/null -w '%{http_code}'"], capture_output=True, text=True, check=False
+    ).stdout
+
+
+async def test_the_demo_is_coherent_and_prints_a_registration_that_works(database: str, tmp_path: Path) -> None:
+    with _demo_node(database, tmp_path) as (base, lines):
+        register = _printed_registration(lines)
+        assert _run(register) == "201", "\n".join(lines)
+        assert _run(register) == "200"  # again: the same record, replaced
+        for path in (
+            "/api/handles/0.NA/88.888.1",
+            "/api/handles/88.888.1/ADMIN",
+            "/api/templates/88.888.1/TPL-PRODUCT-1",
+        ):
+            assert _run(f"curl -k {base}{path}") == "200", path
+    con = await asyncpg.connect(database)
+    try:
+        items = orjson.loads(await con.fetchval("SELECT items::text FROM templates"))
+        for handle, values in DEMO_HANDLES:  # every product names the template and matches it
+            assert template_reference(DEMO_PREFIX, decode_values(values)) == (DEMO_PREFIX, DEMO_TEMPLATE)
+            assert validate_record(items, decode_values(values)) == [], handle
+        assert await con.fetchval("SELECT count(*) FROM enterprises WHERE prefix_key = '88.888.1'") == 1
+    finally:
+        await con.close()
+    with _demo_node(database, tmp_path) as (again, lines):  # a restart: the old secret gives way to a new one
+        assert _run(_printed_registration(lines)) == "200"
+        assert _run(register.replace(base, again)) == "401"
+
+
+async def test_import_reports_progress_of_both_stages_in_a_log(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    result = idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "good.jsonl", *GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "import: check 3/3 lines (100.0%)" in result.stderr
+    assert "import: write 3/3 rows (100.0%)" in result.stderr
+
+
+def _in_terminal(dsn: str, cwd: Path, *args: str, columns: int) -> str:
+    """Run ``idnode ARGS`` on a pseudo-terminal that reports ``columns`` columns; everything it printed."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    env.update(IDNODE_DATABASE_URL=dsn, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "registry.cli", *args]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once the child has exited
+        while chunk := os.read(main, 65536):
+            output += chunk
+    os.close(main)
+    process.wait(timeout=60)
+    return output.decode()
+
+
+@pytest.mark.parametrize("columns", [0, 100])
+async def test_import_draws_a_progress_bar_on_any_terminal(database: str, tmp_path: Path, columns: int) -> None:
+    await home(database, "88.TEST")
+    path = _jsonl(tmp_path / "good.jsonl", *GOOD)
+    shown = _in_terminal(database, tmp_path, "import", str(path), columns=columns)
+    assert "3 record(s) written" in shown
+    for title in ("import: check", "import: write"):
+        assert title in shown and "100%" in shown.split(title)[-1], shown

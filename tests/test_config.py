@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from resolver.config import CacheSettings, ChangesSettings, DatabaseSettings, Settings, load_settings
+from resolver.config import (
+    _OPTIONS,
+    CacheSettings,
+    ChangesSettings,
+    DatabaseSettings,
+    Settings,
+    add_option_flags,
+    given_flags,
+    load_settings,
+)
 from resolver.errors import ConfigError
 
 
@@ -211,3 +221,47 @@ def test_pool_min_equal_to_pool_max_is_accepted() -> None:
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         load_settings(environ={"IDNODE_PORT": "x"})
+
+
+# --- flags ----------------------------------------------------------------------------------------------------
+
+
+def _flag_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idnode", exit_on_error=False)
+    add_option_flags(parser)
+    return parser
+
+
+def test_every_option_of_the_table_is_a_flag_with_its_documented_meaning() -> None:
+    parser = _flag_parser()
+    flags = {action.dest: action for action in parser._actions if action.dest != "help"}
+    assert set(flags) == set(_OPTIONS)
+    for name, action in flags.items():
+        assert action.option_strings[0] == "--" + name.replace("_", "-")
+        assert action.help and "(default: " in action.help
+        assert not action.help.startswith(" (default"), f"{name} has no row in the table of resolver/config.py"
+
+
+def test_flags_reach_the_settings_they_name() -> None:
+    args = _flag_parser().parse_args(
+        ["--cache-max-entries", "5", "--database-timeout", "2.5", "--tls", "--trusted-proxies", "10.0.0.0/8"]
+    )
+    settings = load_settings(given_flags(args))
+    assert (settings.cache.max_entries, settings.database.command_timeout) == (5, 2.5)
+    assert settings.tls is True and settings.registry.trusted_proxies == ("10.0.0.0/8",)
+    assert load_settings(given_flags(_flag_parser().parse_args(["--no-tls"])), {"IDNODE_TLS": "1"}).tls is False
+
+
+def test_flags_not_given_leave_the_environment_in_charge() -> None:
+    assert given_flags(_flag_parser().parse_args([])) == {}
+    assert load_settings(given_flags(_flag_parser().parse_args([])), {"IDNODE_PORT": "8200"}).port == 8200
+
+
+def test_a_bad_value_is_explained_once() -> None:
+    message = _refused(flags={"port": "99999"})
+    assert message == "config: --port='99999' is invalid; expected an integer from 0 to 65535"
+
+
+def test_a_path_option_given_a_number_is_refused_as_a_path(tmp_path: Path) -> None:
+    message = _refused(config_file=_toml(tmp_path, "data_dir = 5\n"))
+    assert message.endswith("expected a file system path")

@@ -8,18 +8,39 @@ the alert rules are shared with tests/test_prometheus.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
+import asyncpg
 import pytest
 import yaml
 
 from resolver.config import Settings, load_settings
 from resolver.errors import ConfigError
-from tests.support import REPO, Node
+from resolver.store import apply_migrations
+from tests.support import (
+    REPO,
+    Node,
+    as_role,
+    basic,
+    free_port,
+    home,
+    onboard_enterprise,
+    put_record,
+    stop_process,
+    with_database,
+)
 
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "idnode.json"
@@ -162,6 +183,26 @@ def kubernetes() -> dict[str, dict[str, Any]]:
     return objects
 
 
+def shape_environments() -> dict[str, dict[str, str]]:
+    """The ``IDNODE_*`` settings each deployment shape gives a node (compose, Kubernetes, systemd, the image)."""
+    image = {}
+    for kind, args in dockerfile_instructions(DOCKERFILE):
+        if kind == "ENV":
+            image.update(pair.partition("=")[::2] for pair in args.split())
+    return {
+        "compose": {k: str(v) for k, v in _compose()["services"]["idnode-1"]["environment"].items()},
+        "kubernetes": dict(kubernetes()["ConfigMap"]["data"]),
+        "systemd": env_file(ENV_EXAMPLE),
+        "image": {k: v for k, v in image.items() if k.startswith("IDNODE_")},
+    }
+
+
+RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/h"}}]
+
+_ADMIN_PORT = 9100
+"""The admin listener's port in every shape (test_every_shape_takes_registrations_and_keeps_metrics_private)."""
+
+
 def _compose() -> dict[str, Any]:
     return load_yaml(COMPOSE)
 
@@ -186,6 +227,9 @@ def test_every_deploy_file_parses() -> None:
             assert dockerfile_instructions(path)
         elif path.name.endswith((".env.example", ".dockerignore", ".md")):
             assert path.read_text().strip()
+        elif path.suffix == ".sh":
+            checked_script = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, check=False)
+            assert checked_script.returncode == 0, checked_script.stderr
         else:
             pytest.fail(f"{path.relative_to(REPO)}: no check knows this kind of file; add one")
         checked.append(path.name)
@@ -195,6 +239,7 @@ def test_every_deploy_file_parses() -> None:
 
 def test_ports_agree_with_the_default_port() -> None:
     port = Settings().port
+    admin_port = _ADMIN_PORT
     instructions = dockerfile_instructions(DOCKERFILE)
     assert ("EXPOSE", str(port)) in instructions
     assert f"IDNODE_PORT={port}" in " ".join(args for kind, args in instructions if kind == "ENV")
@@ -205,7 +250,7 @@ def test_ports_agree_with_the_default_port() -> None:
         assert f":{port}/" in " ".join(service["healthcheck"]["test"]), name
     objects = kubernetes()
     [container] = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert [p["containerPort"] for p in container["ports"]] == [port]
+    assert [p["containerPort"] for p in container["ports"]] == [port, admin_port]
     assert objects["ConfigMap"]["data"]["IDNODE_PORT"] == str(port)
     named = {p["name"] for p in container["ports"]}
     assert {p["targetPort"] for p in objects["Service"]["spec"]["ports"]} <= named
@@ -214,7 +259,7 @@ def test_ports_agree_with_the_default_port() -> None:
     for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]:
         if job["job_name"] == "idnode":
             targets = [t for config in job["static_configs"] for t in config["targets"]]
-            assert targets and all(t.endswith(f":{port}") for t in targets)
+            assert targets and all(t.endswith(f":{admin_port}") for t in targets)
             assert {t.split(":")[0] for t in targets} <= set(_idnode_services())
 
 
@@ -464,3 +509,127 @@ def test_kubernetes_objects_select_each_other() -> None:
     assert all((KUBERNETES / name).exists() for name in resources)
     assert "secret.example.yaml" not in resources
     assert set(resources) == {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+
+
+def test_every_shape_takes_registrations_and_keeps_metrics_private() -> None:
+    for shape, environ in shape_environments().items():
+        settings = load_settings(environ={k: v for k, v in environ.items() if k != "IDNODE_DATABASE_URL"})
+        assert settings.tls or settings.registry.trusted_proxies, f"{shape}: plain HTTP only, every write is 403"
+        assert settings.admin_port == _ADMIN_PORT, f"{shape}: /metrics is on the public port"
+    objects = kubernetes()
+    [container] = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    targets = {p["name"]: p["targetPort"] for p in objects["Service"]["spec"]["ports"]}
+    [endpoint] = objects["ServiceMonitor"]["spec"]["endpoints"]
+    assert named[targets[endpoint["port"]]] == _ADMIN_PORT
+    probes = [container[kind]["httpGet"] for kind in ("readinessProbe", "livenessProbe", "startupProbe")]
+    assert all(probe["scheme"] == "HTTPS" and named[probe["port"]] == Settings().port for probe in probes)
+    for name, service in _idnode_services().items():
+        assert "https://127.0.0.1:" in " ".join(service["healthcheck"]["test"]), name
+        assert not any(str(_ADMIN_PORT) in mapping for mapping in service["ports"]), name
+    healthcheck = " ".join(args for kind, args in dockerfile_instructions(DOCKERFILE) if kind == "HEALTHCHECK")
+    assert "https://127.0.0.1:" in healthcheck
+
+
+def test_compose_migrates_as_the_owner_and_serves_as_a_runtime_role() -> None:
+    services = _compose()["services"]
+    owner = services["postgres"]["environment"]["POSTGRES_USER"]
+    assert f"postgresql://{owner}:" in services["migrate"]["environment"]["IDNODE_DATABASE_URL"]
+    assert services["migrate"]["command"] == ["idnode", "migrate"]
+    runtime = services["postgres"]["environment"]["RUNTIME_ROLE"]
+    assert runtime != owner
+    assert "./postgres/roles.sh:/docker-entrypoint-initdb.d/roles.sh:ro" in services["postgres"]["volumes"]
+    for name, service in _idnode_services().items():
+        assert service["environment"]["IDNODE_DATABASE_URL"].startswith(f"postgresql://{runtime}:"), name
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+async def test_the_roles_script_leaves_the_runtime_role_unable_to_rewrite_history(server_dsn: str) -> None:
+    tag = uuid.uuid4().hex[:10]
+    name, runtime = f"idnode_deploy_{tag}", f"idnode_rt_{tag}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        owner_dsn = with_database(server_dsn, name)
+        owner = urlsplit(owner_dsn).username or "postgres"
+        environ = {**os.environ, "POSTGRES_USER": owner, "POSTGRES_DB": name, "RUNTIME_ROLE": runtime}
+        environ.update(RUNTIME_PASSWORD="x", **_libpq(owner_dsn))
+        script = subprocess.run(
+            ["sh", str(DEPLOY / "postgres" / "roles.sh")], env=environ, capture_output=True, text=True
+        )
+        assert script.returncode == 0, script.stderr
+        pool = await asyncpg.create_pool(owner_dsn, min_size=1, max_size=1)
+        await apply_migrations(pool)
+        await pool.close()
+        runtime_dsn = as_role(owner_dsn, runtime)
+        await home(runtime_dsn, "88.TEST")
+        await put_record(runtime_dsn, "88.TEST/h", RECORD)
+        con = await asyncpg.connect(runtime_dsn)
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await con.execute("DELETE FROM handle_history")
+        finally:
+            await con.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"DROP ROLE IF EXISTS {runtime}")
+        await admin.close()
+
+
+def _libpq(dsn: str) -> dict[str, str]:
+    """``PGHOST``/``PGPORT`` for psql from an asyncpg DSN (TCP or a unix-socket directory)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or dict(parse_qsl(parts.query)).get("host", "")
+    return {"PGHOST": host, "PGPORT": str(parts.port or dict(parse_qsl(parts.query)).get("port", 5432))}
+
+
+@pytest.mark.parametrize("shape", ["compose", "kubernetes", "systemd", "image"])
+async def test_a_node_with_a_shapes_settings_takes_a_registration_and_serves_metrics_privately(
+    database: str, tmp_path: Path, shape: str
+) -> None:
+    credentials = await onboard_enterprise(database, "88.DEPLOY")
+    port, admin_port = free_port(), free_port()
+    environ = dict(shape_environments()[shape])
+    environ.update(
+        IDNODE_DATABASE_URL=database,
+        IDNODE_HOST="127.0.0.1",
+        IDNODE_PORT=str(port),
+        IDNODE_ADMIN_HOST="127.0.0.1",
+        IDNODE_ADMIN_PORT=str(admin_port),
+        IDNODE_DATA_DIR=str(tmp_path),
+        IDNODE_WORKERS="1",
+        IDNODE_LOG_LEVEL="WARNING",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")} | environ | {"PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"https://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+            await _until_ready(http, base, process)
+            record = {"values": [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://e.x/1"}}]}
+            headers = basic(credentials.identity, credentials.secret)
+            async with http.put(f"{base}/api/handles/88.DEPLOY/P-1", json=record, headers=headers) as response:
+                assert response.status == 201, await response.text()
+            async with http.get(f"http://127.0.0.1:{admin_port}/metrics") as response:
+                assert response.status == 200 and "idnode_lookups_total" in await response.text()
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status != 200
+    finally:
+        stop_process(process)
+
+
+async def _until_ready(http: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(base + "/readyz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no node ready at {base}")
