@@ -86,7 +86,10 @@ _READ_PARAMS = [
     _flag("publicOnly", "false: also non-public values (needs an admin with READ_VALUE)"),
     _flag("auth", "authoritative answer (always, on this node)"),
     _flag("pretty", "indent the JSON"),
-    _query("callback", description="JSONP: wrap the answer in callback(...)"),
+    _query(
+        "callback",
+        description="JSONP: wrap the answer in callback(...); public answers only (with publicOnly=false, 400)",
+    ),
 ]
 
 _INDEX = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_INDEX}, {"type": "string", "pattern": "^[0-9]+$"}]}
@@ -200,6 +203,14 @@ _RECORD = {
 }
 _OBJECT = {"type": "object"}
 _SESSION_PATH = {"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}
+
+_ANSWER_CHALLENGE: dict[str, Any] = {
+    "summary": "Answer the challenge",
+    "parameters": [_SESSION_PATH],
+    "responses": _answers(
+        {"200": _json(_OBJECT, "authenticated"), "401": _json(_OBJECT, "not verified")}, 400, 403, 413, 429, 503
+    ),
+}
 
 _PATHS: dict[str, Any] = {
     "/api/handles/{handle}": {
@@ -368,13 +379,8 @@ _PATHS: dict[str, Any] = {
             "parameters": [_SESSION_PATH],
             "responses": _answers({"200": _json(_OBJECT, "session")}, 401, 403, 503),
         },
-        "put": {
-            "summary": "Answer the challenge",
-            "parameters": [_SESSION_PATH],
-            "responses": _answers(
-                {"200": _json(_OBJECT, "authenticated"), "401": _json(_OBJECT, "not verified")}, 400, 403, 429, 503
-            ),
-        },
+        "put": _ANSWER_CHALLENGE,
+        "post": {**_ANSWER_CHALLENGE, "summary": "Answer the challenge (as PUT; Handle.Net accepts both)"},
         "delete": {
             "summary": "End the session",
             "parameters": [_SESSION_PATH],
@@ -404,7 +410,19 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
-    "/": {"get": {"summary": "Home page", "responses": {"200": {"description": "HTML"}}}},
+    "/": {
+        "get": {
+            "summary": "Home page; its form sends ?hdl=H, answered as GET /H",
+            "parameters": [_query("hdl"), _flag("noredirect")],
+            "responses": {
+                "200": {"description": "HTML page"},
+                "302": {"description": "redirect"},
+                "400": {"description": "HTML page: not a handle"},
+                "404": {"description": "HTML page"},
+                "503": {"description": "the database is unavailable; retry", "headers": _RETRY_AFTER},
+            },
+        }
+    },
     "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}},
     "/readyz": {
         "get": {

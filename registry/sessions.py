@@ -184,7 +184,7 @@ class Sessions:
     @answers_errors
     async def this(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "PUT", "POST", "DELETE"):  # before the session: TRACE is 405, not 401
-            raise MethodNotAllowed(request.method, request.path, allow=("GET", "PUT", "DELETE"))
+            raise MethodNotAllowed(request.method, request.path, allow=("GET", "PUT", "POST", "DELETE"))
         self._secure(request)
         fields = parse_handle_authorization(request.headers.get("Authorization", ""))
         row = await self.store.session(fields.get("sessionId", "")) if request.match_info["which"] == "this" else None

@@ -170,7 +170,7 @@ def test_an_error_names_the_requested_handle_unless_it_is_a_protocol_error() -> 
         ("GET", "/api/resolve", "POST"),
         ("TRACE", "/api/handles/88.TEST/x", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
         ("POST", "/api/templates/88.TEST/v1", "DELETE, GET, HEAD, PUT"),
-        ("TRACE", "/api/sessions/this", "GET, PUT, DELETE"),
+        ("TRACE", "/api/sessions/this", "GET, PUT, POST, DELETE"),
     ],
 )
 async def test_a_method_the_path_does_not_have_is_a_json_405_with_allow(
