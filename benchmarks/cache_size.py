@@ -33,8 +33,7 @@ from typing import Any
 from benchmarks.dataset import handle_of, record_values
 from benchmarks.procfs import rss_kib
 from resolver.answers import build_entry
-from resolver.cache import Cache, CacheEntry
-from resolver.config import CacheSettings
+from resolver.cache import Cache, CacheEntry, CacheSettings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
 from resolver.store import StoredRecord

@@ -32,11 +32,23 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-from resolver.config import CacheSettings
 from resolver.records import DEFAULT_TTL, HandleValue, values_from_answer, values_from_stored
 
-__all__ = ["Cache", "CacheEntry", "Loader"]
+__all__ = ["Cache", "CacheEntry", "CacheSettings", "Loader"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """Options ``cache_*``; the defaults are a working cache, so tests and tools build one with ``CacheSettings()``."""
+
+    max_entries: int = 1_000_000
+    max_bytes: int = 1 << 30
+    negative_max_entries: int = 100_000
+    safety_ttl: float = 3600.0
+    negative_ttl: float = 300.0
+
 
 Loader = Callable[[Sequence[str]], Awaitable[dict[str, "CacheEntry"]]]
 """Loads the given keys; keys missing from the result are absent from the store."""

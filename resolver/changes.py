@@ -26,17 +26,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 
 from resolver.cache import Cache
-from resolver.config import ChangesSettings
 from resolver.store import unavailable
 
-__all__ = ["CHANNEL", "ChangeListener"]
+__all__ = ["CHANNEL", "ChangeListener", "ChangesSettings"]
 
 CHANNEL = "idnode_changes"
 log = logging.getLogger("idnode.changes")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesSettings:
+    """Reconnection back-off of the LISTEN connection (option ``changes_backoff_max``)."""
+
+    backoff_min: float = 0.1
+    backoff_max: float = 10.0
 
 
 class ChangeListener:

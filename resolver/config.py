@@ -56,13 +56,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from resolver.answers import Redirects
+from resolver.cache import CacheSettings
+from resolver.changes import ChangesSettings
 from resolver.errors import ConfigError
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
+from resolver.store import DatabaseSettings
 
 __all__ = [
-    "CacheSettings",
-    "ChangesSettings",
-    "DatabaseSettings",
     "RegistrySettings",
     "Settings",
     "add_option_flags",
@@ -72,30 +73,11 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class DatabaseSettings:
-    url: str | None = None
-    pool_min: int = 2
-    pool_max: int = 16
-    command_timeout: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class CacheSettings:
-    max_entries: int = 1_000_000
-    max_bytes: int = 1 << 30
-    negative_max_entries: int = 100_000
-    safety_ttl: float = 3600.0
-    negative_ttl: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class ChangesSettings:
-    backoff_min: float = 0.1
-    backoff_max: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
 class RegistrySettings:
+    """The registry's settings live here, not in ``registry/``: the registry builds on the resolver, never the
+    reverse, and this module reads every option. The other stages' settings sit next to them (``CacheSettings`` in
+    cache.py, ``ChangesSettings`` in changes.py, ``DatabaseSettings`` in store.py)."""
+
     trusted_proxies: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     auth_failure_limit: int = 10
@@ -202,8 +184,6 @@ def _non_negative_float(raw: Any) -> float:
 
 def _url_schemes(raw: Any) -> tuple[str, ...]:
     """comma-separated URL schemes, never javascript, vbscript, data, blob or file"""
-    from resolver.answers import Redirects  # answers imports the cache, which imports this module
-
     schemes = tuple(scheme.lower() for scheme in _words(raw))
     Redirects(schemes)  # refuses what may not be a redirect target, naming it
     return schemes

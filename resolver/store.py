@@ -34,9 +34,8 @@ from typing import Any, TypeVar
 import asyncpg
 from asyncpg.pool import PoolAcquireContext
 
-from resolver.config import DatabaseSettings
-
 __all__ = [
+    "DatabaseSettings",
     "DeadlinePool",
     "MigrationResult",
     "PrefixRow",
@@ -53,6 +52,16 @@ _MIGRATION_LOCK = 0x1D0DE  # pg_advisory_xact_lock key shared by every idnode pr
 
 _FETCH = 'SELECT handle_key, handle, version, "values"::text FROM handles WHERE handle_key = ANY($1::text[])'
 _PREFIXES = "SELECT prefix_key, prefix, kind, delegate_url FROM prefixes"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Options ``database_*``: where the database is, the pool's bounds, and the deadline of every call."""
+
+    url: str | None = None
+    pool_min: int = 2
+    pool_max: int = 16
+    command_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from benchmarks.cache_size import SHAPES, measure
-from resolver.cache import Cache, CacheEntry
-from resolver.config import CacheSettings
+from resolver.cache import Cache, CacheEntry, CacheSettings
 
 
 class Clock:

@@ -14,9 +14,9 @@ import asyncpg
 import orjson
 
 from resolver.app import CACHE, LISTENER
-from resolver.cache import Cache
-from resolver.changes import ChangeListener
-from resolver.config import CacheSettings, ChangesSettings, Settings
+from resolver.cache import Cache, CacheSettings
+from resolver.changes import ChangeListener, ChangesSettings
+from resolver.config import Settings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
 from tests.support import Node, delete_record, eventually, home, node_process, put_record, start_node

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
+from resolver.cache import CacheSettings
+from resolver.changes import ChangesSettings
 from resolver.config import (
     _OPTIONS,
-    CacheSettings,
-    ChangesSettings,
-    DatabaseSettings,
     Settings,
     add_option_flags,
     given_flags,
     load_settings,
 )
 from resolver.errors import ConfigError
+from resolver.store import DatabaseSettings
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

@@ -17,7 +17,8 @@ import pytest
 
 from benchmarks.pgproxy import PgProxy
 from resolver.app import CACHE, LISTENER, READY_TIMEOUT
-from resolver.config import DatabaseSettings, RegistrySettings, Settings
+from resolver.config import RegistrySettings, Settings
+from resolver.store import DatabaseSettings
 from tests.support import SECURE, Node, eventually, home, onboard_enterprise, put_record, running_node, secure_basic
 
 TIMEOUT = 1.0

@@ -574,7 +574,7 @@ async def test_more_concurrent_writes_than_pool_connections_all_complete(databas
     """Pool exhaustion: each write holds a connection while authorizing, and authorizing loads records through
     the cache. With one shared pool of 2, twenty writes whose authorization misses the cache deadlocked."""
     from resolver.app import CACHE
-    from resolver.config import DatabaseSettings
+    from resolver.store import DatabaseSettings
 
     admin = await onboard_enterprise(database, "88.TEST")
     settings = Settings(registry=TRUSTING.registry, database=DatabaseSettings(pool_min=1, pool_max=2))
