@@ -7,6 +7,9 @@ entry on demand (``CacheEntry.values``), which keeps a million entries near 1 Ki
 
 Policy.
 - Positive entries live until a change notification evicts them (``changes.py``), or ``safety_ttl`` passes.
+  An expired entry is reloaded on its next look-up but kept until the reload answers: if the load fails (the
+  database is away), the expired entry answers instead (serve-stale, as RFC 8767 lets DNS resolvers do). It is
+  at most as stale as the outage, since notifications that would have evicted it need the database too.
 - Negative entries (handle absent under a homed prefix) live ``negative_ttl`` or until a create notification.
   They have their own bound so that a scan of random identifiers cannot push real records out.
 - Bounded by entry count *and* estimated bytes. Eviction is CLOCK (second chance), an O(1) approximation of
@@ -54,6 +57,8 @@ Loader = Callable[[Sequence[str]], Awaitable[dict[str, "CacheEntry"]]]
 """Loads the given keys; keys missing from the result are absent from the store."""
 
 _MAX_KEYS_PER_LOAD = 5000
+_STALE = float("-inf")
+"""``CacheEntry.expires_at`` of an expired entry kept to answer if its reload fails."""
 _ENTRY_OVERHEAD = 500
 """An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its body, stored JSON and
 redirect target and twice its handle's (the entry's spelling and the map's key). The constant is the entry object,
@@ -137,6 +142,7 @@ class Cache:
         "invalidations",
         "flushes",
         "discarded_loads",
+        "stale_answers",
     )
 
     __slots__ = (
@@ -163,6 +169,7 @@ class Cache:
         "negative_hits",
         "settings",
         "single_flight_joins",
+        "stale_answers",
     )
 
     def __init__(self, settings: CacheSettings, load: Loader, *, clock: Callable[[], float] = time.monotonic):
@@ -191,8 +198,9 @@ class Cache:
                 entry.referenced = True
                 self.hits += 1
                 return entry
-            self._remove(key)
-            self.expirations += 1
+            if entry.expires_at != _STALE:  # kept for serve-stale until a reload replaces it
+                entry.expires_at = _STALE
+                self.expirations += 1
         return None
 
     def is_absent(self, key: str) -> bool:
@@ -249,7 +257,13 @@ class Cache:
             for key, future in futures:
                 if self._inflight.get(key) is future:
                     del self._inflight[key]
-                if not future.done():
+                if future.done():
+                    continue
+                stale = self._entries.get(key)
+                if stale is not None and stale.expires_at == _STALE and not isinstance(exc, asyncio.CancelledError):
+                    self.stale_answers += 1
+                    future.set_result(stale)
+                else:
                     future.set_exception(exc)
                     future.exception()  # waiters may all be gone; do not log "never retrieved"
             if isinstance(exc, asyncio.CancelledError):
@@ -289,6 +303,7 @@ class Cache:
 
     def put_absent(self, key: str) -> None:
         """Remember that ``key`` is not in the store (only called for homed prefixes)."""
+        self._remove(key)  # an expired entry kept for serve-stale
         if self.settings.negative_max_entries == 0:
             return
         self._negative.pop(key, None)

@@ -21,7 +21,8 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
 - ``cache_entries{kind}``, ``cache_bytes``: positive/negative entries, estimated bytes of positive entries.
 - ``cache_evictions_total{kind}``, ``cache_expirations_total``, ``cache_invalidations_total``,
   ``cache_flushes_total``, ``cache_single_flight_joins_total``, ``cache_loads_total``, ``cache_load_keys_total``,
-  ``cache_discarded_loads_total``, ``cache_load_errors_total``.
+  ``cache_discarded_loads_total``, ``cache_load_errors_total``, ``cache_stale_answers_total`` (misses answered by an
+  expired entry because its reload failed: the database is away).
 - ``db_query_duration_seconds``: histogram of the read path's load queries.
 - ``db_pool_connections{state}`` (idle, in_use), ``db_pool_max_connections``.
 - ``listen_connected``, ``listen_reconnects_total``, ``listen_connection_losses_total``, ``listen_notifications_total``.
@@ -241,7 +242,7 @@ class NodeCollector(Collector):
         evictions.add_metric(["negative"], stats["negative_evictions"])
         yield evictions
         for key, doc in (
-            ("expirations", "Entries dropped because their TTL passed"),
+            ("expirations", "Entries whose TTL passed (a positive one is kept until its reload answers)"),
             ("invalidations", "Change notifications applied to the cache"),
             ("flushes", "Whole-cache flushes (LISTEN loss, bulk changes, prefix changes)"),
             ("single_flight_joins", "Misses that joined a load already under way"),
@@ -249,6 +250,7 @@ class NodeCollector(Collector):
             ("load_keys", "Keys asked for by load queries"),
             ("load_errors", "Load queries that failed"),
             ("discarded_loads", "Loaded results not stored because the key changed meanwhile"),
+            ("stale_answers", "Misses answered from an expired entry because its reload failed (serve-stale)"),
         ):
             yield CounterMetricFamily(f"idnode_cache_{key}", doc, value=stats[key])
 

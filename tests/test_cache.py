@@ -205,9 +205,36 @@ def test_positive_entry_expires_after_safety_ttl() -> None:
     assert cache.get("K") is not None
     clock.now += 0.1
     assert cache.get("K") is None
+    assert cache.get("K") is None
     assert cache.expirations == 1
-    assert cache.stats()["entries"] == 0
-    assert cache.stats()["bytes"] == 0
+
+
+async def test_an_expired_entry_is_kept_until_its_reload_answers() -> None:
+    clock = Clock()
+    records = Records(K=2)
+    cache = _cache(records, clock=clock, safety_ttl=10)
+    cache.put("K", _entry("K", 1))
+    cache.put("GONE", _entry("GONE", 1))
+    clock.now += 10
+    assert cache.get("K") is None and cache.get("GONE") is None
+    assert cache.stats()["entries"] == 2  # kept to answer if the reload fails
+    assert (await cache.fetch("K")).version == 2  # type: ignore[union-attr]
+    assert await cache.fetch("GONE") is None
+    assert cache.stats()["entries"] == 1 and cache.is_absent("GONE")
+    assert cache.stats()["bytes"] == _entry("K", 2).size
+
+
+async def test_an_expired_entry_answers_when_its_reload_fails_and_a_missing_one_does_not() -> None:
+    clock = Clock()
+    records = Records(K=1, L=1)
+    records.error = RuntimeError("database went away")
+    cache = _cache(records, clock=clock, safety_ttl=10)
+    cache.put("K", _entry("K", 1))
+    clock.now += 10
+    assert cache.get("K") is None
+    outcomes = await asyncio.gather(cache.fetch("K"), cache.fetch("L"), return_exceptions=True)
+    assert outcomes[0].version == 1 and isinstance(outcomes[1], RuntimeError)  # type: ignore[union-attr]
+    assert (cache.stale_answers, cache.load_errors) == (1, 1)
 
 
 def test_negative_entry_expires_after_negative_ttl() -> None:

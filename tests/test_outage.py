@@ -8,6 +8,7 @@ database answers 503 rc 3 with ``Retry-After`` (never a 500, never a hung reques
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from benchmarks.pgproxy import PgProxy
 from resolver.app import CACHE, LISTENER, READY_TIMEOUT
+from resolver.cache import CacheSettings
 from resolver.config import RegistrySettings, Settings
 from resolver.store import DatabaseSettings
 from tests.support import SECURE, Node, eventually, home, onboard_enterprise, put_record, running_node, secure_basic
@@ -217,3 +219,21 @@ async def test_an_identity_the_cache_does_not_hold_is_503_during_an_outage_not_r
         "PUT", "/api/handles/88.B/new", json=_url("https://x.org/"), headers=outage.stranger
     )
     assert status == 201  # no failed login was counted against the identity
+
+
+async def test_an_entry_whose_safety_ttl_runs_out_during_an_outage_is_still_answered(database: str) -> None:
+    await home(database, "88.TEST")
+    await put_record(database, CACHED[0], _url("https://example.org/0"))
+    proxy = PgProxy(database)
+    await proxy.start()
+    settings = Settings(database=DatabaseSettings(command_timeout=TIMEOUT), cache=CacheSettings(safety_ttl=0.5))
+    try:
+        async with running_node(proxy.dsn, settings) as node:
+            assert (await node.get(f"/api/handles/{CACHED[0]}"))[0] == 200
+            await proxy.crash()
+            await asyncio.sleep(0.6)  # past the entry's safety TTL, with the database away
+            statuses = [(await node.get(f"/api/handles/{CACHED[0]}"))[0], (await node.get(f"/{CACHED[0]}"))[0]]
+            assert statuses == [200, 302]
+            assert node.app[CACHE].stale_answers == 2
+    finally:
+        await proxy.close()
