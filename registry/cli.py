@@ -43,7 +43,7 @@ from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import server_context
 from resolver import __version__
-from resolver.answers import build_entry, render
+from resolver.answers import Redirects, build_entry, render
 from resolver.config import Settings, add_option_flags, given_flags, load_settings
 from resolver.database import migrate, open_database
 from resolver.errors import ConfigError, HandleError
@@ -269,10 +269,10 @@ def _resolve(settings: Settings, text: str, url_only: bool) -> int:
     if not records:
         print(f"{text}: not found", file=sys.stderr)
         return 1
-    entry = build_entry(records[0])
+    entry = build_entry(records[0], redirects=Redirects(settings.redirect_schemes))
     if url_only:
         if entry.location is None:
-            print(f"{text}: has no URL value", file=sys.stderr)
+            print(f"{text}: has no URL value the proxy redirects to", file=sys.stderr)
             return 1
         print(entry.location)
     else:

@@ -25,7 +25,7 @@ import pytest
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE
 from registry.templates import template_reference, validate_record
 from resolver.records import decode_values
-from tests.support import REPO, free_port, home, stop_process
+from tests.support import REPO, free_port, home, put_record, stop_process
 
 
 def idnode(dsn: str, cwd: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -205,6 +205,14 @@ async def test_resolve_url_of_a_record_without_url_exits_1(database: str, tmp_pa
     result = idnode(database, tmp_path, "resolve", "88.TEST/no-url", "--url")
     assert (result.returncode, result.stdout) == (1, "")
     assert "no URL" in result.stderr
+
+
+async def test_resolve_url_follows_the_proxys_redirect_schemes(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    await put_record(database, "88.TEST/ftp", [{"index": 1, "type": "URL", "data": "ftp://files.example.org/m.pdf"}])
+    assert idnode(database, tmp_path, "resolve", "88.TEST/ftp", "--url").returncode == 1
+    result = idnode(database, tmp_path, "--redirect-schemes", "ftp", "resolve", "88.TEST/ftp", "--url")
+    assert (result.returncode, result.stdout) == (0, "ftp://files.example.org/m.pdf\n")
 
 
 async def test_resolve_of_an_invalid_handle_is_a_one_line_error(database: str, tmp_path: Path) -> None:
