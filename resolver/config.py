@@ -6,9 +6,29 @@ variable ``IDNODE_CACHE_MAX_ENTRIES``, TOML key ``cache_max_entries`` (or ``max_
 table). A bad value stops the start with a :class:`ConfigError` naming the option, the value and what it
 expected.
 
-The command line's flags are generated from the option table below (:func:`add_option_flags`), their help from
-this docstring's table, so a new option is a flag as soon as it is in both.
+The command line's flags are generated from the option table (:func:`add_option_flags` over ``_OPTIONS``), their
+help from ``OPTION_TABLE``, so a new option is a flag as soon as it is in both.
+"""
 
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from resolver.answers import Redirects
+from resolver.cache import CacheSettings
+from resolver.changes import ChangesSettings
+from resolver.errors import ConfigError
+from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
+from resolver.store import DatabaseSettings
+
+OPTION_TABLE = """
 ==========================  =================  =====================================================
 option                      default            meaning
 ==========================  =================  =====================================================
@@ -44,24 +64,8 @@ auth_failure_limit          10                 failed logins per identity and pe
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 ==========================  =================  =====================================================
 """
-
-from __future__ import annotations
-
-import argparse
-import math
-import re
-import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
-
-from resolver.answers import Redirects
-from resolver.cache import CacheSettings
-from resolver.changes import ChangesSettings
-from resolver.errors import ConfigError
-from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
-from resolver.store import DatabaseSettings
+"""Every option with its default and meaning, read by ``--help``; data rather than this module's docstring, which
+``python -OO`` strips."""
 
 __all__ = [
     "RegistrySettings",
@@ -242,8 +246,8 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
 
 
 def _documented() -> dict[str, tuple[str, str]]:
-    """``option → (default, meaning)`` from the module docstring's table; a row ``a_min/max`` names two options."""
-    lines = (__doc__ or "").splitlines()
+    """``option → (default, meaning)`` from ``OPTION_TABLE``; a row ``a_min/max`` names two options."""
+    lines = OPTION_TABLE.splitlines()
     rulers = [n for n, line in enumerate(lines) if line.startswith("====")]
     spans = [match.span() for match in re.finditer("=+", lines[rulers[0]])]
     rows: dict[str, tuple[str, str]] = {}

@@ -275,6 +275,14 @@ async def test_every_setting_is_a_flag_of_every_command(database: str, tmp_path:
         assert flag in shown.stdout
 
 
+def test_the_command_line_works_when_python_strips_docstrings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")} | {"PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-OO", "-m", "registry.cli", "serve", "--help"]
+    shown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "seconds a database call may take" in shown.stdout
+
+
 async def test_migrate_reports_the_schema_version(database: str, tmp_path: Path) -> None:
     result = idnode(database, tmp_path, "migrate")
     assert result.returncode == 0, result.stderr
