@@ -207,7 +207,7 @@ async def _write(con: Any, rows: int, replace: bool, written: Callable[[int], No
         "SELECT count(*) FROM ins"
     )
     if rows > _WRITE_SLICE:
-        await con.execute("CREATE INDEX ON idnode_import (n)")
+        await con.execute("CREATE INDEX ON idnode_import (n)", timeout=_BULK_TIMEOUT)
     total = 0
     for start in range(0, rows, _WRITE_SLICE):
         total += await con.fetchval(statement, start, start + _WRITE_SLICE, timeout=_BULK_TIMEOUT)
