@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
+from registry.auth import MAX_ITERATIONS
 from registry.bulk import ImportReport, import_lines
 from resolver.identifiers import ascii_upper
 from resolver.prefixes import PrefixTable
 from resolver.store import DatabaseSettings, close_pool, connect
-from tests.support import home
+from tests.support import behind_trusted_proxy, home, put_record, running_node, secure_basic
 
 ADMIN_OF_ITSELF = {
     "index": 100,
@@ -42,6 +43,63 @@ async def _stored_values(dsn: str, handle: str) -> list[dict]:
     finally:
         await con.close()
     return orjson.loads(text) if text is not None else []
+
+
+# --- 1. imported secret keys ----------------------------------------------------------------------------------
+
+
+async def test_an_imported_plain_secret_key_is_stored_hashed_and_private_and_still_proves_the_identity(
+    database: str,
+) -> None:
+    await home(database, "88.TEST")
+    secret = {"index": 300, "type": "HS_SECKEY", "data": "s3cret"}
+    report = await _import(database, {"handle": "88.TEST/ADMIN", "values": [ADMIN_OF_ITSELF, secret]})
+    assert (report.error_count, report.written) == (0, 1), report.errors
+    stored = {v["index"]: v for v in await _stored_values(database, "88.TEST/ADMIN")}
+    assert stored[300]["data"]["value"].startswith("pbkdf2-sha1$")
+    assert stored[300]["permissions"] == "1100"
+    async with running_node(database, behind_trusted_proxy()) as node:
+        status, body, _ = await node.get("/api/handles/88.TEST/ADMIN")
+        assert status == 200
+        assert [v["index"] for v in body["values"]] == [100]
+        owner = secure_basic("300:88.TEST/ADMIN", "s3cret")
+        status, body, _ = await node.get("/api/handles/88.TEST/ADMIN?publicOnly=false", headers=owner)
+        assert status == 200, body
+        assert [v["data"]["value"] for v in body["values"] if v["index"] == 300] == ["(secret key, not shown)"]
+        wrong = secure_basic("300:88.TEST/ADMIN", "guess")
+        assert (await node.get("/api/handles/88.TEST/ADMIN?publicOnly=false", headers=wrong))[0] == 401
+
+
+async def test_an_import_line_with_a_pre_hashed_secret_outside_the_iteration_range_is_a_line_error(
+    database: str,
+) -> None:
+    await home(database, "88.TEST")
+    costly = f"pbkdf2-sha1${MAX_ITERATIONS + 1}$c2FsdHNhbHQ=${'QUFB' * 8}"
+    report = await _import(
+        database,
+        {"handle": "88.TEST/fine", "values": [{"index": 1, "type": "URL", "data": "https://example.org/"}]},
+        {"handle": "88.TEST/costly", "values": [{"index": 300, "type": "HS_SECKEY", "data": costly}]},
+    )
+    assert [(e.line, "iterations" in e.message) for e in report.errors] == [(2, True)]
+    assert report.written == 0
+    assert await _stored_values(database, "88.TEST/fine") == []
+
+
+async def test_a_secret_key_stored_readable_by_all_never_appears_in_a_public_answer(database: str) -> None:
+    """The second guard: whatever wrote it (SQL, an old import), a public HS_SECKEY stays out of every anonymous
+    answer: the cached body, a filtered answer, the proxy's value page."""
+    await home(database, "88.TEST")
+    url = {"index": 1, "type": "URL", "data": "https://example.org/"}
+    await put_record(database, "88.TEST/leaky", [url, {"index": 300, "type": "HS_SECKEY", "data": "s3cret"}])
+    async with running_node(database) as node:
+        for path in ("/api/handles/88.TEST/leaky", "/api/handles/88.test/LEAKY?type=HS_SECKEY&index=300"):
+            status, body, _ = await node.get(path)
+            assert status == 200, path
+            assert "s3cret" not in orjson.dumps(body).decode(), path
+            assert 300 not in [v["index"] for v in body["values"]], path
+        status, page, _ = await node.get("/88.TEST/leaky?noredirect")
+        assert status == 200
+        assert "s3cret" not in page
 
 
 # --- 5. the import's index statement ---------------------------------------------------------------------------
