@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
-from registry.auth import MAX_ITERATIONS
+from registry.auth import MAX_ITERATIONS, hash_secret
 from registry.bulk import ImportReport, import_lines
+from registry.secret_keys import MAX_SECRETS
 from resolver.identifiers import ascii_upper
 from resolver.prefixes import PrefixTable
 from resolver.store import DatabaseSettings, close_pool, connect
-from tests.support import behind_trusted_proxy, home, put_record, running_node, secure_basic
+from tests.support import behind_trusted_proxy, home, onboard_enterprise, put_record, running_node, secure_basic
 
 ADMIN_OF_ITSELF = {
     "index": 100,
@@ -126,3 +127,43 @@ async def test_an_import_large_enough_to_index_its_rows_is_not_bound_by_the_pool
     lines = [f'{{"handle":"88.TEST/n{i}","values":[{{"index":1,"type":"NUM","data":"{i}"}}]}}' for i in range(50_001)]
     report = await _import(database, *lines, command_timeout=1.0)
     assert (report.error_count, report.written) == (0, 50_001)
+
+
+# --- 4. batch and PUT agree on the secret placeholder -----------------------------------------------------------
+
+
+def _keyed(n: int) -> list[dict]:
+    return [
+        {"index": 1, "type": "URL", "data": f"https://example.org/{n}"},
+        {"index": 300, "type": "HS_SECKEY", "data": hash_secret(f"k3y-{n}".encode()), "permissions": "1100"},
+    ]
+
+
+async def test_a_batch_replace_that_sends_back_the_secret_placeholder_keeps_the_key_as_a_put_does(
+    database: str,
+) -> None:
+    """What an authenticated read shows, sent back with one change, is accepted by PUT and by the batch alike; the
+    placeholders do not count against the secret cap (MAX_SECRETS + 1 of them in one batch)."""
+    a = await onboard_enterprise(database, "88.A")
+    count = MAX_SECRETS + 1
+    for n in range(count):
+        await put_record(database, f"88.A/id{n}", _keyed(n))
+    hashes = [(await _stored_values(database, f"88.A/id{n}"))[1]["data"]["value"] for n in range(count)]
+    async with running_node(database, behind_trusted_proxy()) as node:
+        admin = secure_basic(a.identity, a.secret)
+        _, shown, _ = await node.get("/api/handles/88.A/id0?publicOnly=false", headers=admin)
+        assert shown["values"][1]["data"]["value"] == "(secret key, not shown)"
+        shown["values"][0]["data"]["value"] = "https://example.org/put"
+        status, body, _ = await node.call("PUT", "/api/handles/88.A/id0", json=shown, headers=admin)
+        assert status == 200, body
+        items = []
+        for n in range(count):
+            _, shown, _ = await node.get(f"/api/handles/88.A/id{n}?publicOnly=false", headers=admin)
+            shown["values"][0]["data"]["value"] = f"https://example.org/batch/{n}"
+            items.append({"op": "replace", "handle": f"88.A/id{n}", "values": shown["values"]})
+        status, body, _ = await node.call("POST", "/api/handles:batch", json={"items": items}, headers=admin)
+        assert status == 200, body
+        assert [(r["status"], r.get("message")) for r in body["results"]] == [(200, None)] * count
+    for n in range(count):
+        url, key = await _stored_values(database, f"88.A/id{n}")
+        assert (url["data"]["value"], key["data"]["value"]) == (f"https://example.org/batch/{n}", hashes[n])
