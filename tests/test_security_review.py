@@ -167,3 +167,46 @@ async def test_a_batch_replace_that_sends_back_the_secret_placeholder_keeps_the_
     for n in range(count):
         url, key = await _stored_values(database, f"88.A/id{n}")
         assert (url["data"]["value"], key["data"]["value"]) == (f"https://example.org/batch/{n}", hashes[n])
+
+
+# --- 3. search applies listing's permission ----------------------------------------------------------------------
+
+SHARED_URL = [{"index": 1, "type": "URL", "data": "https://wall.example/item"}]
+
+
+async def _add_admin(dsn: str, prefix_handle: str, admin: str, index: int, mask: str) -> None:
+    """Add an HS_ADMIN value granting ``mask`` to ``300:<admin>`` to the record ``prefix_handle``."""
+    values = await _stored_values(dsn, prefix_handle)
+    grant = {"format": "admin", "value": {"handle": admin, "index": 300, "permissions": mask}}
+    await put_record(dsn, prefix_handle, [*values, {"index": index, "type": "HS_ADMIN", "data": grant}])
+
+
+async def test_search_refuses_an_identity_of_the_tenant_that_may_not_list_its_handles(database: str) -> None:
+    """A sub-identity that may add handles under 88.A but not list them learned every handle name by ``?URL=*``."""
+    a = await onboard_enterprise(database, "88.A")
+    await put_record(database, "88.A/writer", _keyed(1))
+    await _add_admin(database, "0.NA/88.A", "88.A/writer", 101, "000000000001")  # ADD_HANDLE only
+    await put_record(database, "88.A/unlisted", SHARED_URL)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        writer = secure_basic("300:88.A/writer", "k3y-1")
+        status, body, _ = await node.get("/api/handles?prefix=88.A", headers=writer)
+        assert (status, body["responseCode"]) == (403, 401)
+        status, body, _ = await node.get("/hrls/handles?URL=*", headers=writer)
+        assert status == 403, body
+        assert body["responseCode"] == 401
+        assert "LIST_HANDLES" in body["message"]
+        status, body, _ = await node.get("/hrls/handles?URL=https://wall.*", headers=secure_basic(a.identity, a.secret))
+        assert (status, body) == (200, ["88.A/unlisted"])
+
+
+async def test_search_leaves_out_a_derived_prefix_whose_admins_do_not_let_one_list_it(database: str) -> None:
+    a = await onboard_enterprise(database, "88.A")
+    await put_record(database, "0.NA/88.A.SUB", [])
+    await _add_admin(database, "0.NA/88.A.SUB", "88.A/other", 100, "111111111111")
+    await put_record(database, "88.A.SUB/hidden", SHARED_URL)
+    await put_record(database, "88.A/shown", SHARED_URL)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        admin = secure_basic(a.identity, a.secret)
+        assert (await node.get("/api/handles?prefix=88.A.SUB", headers=admin))[0] == 403
+        status, body, _ = await node.get("/hrls/handles?URL=https://wall.example/*", headers=admin)
+        assert (status, body) == (200, ["88.A/shown"])
