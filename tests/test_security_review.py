@@ -17,7 +17,7 @@ from registry.secret_keys import MAX_SECRETS
 from resolver.identifiers import ascii_upper
 from resolver.prefixes import PrefixTable
 from resolver.store import DatabaseSettings, close_pool, connect
-from tests.support import behind_trusted_proxy, home, onboard_enterprise, put_record, running_node, secure_basic
+from tests.support import Node, behind_trusted_proxy, home, onboard_enterprise, put_record, running_node, secure_basic
 
 ADMIN_OF_ITSELF = {
     "index": 100,
@@ -210,3 +210,34 @@ async def test_search_leaves_out_a_derived_prefix_whose_admins_do_not_let_one_li
         assert (await node.get("/api/handles?prefix=88.A.SUB", headers=admin))[0] == 403
         status, body, _ = await node.get("/hrls/handles?URL=https://wall.example/*", headers=admin)
         assert (status, body) == (200, ["88.A/shown"])
+
+
+# --- 2. failures from many addresses do not lock the owner out ---------------------------------------------------
+
+
+async def _guess(node: Node, identity: str, address: str) -> int:
+    headers = {**secure_basic(identity, "wrong"), "X-Forwarded-For": address}
+    return (await node.call("PUT", "/api/handles/88.A/x", json={"values": SHARED_URL}, headers=headers))[0]
+
+
+async def test_the_owner_gets_in_with_the_right_secret_after_failures_from_ten_addresses(database: str) -> None:
+    """Ten addresses failing ``auth_failure_limit`` times each reach the identity's ceiling; the owner, from an
+    eleventh, still gets in (it got 429 before verifying), and the attackers stay blocked at their own addresses."""
+    a = await onboard_enterprise(database, "88.A")
+    async with running_node(database, behind_trusted_proxy(auth_failure_limit=3)) as node:
+        for i in range(10):
+            assert [await _guess(node, a.identity, f"203.0.113.{i}") for _ in range(3)] == [401, 401, 401]
+        assert await _guess(node, a.identity, "203.0.113.0") == 429
+        owner = {**secure_basic(a.identity, a.secret), "X-Forwarded-For": "198.51.100.7"}
+        status, body, _ = await node.call("PUT", "/api/handles/88.A/x", json={"values": SHARED_URL}, headers=owner)
+        assert status == 201, body
+
+
+async def test_an_ipv6_client_counts_by_its_64_for_the_failure_limits(database: str) -> None:
+    """Rotating addresses inside one /64 does not buy more guesses; a neighbouring /64 is not blocked by it."""
+    a = await onboard_enterprise(database, "88.A")
+    async with running_node(database, behind_trusted_proxy(auth_failure_limit=3)) as node:
+        answers = [await _guess(node, a.identity, f"2001:db8:0:1::{i:x}") for i in range(1, 5)]
+        assert answers == [401, 401, 401, 429]
+        assert await _guess(node, a.identity, "2001:db8:0:1:ffff:ffff:ffff:ffff") == 429
+        assert await _guess(node, a.identity, "2001:db8:0:2::1") == 401
