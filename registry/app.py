@@ -87,7 +87,7 @@ async def install(core: Core) -> Additions:
         *Sessions(store, auth).routes(),
         *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
         *batch.routes(),
-        *ReverseLookup(store, auth, operators).routes(),
+        *ReverseLookup(store, auth, permissions).routes(),
         *OpenAPI().routes(),
     ]
 

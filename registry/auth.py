@@ -15,11 +15,15 @@ ignored, as Handle.Net does (transcript A8).
 Verifying a password costs a PBKDF2 run (tens of milliseconds by design), so a successful check is remembered as
 a SHA-256 of the password under the stored hash: later requests cost one hash, and changing the key forgets it.
 Failed logins are limited so that guessing is slow but nobody can lock the owner out: ``auth_failure_limit`` per
-``auth_failure_window`` for one identity from one client address, a ceiling ``IDENTITY_FACTOR`` times higher for
-one identity from everywhere (a distributed guess), and ``ADDRESS_FACTOR`` times higher for one address over all
-identities (one address may carry many users behind NAT). Past a limit the answer is 429 with ``Retry-After``,
-before any PBKDF2 work. An attacker who fails from his own address only blocks himself; the owner, elsewhere,
-still gets in until the much higher identity ceiling is reached.
+``auth_failure_window`` for one identity from one client address, and ``ADDRESS_FACTOR`` times higher for one
+address over all identities (one address may carry many users behind NAT). Past either the answer is 429 with
+``Retry-After``, before any PBKDF2 work: these two bound what each address costs the node. An IPv6 client counts
+by its /64 (one subscriber's usual allocation), so rotating addresses inside it gains nothing. An attacker who
+fails from his own addresses only blocks himself there.
+
+A ceiling ``IDENTITY_FACTOR`` times higher counts one identity's failures from everywhere (a distributed guess).
+It does not refuse before verifying, or ten attacking addresses would lock the owner out everywhere (issue 8's
+review): the password is still checked, the right one gets in, and a wrong one is answered 429 instead of 401.
 
 A stored hash names its own iteration count, and every login attempt pays it; so a hash is accepted (stored, or
 verified) only with ``MIN_ITERATIONS`` to ``MAX_ITERATIONS`` iterations: a tenant cannot make anonymous login
@@ -230,6 +234,20 @@ class Channel:
 # --- failure limits ------------------------------------------------------------------------------------------
 
 
+def _address_key(peer: str) -> str:
+    """What the per-address limits count for client address ``peer``: an IPv6 address's /64 (an IPv4-mapped one
+    as IPv4), anything else as it is."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return peer
+
+
 class FailureLimiter:
     """Sliding-window count of failures per key; bounded in keys so a flood of names cannot grow it."""
 
@@ -338,6 +356,7 @@ class Authenticator:
         if wait > 0:
             self.failures["rate_limited"] += 1
             raise TooManyFailures(wait)
+        ceiling = self._identity_limiter.retry_after(identity.key)
         values = await self.key_values(identity, "HS_SECKEY")
         if not values:
             self.failures["unknown_identity"] += 1
@@ -348,24 +367,28 @@ class Authenticator:
                     return
             self.failures["bad_secret"] += 1
         self.fail(identity, peer)
+        if ceiling > 0:
+            raise TooManyFailures(ceiling)
         raise BadCredentials()
 
     def blocked_for(self, identity: Identity, peer: str) -> float:
-        """Seconds until ``identity`` may try again from ``peer`` (0: now); see the module docstring."""
+        """Seconds until ``identity`` may try again from ``peer`` (0: now): its (identity, address) pair's limit and
+        the address's; the identity's ceiling never blocks a try (see the module docstring)."""
+        address = _address_key(peer)
         return max(
-            self._pair_limiter.retry_after(f"{identity.key} {peer}"),
-            self._identity_limiter.retry_after(identity.key),
-            self._address_limiter.retry_after(peer),
+            self._pair_limiter.retry_after(f"{identity.key} {address}"),
+            self._address_limiter.retry_after(address),
         )
 
     def fail(self, identity: Identity, peer: str) -> None:
-        self._pair_limiter.fail(f"{identity.key} {peer}")
+        address = _address_key(peer)
+        self._pair_limiter.fail(f"{identity.key} {address}")
         self._identity_limiter.fail(identity.key)
-        self._address_limiter.fail(peer)
+        self._address_limiter.fail(address)
 
     def succeed(self, identity: Identity, peer: str) -> None:
         """The owner proved itself from ``peer``: its own earlier slips there are forgiven."""
-        self._pair_limiter.clear(f"{identity.key} {peer}")
+        self._pair_limiter.clear(f"{identity.key} {_address_key(peer)}")
 
     async def _check(self, identity: Identity, value: HandleValue, password: bytes) -> bool:
         if value.format != "string":

@@ -115,7 +115,7 @@ class BatchWrites:
             except HandleError as exc:
                 results[position] = _result(_text_of(raw), exc)
                 continue
-            secrets += secrets_to_hash(item.values)
+            secrets += secrets_to_hash(item.given)
             seen.add(item.handle.key)
             items.append(item)
         if secrets > MAX_SECRETS:
@@ -134,7 +134,6 @@ class BatchWrites:
         item = _Item(position, raw["op"], handle)
         if item.op != "delete":
             item.given = decode_values(raw.get("values", []))
-            item.values = prepare_secrets(item.given)
         return item
 
     async def _decide(self, identity: Identity, item: _Item, before: Sequence[HandleValue] | None) -> str:
@@ -155,8 +154,10 @@ class BatchWrites:
             if not await _same_record(before, item.given):
                 raise HandleAlreadyExists(handle=text)
             return "same"
+        # Like a PUT: secret keys checked against the locked record, so a placeholder sent back keeps its key.
+        item.values = prepare_secrets(item.given, before or ())
         if before is not None:
-            item.values = merge_keeping_stamps(before, prepare_secrets(item.given, before))
+            item.values = merge_keeping_stamps(before, item.values)
         await self.stages.permissions.authorize_change(identity, item.handle, before, item.values)
         item.template = await self.stages.check_template(item.handle.prefix, item.values)
         item.values = await hash_secrets(item.values)

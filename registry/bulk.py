@@ -10,6 +10,11 @@ records already present are skipped unless ``replace`` is asked for, so re-runni
 With ``replace``, a record whose content is what the line says (timestamps aside) is left as it is: no new
 version, no history row, no notification (``idnode_untimed``, schema 0004).
 
+Secret keys (HS_SECKEY) go the way of the HTTP write path (``registry/secret_keys.py``): made private, a
+pre-hashed key outside the accepted iteration range is a line error, and a plain key is hashed before it is
+copied (a PBKDF2 run each, so a record with a plain key is never "unchanged" for ``replace``). Stored in the clear
+and readable by anyone was the alternative (security review of issue 8).
+
 Progress is reported in two stages through ``stage`` (registry/progress.py shows them): ``check`` counts input
 lines as they are read, checked and copied, ``write`` counts rows of the final step, which runs in slices of
 ``_WRITE_SLICE`` rows so that it can report too (a few statements more, each still one trigger run).
@@ -25,11 +30,12 @@ from typing import Any
 
 import orjson
 
+from registry.secret_keys import hash_secrets, prepare_secrets
 from registry.templates import template_reference, validate_record
 from resolver.errors import HandleError
-from resolver.identifiers import ascii_upper, governing_prefix, parse
+from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse
 from resolver.prefixes import PrefixTable
-from resolver.records import decode_values, now_timestamp, values_to_stored
+from resolver.records import HandleValue, decode_values, now_timestamp, values_to_stored
 from resolver.store import Store
 
 __all__ = ["ImportReport", "LineError", "Stage", "import_lines"]
@@ -82,7 +88,10 @@ def _error(report: ImportReport, number: int, message: str) -> None:
         report.errors.append(LineError(number, message))
 
 
-def _row(line: bytes | str, prefixes: PrefixTable, templates: Templates, max_handle_bytes: int, stamp: str) -> Row:
+def _checked(
+    line: bytes | str, prefixes: PrefixTable, templates: Templates, max_handle_bytes: int, stamp: str
+) -> tuple[Handle, list[HandleValue], str | None]:
+    """The line's handle, its values (secret keys prepared, not yet hashed) and the template it names."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -93,7 +102,7 @@ def _row(line: bytes | str, prefixes: PrefixTable, templates: Templates, max_han
     prefix = governing_prefix(handle)
     if not prefixes.homes(prefix):
         raise ValueError(f"prefix {prefix} is not homed here (run: idnode prefix add {prefix})")
-    values = decode_values(record.get("values", []), timestamp=stamp)
+    values = prepare_secrets(decode_values(record.get("values", []), timestamp=stamp))
     template = None
     reference = template_reference(handle.prefix, values)
     if reference is not None:
@@ -104,7 +113,7 @@ def _row(line: bytes | str, prefixes: PrefixTable, templates: Templates, max_han
         if problems:
             raise ValueError(f"does not match data template {reference[1]}: " + "; ".join(problems))
         template = f"{key[0]}/{key[1]}"
-    return handle.key, handle.name, handle.prefix_key, values_to_stored(values).decode(), template
+    return handle, values, template
 
 
 class _Invalid(Exception):
@@ -168,17 +177,18 @@ async def _check_and_copy(
         if not line.strip():
             continue
         try:
-            row = _row(line, prefixes, templates, max_handle_bytes, stamp)
+            handle, values, template = _checked(line, prefixes, templates, max_handle_bytes, stamp)
         except (HandleError, ValueError) as exc:
             _error(report, number, getattr(exc, "message", None) or str(exc))
             continue
-        first = seen.setdefault(row[0], number)
+        first = seen.setdefault(handle.key, number)
         if first != number:
-            _error(report, number, f"handle {row[1]} already appears on line {first}")
+            _error(report, number, f"handle {handle.name} already appears on line {first}")
             continue
         report.rows += 1
-        if report.error_count == 0:
-            chunk.append(row)
+        if report.error_count == 0:  # once a line is bad nothing is written: no PBKDF2 run for it either
+            stored = values_to_stored(await hash_secrets(values)).decode()
+            chunk.append((handle.key, handle.name, handle.prefix_key, stored, template))
             if len(chunk) >= _COPY_CHUNK:
                 await _copy(con, chunk)
                 chunk = []
@@ -207,7 +217,7 @@ async def _write(con: Any, rows: int, replace: bool, written: Callable[[int], No
         "SELECT count(*) FROM ins"
     )
     if rows > _WRITE_SLICE:
-        await con.execute("CREATE INDEX ON idnode_import (n)")
+        await con.execute("CREATE INDEX ON idnode_import (n)", timeout=_BULK_TIMEOUT)
     total = 0
     for start in range(0, rows, _WRITE_SLICE):
         total += await con.fetchval(statement, start, start + _WRITE_SLICE, timeout=_BULK_TIMEOUT)

@@ -6,9 +6,10 @@ several are AND-ed; ``*`` is a wildcard. The answer is a JSON array of handle na
 1000, at most 10000). Only types listed in ``search_types`` are indexed (``handle_search``, kept by the write
 triggers), and only values anonymous readers may see: a secret key is never searchable.
 
-Searching needs an authenticated identity, as the HRLS servlet does; a node operator finds any handle, an
-enterprise identity only handles under its own prefix and the prefixes derived from it, less those of another
-enterprise (the wall listing applies: a tenant never learns the handle names of another). At most
+Searching needs an authenticated identity, as the HRLS servlet does; a node operator finds any handle, any other
+identity only the handles it could list: under its own prefix and the prefixes derived from it, less those of
+another enterprise, and only where it holds LIST_HANDLES (``GET /api/handles?prefix=`` needs the same; a
+restricted sub-identity of a tenant, or a tenant, never learns handle names it may not list). At most
 ``MAX_CRITERIA`` criteria: PostgreSQL's planning time grows steeply with them (150 took 4.9 s). Values may not
 contain NUL (nothing stored can).
 """
@@ -20,10 +21,10 @@ import re
 import orjson
 from aiohttp import web
 
-from registry.auth import Authenticator
-from registry.permissions import Operators
+from registry.auth import Authenticator, Identity
+from registry.permissions import Perm, Permissions
 from registry.store import RegistryStore
-from resolver.errors import ProtocolError
+from resolver.errors import HandleError, ProtocolError
 from resolver.identifiers import ascii_upper
 from resolver.responses import answers_errors, json_response
 
@@ -40,10 +41,10 @@ _LIMIT = re.compile(r"-?[0-9]{1,12}")
 class ReverseLookup:
     """``/hrls/handles`` and ``/hrls/ping``."""
 
-    def __init__(self, store: RegistryStore, auth: Authenticator, operators: Operators) -> None:
+    def __init__(self, store: RegistryStore, auth: Authenticator, permissions: Permissions) -> None:
         self.store = store
         self.auth = auth
-        self.operators = operators
+        self.permissions = permissions
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -75,9 +76,23 @@ class ReverseLookup:
             raise ProtocolError(
                 f"Not searchable here: {', '.join(unknown)[:200]} (searchable: {', '.join(sorted(searchable))})"
             )
-        if await self.operators.includes(identity):
+        if await self.permissions.is_operator(identity):
             names = await self.store.search(criteria, within=None, limit=limit)
         else:
-            own = ascii_upper(identity.handle.split("/", 1)[0])
-            names = await self.store.search(criteria, within=own, limit=limit)
+            own = identity.handle.split("/", 1)[0]
+            await self.permissions.require_prefix_admin(identity, own, Perm.LIST_HANDLES, echo=None)
+            names = await self._listable(
+                identity, await self.store.search(criteria, within=ascii_upper(own), limit=limit)
+            )
         return json_response(orjson.dumps(names))
+
+    async def _listable(self, identity: Identity, names: list[str]) -> list[str]:
+        """``names`` less those under a prefix ``identity`` may not list (a derived prefix with admins of its own)."""
+        may: dict[str, bool] = {}
+        for prefix in {name.split("/", 1)[0] for name in names}:
+            try:
+                await self.permissions.require_prefix_admin(identity, prefix, Perm.LIST_HANDLES, echo=None)
+                may[prefix] = True
+            except HandleError:
+                may[prefix] = False
+        return [name for name in names if may[name.split("/", 1)[0]]]

@@ -50,15 +50,23 @@ def prepare_secrets(values: Iterable[HandleValue], before: Sequence[HandleValue]
 
 
 def secrets_to_hash(values: Iterable[HandleValue]) -> int:
-    """How many plain secret keys ``values`` hold (each costs a PBKDF2 run when stored)."""
-    return sum(1 for v in values if v.type_key() in SECRET_TYPES and not is_hashed_secret(str(v.value)))
+    """How many plain secret keys ``values`` hold (each costs a PBKDF2 run when stored).
+
+    A placeholder sent back keeps the stored hash (or is refused by ``prepare_secrets``): it costs nothing, so it
+    does not count.
+    """
+    return sum(1 for v in values if v.type_key() in SECRET_TYPES and _plain(str(v.value)))
+
+
+def _plain(secret: str) -> bool:
+    return secret != SECRET_PLACEHOLDER and not is_hashed_secret(secret)
 
 
 async def hash_secrets(values: Sequence[HandleValue]) -> list[HandleValue]:
     """``values`` (already prepared and authorized) with every plain secret key replaced by its stored hash."""
     out = []
     for value in values:
-        if value.type_key() in SECRET_TYPES and not is_hashed_secret(str(value.value)):
+        if value.type_key() in SECRET_TYPES and _plain(str(value.value)):
             stored = await asyncio.to_thread(hash_secret, str(value.value).encode("utf-8"))
             value = value._replace(value=stored)
         out.append(value)

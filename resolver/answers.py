@@ -20,6 +20,7 @@ from resolver.cache import CacheEntry
 from resolver.identifiers import ascii_upper
 from resolver.records import (
     DEFAULT_TTL,
+    SECRET_TYPES,
     HandleValue,
     ValueFilter,
     encode_record,
@@ -121,7 +122,7 @@ def build_entry(
     """
     if values is None:
         values = values_from_stored(record.values)
-    public = [v for v in values if v.public_read]
+    public = _public(values)
     target = redirects.target(public)
     return CacheEntry(
         record.handle,
@@ -165,5 +166,14 @@ def render(
 def select(entry: CacheEntry, value_filter: ValueFilter, *, public_only: bool = True) -> list[HandleValue]:
     """The entry's values a reader may see, narrowed by the filter, in index order; secret keys never show."""
     values: Sequence[HandleValue] = entry.values
-    values = [v for v in values if v.public_read] if public_only else redact_secrets(values)
+    values = _public(values) if public_only else redact_secrets(values)
     return value_filter.apply(values)
+
+
+def _public(values: Iterable[HandleValue]) -> list[HandleValue]:
+    """The values an anonymous reader sees: the publicly readable ones, less any secret key.
+
+    The write paths store a secret key private and hashed, but a record written by SQL or by an import from before
+    issue 8's review may hold one readable by all, even in the clear: it stays out of every public answer.
+    """
+    return [v for v in values if v.public_read and v.type_key() not in SECRET_TYPES]
