@@ -64,6 +64,8 @@ _NO_PARAMS: MultiMapping[Any] = MultiDictProxy(MultiDict())
 _NOT_FOUND_HEAD = b'{"responseCode":100,"message":"Handle not found","handle":'
 """The start of ``HandleNotFound().body()`` encoded; ``test_http_read`` checks the two agree."""
 _ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+_FLAGS = frozenset({"publicOnly", "auth", "pretty"})
+_READ_PARAMETERS = _FLAGS | {"type", "index", "callback"}
 
 Reader = Callable[[web.Request, str], Awaitable[Any]]
 """``reader(request, handle)``: the identity allowed to read ``handle``'s non-public values, or None (anonymous);
@@ -321,7 +323,11 @@ def _as_list(raw: Any) -> list[Any]:
 
 
 async def _json_params(request: web.Request) -> MultiMapping[Any]:
-    """The JSON body of a POST-as-GET as a multi-mapping: lists become repeated parameters."""
+    """The JSON body of a POST-as-GET as the query string's multi-mapping: a list is a repeated parameter and a
+    number its text (``"index": 1``). Only the flags may be booleans and ``callback`` must be text: anything else
+    reaches its reader as it came, which refuses it (``ValueFilter.from_query``: 400 rc 4), where a ``true``
+    callback or type used to meet string code and answer 500 (issue 8 review). Keys the read API does not
+    read are ignored, as unknown query parameters are."""
     out: MultiDict[Any] = MultiDict(request.query)
     if not request.body_exists:
         return out
@@ -329,9 +335,19 @@ async def _json_params(request: web.Request) -> MultiMapping[Any]:
     if not isinstance(payload, dict):
         raise ProtocolError("POST parameters must be a JSON object")
     for key, value in payload.items():
-        for item in _as_list(value):
-            out.add(key, item if isinstance(item, str | bool) else str(item))
+        if key in _READ_PARAMETERS:
+            for item in _as_list(value):
+                out.add(key, _parameter(key, item))
     return out
+
+
+def _parameter(key: str, item: Any) -> Any:
+    if isinstance(item, str) or (isinstance(item, bool) and key in _FLAGS):
+        return item
+    number = isinstance(item, int | float) and not isinstance(item, bool)
+    if key == "callback" or (key in _FLAGS and not number):
+        raise ProtocolError(f"POST parameter {key} must be {'text' if key == 'callback' else 'a boolean or text'}")
+    return str(item) if number else item
 
 
 async def api_not_found(request: web.Request) -> web.StreamResponse:

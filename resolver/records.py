@@ -365,6 +365,12 @@ def _check_opaque(index: int, raw: Any) -> None:
         pending.extend((child, depth + 1) for child in children)
 
 
+def _text_parameter(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ProtocolError(f"Invalid {name} parameter {_describe(raw)}: not a string")
+    return raw
+
+
 def _describe(raw: Any) -> str:
     """A short description of a JSON value for an error message: never the whole of a large or deep one."""
     if isinstance(raw, list | dict):
@@ -460,14 +466,17 @@ class ValueFilter:
         return bool(self.types or self.indexes)
 
     @classmethod
-    def from_query(cls, types: Iterable[str], indexes: Iterable[str]) -> ValueFilter:
+    def from_query(cls, types: Iterable[Any], indexes: Iterable[Any]) -> ValueFilter:
+        """The filter of ``type`` and ``index`` parameters; 400 rc 4 for a parameter that is not text (a JSON body
+        gives any value: ``POST /api/resolve`` passes its ``type`` array as it came) or an index that is no
+        integer."""
         parsed: set[int] = set()
         for raw in indexes:
             try:
-                parsed.add(int(raw))
+                parsed.add(int(_text_parameter("index", raw)))
             except ValueError:
                 raise ProtocolError(f'Invalid index parameter "{raw[:64]}": not an integer') from None
-        return cls(tuple(ascii_upper(t) for t in types if t), frozenset(parsed))
+        return cls(tuple(ascii_upper(t) for t in types if _text_parameter("type", t)), frozenset(parsed))
 
     def matches(self, value: HandleValue) -> bool:
         if value.index in self.indexes:
