@@ -67,6 +67,8 @@ _UPDATE_MANY = (
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, t) "
     "WHERE h.handle_key = u.k RETURNING h.handle_key, h.version"
 )
+_TENANCY_LOCK = int.from_bytes(b"idnode:t")
+"""The advisory lock key that serializes changes of tenancy (``WriteTransaction.lock_tenancy``)."""
 _UNDER = "(prefix_key = $1 OR prefix_key LIKE $2)"
 """A prefix and every prefix derived from it; $2 is ``like_pattern(key) + '.%'``."""
 
@@ -148,6 +150,15 @@ class WriteTransaction:
             await self._con.execute("DELETE FROM handles WHERE handle_key = ANY($1::text[])", list(keys))
 
     # --- tenants ----------------------------------------------------------------------------------------------
+
+    async def lock_tenancy(self) -> None:
+        """Hold the tenancy lock until commit; first in every transaction that adds or removes tenants.
+
+        The nesting check reads ``enterprises`` at READ COMMITTED without a lock, so two onboardings (``88.118.8``
+        and ``88.118.8.1``) that both checked before either committed both passed. A transaction-scoped advisory
+        lock makes such changes take turns (they are rare) without blocking readers of the tables.
+        """
+        await self._con.execute("SELECT pg_advisory_xact_lock($1)", _TENANCY_LOCK)
 
     async def has_enterprise(self, prefix_key: str) -> bool:
         return bool(await self._con.fetchval("SELECT 1 FROM enterprises WHERE prefix_key = $1", prefix_key))

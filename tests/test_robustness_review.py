@@ -7,14 +7,25 @@ read-only node that advertised methods it does not have.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
+from registry.enterprises import Credentials
 from tests.support import (
     Node,
+    behind_trusted_proxy,
+    enterprises_and_operator,
+    eventually,
+    home,
     put_record,
+    running_node,
+    secure_basic,
 )
 
 URL = [{"index": 1, "type": "URL", "data": "https://example.org/x"}]
@@ -64,3 +75,64 @@ async def test_batch_resolve_with_a_type_that_is_not_a_string_is_400_rc_4(doc: N
     status, answer, _ = await doc.call("POST", "/api/resolve", json={"handles": ["88.TEST/doc"], "type": types})
     assert (status, answer["responseCode"]) == (400, 4), answer
     assert "type" in answer["message"]
+
+
+# --- tenancy: onboarding and removal --------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    node: Node
+    credentials: dict[str, Credentials]
+
+    def operator(self) -> dict[str, str]:
+        found = self.credentials["operator"]
+        return secure_basic(found.identity, found.secret)
+
+
+@pytest.fixture
+async def site(database: str) -> AsyncIterator[Site]:
+    """Enterprises A and B, the operator, and ``88.118`` homed (with no enterprise) for new tenants."""
+    credentials = await enterprises_and_operator(database)
+    await home(database, "88.118")
+    async with running_node(database, behind_trusted_proxy()) as node:
+        yield Site(node, credentials)
+
+
+async def _waiting_on_locks(dsn: str) -> int:
+    con = await asyncpg.connect(dsn)
+    try:
+        return await con.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    finally:
+        await con.close()
+
+
+async def test_concurrent_onboardings_of_nested_prefixes_let_exactly_one_tenant_in(site: Site) -> None:
+    """Both onboardings are held where they first write (an outside transaction locks ``prefixes`` against
+    inserts) until both have started, the interleaving that let both pass the nesting check."""
+    blocker = await asyncpg.connect(site.node.dsn)
+    try:
+        blocking = blocker.transaction()
+        await blocking.start()
+        await blocker.execute("LOCK TABLE prefixes IN SHARE MODE")
+        onboardings = asyncio.gather(
+            *(
+                site.node.call("POST", f"/api/prefixes/{prefix}", json={"name": name}, headers=site.operator())
+                for prefix, name in (("88.118.8", "First Pump Works"), ("88.118.8.1", "Second Valve Works"))
+            )
+        )
+        assert await eventually(lambda: _ready(site.node.dsn), timeout=10)
+        await blocking.rollback()
+        answers = await onboardings
+    finally:
+        await blocker.close()
+    assert sorted(status for status, _, _ in answers) == [201, 409], answers
+    refused = next(body for status, body, _ in answers if status == 409)
+    assert refused["responseCode"] == 101
+    assert "another enterprise" in refused["message"]
+
+
+async def _ready(dsn: str) -> bool:
+    return await _waiting_on_locks(dsn) == 2
