@@ -188,7 +188,8 @@ async def renew_secret(store: RegistryStore, handle: str, *, actor: Actor) -> Cr
 
 
 async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor: Actor) -> int:
-    """Unhome ``prefix`` with its enterprise; refuses (409) while it has handles unless ``force``.
+    """Unhome ``prefix`` and the prefixes derived from it, with their enterprises; refuses (409) while they have
+    handles unless ``force``.
 
     Returns how many handles were deleted. The enterprise's own ``0.NA/P`` and ``P/ADMIN`` do not count as
     "handles of the prefix" for the refusal.
@@ -204,4 +205,4 @@ async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor
             raise HandleAlreadyExists(
                 f"Prefix {prefix} still has {count} handle(s); add ?force=true to delete them with it", handle=prefix
             )
-        return await tx.remove_prefix(key, own[0])
+        return await tx.remove_prefix(key)

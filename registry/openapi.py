@@ -358,7 +358,8 @@ _PATHS: dict[str, Any] = {
             ),
         },
         "delete": {
-            "summary": "Unhome a prefix (refused while it has handles unless force=true)",
+            "summary": "Unhome a prefix and those derived from it, with their enterprises and templates (refused while"
+            " they have handles unless force=true)",
             "parameters": [_PREFIX, _flag("force")],
             "responses": _answers({"200": _json(_OBJECT, "deletedHandles")}, *_DELETE_ERRORS),
         },

@@ -215,15 +215,18 @@ class WriteTransaction:
             list(besides),
         )
 
-    async def remove_prefix(self, prefix_key: str, prefix_handle_key: str) -> int:
-        """Delete a prefix, its derived prefixes, their handles, its enterprise and templates; handles deleted."""
+    async def remove_prefix(self, prefix_key: str) -> int:
+        """Delete a prefix and every prefix derived from it: their handles, prefix handles (``0.NA/P``, whose own
+        prefix is ``0.NA``), enterprises and templates; how many handles were deleted. A derived enterprise
+        left behind would refuse onboarding its prefix again. History stays: it is append-only."""
         derived = like_pattern(prefix_key) + ".%"
         status = await self._con.execute(
-            f"DELETE FROM handles WHERE {_UNDER} OR handle_key = $3", prefix_key, derived, prefix_handle_key
+            f"DELETE FROM handles WHERE {_UNDER} OR handle_key = '0.NA/' || $1 OR handle_key LIKE '0.NA/' || $2",
+            prefix_key,
+            derived,
         )
-        await self._con.execute("DELETE FROM enterprises WHERE prefix_key = $1", prefix_key)
-        await self._con.execute("DELETE FROM templates WHERE prefix_key = $1", prefix_key)
-        await self._con.execute(f"DELETE FROM prefixes WHERE {_UNDER}", prefix_key, derived)
+        for table in ("enterprises", "templates", "prefixes"):
+            await self._con.execute(f"DELETE FROM {table} WHERE {_UNDER}", prefix_key, derived)
         return int(status.split()[-1])
 
     # --- templates --------------------------------------------------------------------------------------------

@@ -136,3 +136,37 @@ async def test_concurrent_onboardings_of_nested_prefixes_let_exactly_one_tenant_
 
 async def _ready(dsn: str) -> bool:
     return await _waiting_on_locks(dsn) == 2
+
+
+async def test_removing_a_prefix_removes_the_enterprises_templates_and_prefix_handles_derived_from_it(
+    site: Site,
+) -> None:
+    node, operator = site.node, site.operator()
+    status, created, _ = await node.call(
+        "POST", "/api/prefixes/88.118.8", json={"name": "Pump Works"}, headers=operator
+    )
+    assert status == 201
+    tenant = secure_basic(created["identity"], created["secret"])
+    template = {"items": [{"idIndex": 2000, "idType": "NAME", "required": True}]}
+    assert (await node.call("PUT", "/api/templates/88.118.8/v1", json=template, headers=tenant))[0] == 201
+
+    status, removed, _ = await node.call("DELETE", "/api/prefixes/88.118?force=true", headers=operator)
+    assert status == 200, removed
+    con = await asyncpg.connect(node.dsn)
+    try:
+        left = {
+            table: await con.fetchval(f"SELECT count(*) FROM {table} WHERE {where}")
+            for table, where in (
+                ("enterprises", "prefix_key LIKE '88.118%'"),
+                ("templates", "prefix_key LIKE '88.118%'"),
+                ("handles", "handle_key LIKE '0.NA/88.118%' OR prefix_key LIKE '88.118%'"),
+                ("prefixes", "prefix_key LIKE '88.118%'"),
+            )
+        }
+    finally:
+        await con.close()
+    assert left == {"enterprises": 0, "templates": 0, "handles": 0, "prefixes": 0}
+
+    assert (await node.call("POST", "/api/prefixes/88.118", headers=operator))[0] == 201
+    status, again, _ = await node.call("POST", "/api/prefixes/88.118.8", json={"name": "New Works"}, headers=operator)
+    assert status == 201, again
