@@ -49,6 +49,7 @@ from resolver.responses import (
     answers_errors,
     error_response,
     flag,
+    is_secure,
     json_body,
     json_response,
     with_cors,
@@ -222,7 +223,7 @@ class HandlesEndpoint:
             if not public_only and params.get("callback"):
                 raise ProtocolError("callback (JSONP) is only served for public answers, not with publicOnly=false")
             if not public_only and await self.authenticate(request, handle.name) is None:
-                raise AuthenticationNeeded(handle=text)
+                raise AuthenticationNeeded.on_channel(is_secure(request), handle=text)
         except HandleError as exc:
             self._counts.invalid += 1  # the client's mistake (malformed, too long, needs authentication)
             exc.about(text)

@@ -17,7 +17,9 @@ import orjson
 import pytest
 
 from registry.enterprises import Credentials
+from resolver.errors import AuthenticationNeeded
 from tests.support import (
+    SECURE,
     Node,
     behind_trusted_proxy,
     enterprises_and_operator,
@@ -170,3 +172,25 @@ async def test_removing_a_prefix_removes_the_enterprises_templates_and_prefix_ha
     assert (await node.call("POST", "/api/prefixes/88.118", headers=operator))[0] == 201
     status, again, _ = await node.call("POST", "/api/prefixes/88.118.8", json={"name": "New Works"}, headers=operator)
     assert status == 201, again
+
+
+# --- authentication needed on the read path -------------------------------------------------------------------
+
+
+async def test_public_only_false_without_credentials_says_what_is_needed_in_the_registrys_words(
+    database: str,
+) -> None:
+    await home(database, "88.TEST")
+    await put_record(database, "88.TEST/doc", URL)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        status, read, _ = await node.get("/api/handles/88.TEST/doc?publicOnly=false")
+        assert (status, read["responseCode"]) == (403, 402)
+        status, write, _ = await node.call("PUT", "/api/handles/88.TEST/doc", json={"values": URL})
+        assert (status, write["responseCode"]) == (403, 402)
+        assert read["message"] == write["message"]
+        assert "HTTPS" in read["message"] and "trusted_proxies" in read["message"]
+
+        status, secure_read, _ = await node.get("/api/handles/88.TEST/doc?publicOnly=false", headers=SECURE)
+        assert (status, secure_read["responseCode"]) == (401, 402)
+        assert secure_read["message"] == AuthenticationNeeded().message
+        assert "credentials" in secure_read["message"]
