@@ -59,12 +59,11 @@ __all__ = ["HANDLES_PREFIX", "Collection", "Fallback", "HandleHooks", "HandlesEn
 
 HANDLES_PREFIX = _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
-_CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
 _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
 _NO_PARAMS: MultiMapping[Any] = MultiDictProxy(MultiDict())
 _NOT_FOUND_HEAD = b'{"responseCode":100,"message":"Handle not found","handle":'
 """The start of ``HandleNotFound().body()`` encoded; ``test_http_read`` checks the two agree."""
-_ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+_OWN_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
 _FLAGS = frozenset({"publicOnly", "auth", "pretty"})
 _READ_PARAMETERS = _FLAGS | {"type", "index", "callback"}
 
@@ -140,6 +139,11 @@ class HandlesEndpoint:
         self.max_batch = max_batch
         self.authenticate = hooks.reader
         self.methods: dict[str, Handler] = {**hooks.methods, "POST": self.post_handle, "OPTIONS": self.options}
+        # Allow and CORS preflights offer the methods this node has: a read-only one has no PUT or DELETE.
+        added = tuple(method for method in hooks.methods if method not in _OWN_METHODS)
+        self.allow = ("GET", "HEAD", "POST", *added, "OPTIONS")
+        self._allow_header = ", ".join(self.allow)
+        self._cors_methods = ",".join(("GET", "POST", "HEAD", *added))  # Handle.Net's order (transcript B23)
         self.collection = hooks.collection
         self.fallback = hooks.fallback
         self._claimed = hooks.fallback.claims
@@ -186,7 +190,7 @@ class HandlesEndpoint:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         handler = self.methods.get(request.method)
         if handler is None:
-            raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
+            raise MethodNotAllowed(request.method, request.path, allow=self.allow)
         return await handler(request)
 
     @answers_errors
@@ -198,15 +202,15 @@ class HandlesEndpoint:
             raise InvalidHandle("Empty handle invalid")
         if request.method == "OPTIONS":
             return await self.options(request)
-        raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
+        raise MethodNotAllowed(request.method, request.path, allow=self.allow)
 
     async def options(self, request: web.Request) -> web.StreamResponse:
         """``Allow`` for plain OPTIONS (B22), CORS preflight answers when ``Origin`` is sent (B23)."""
-        response = web.Response(status=200, headers={"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+        response = web.Response(status=200, headers={"Allow": self._allow_header})
         if request.headers.get("Origin"):
             with_cors(request, response)
             response.headers["Access-Control-Max-Age"] = "86400"
-            response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+            response.headers["Access-Control-Allow-Methods"] = self._cors_methods
             response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
         return response
 

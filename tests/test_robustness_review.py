@@ -194,3 +194,35 @@ async def test_public_only_false_without_credentials_says_what_is_needed_in_the_
         assert (status, secure_read["responseCode"]) == (401, 402)
         assert secure_read["message"] == AuthenticationNeeded().message
         assert "credentials" in secure_read["message"]
+
+
+# --- a read-only node -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def read_only(database: str) -> AsyncIterator[Node]:
+    await home(database, "88.TEST")
+    await put_record(database, "88.TEST/doc", URL)
+    async with running_node(database, extensions=()) as node:
+        yield node
+
+
+async def test_a_read_only_node_allows_only_the_methods_it_has(read_only: Node) -> None:
+    for path in ("/api/handles/88.TEST/doc", "/api/handles"):
+        status, _, response = await read_only.call("OPTIONS", path)
+        assert status == 200
+        assert response.headers["Allow"] == "GET, HEAD, POST, OPTIONS"
+        status, answer, response = await read_only.call("PUT", path, json={"values": URL})
+        assert (status, answer["responseCode"]) == (405, 4)
+        assert response.headers["Allow"] == "GET, HEAD, POST, OPTIONS"
+    preflight = {"Origin": "http://e.org", "Access-Control-Request-Method": "GET"}
+    _, _, response = await read_only.call("OPTIONS", "/api/handles/88.TEST/doc", headers=preflight)
+    assert response.headers["Access-Control-Allow-Methods"] == "GET,POST,HEAD"
+
+
+async def test_a_node_with_the_registry_allows_its_write_methods(doc: Node) -> None:
+    _, _, response = await doc.call("OPTIONS", "/api/handles/88.TEST/doc")
+    assert response.headers["Allow"] == "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+    status, _, response = await doc.call("PATCH", "/api/handles/88.TEST/doc")
+    assert status == 405
+    assert response.headers["Allow"] == "GET, HEAD, POST, PUT, DELETE, OPTIONS"
