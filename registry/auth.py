@@ -76,11 +76,6 @@ CPU per guess here, the most one tenant's key may make every login attempt cost 
 SECRET_LENGTH = 20
 IDENTITY_FACTOR = 10
 ADDRESS_FACTOR = 5
-_NEEDED = "Authentication needed: send HTTP Basic credentials (index:handle) or a session"
-_INSECURE = (
-    "Authentication needs a secure channel: use HTTPS (idnode serve --tls), or a TLS-terminating proxy listed in "
-    "trusted_proxies; credentials sent over plain HTTP are ignored"
-)
 _HANDLE_AUTH_FIELD = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _VERIFIED_MAX = 10_000
 _LIMITER_MAX_KEYS = 100_000
@@ -335,7 +330,7 @@ class Authenticator:
             exc.about(handle)
             raise
         if identity is None:
-            raise AuthenticationNeeded(_INSECURE if not self.is_secure(request) else _NEEDED, handle=handle)
+            raise AuthenticationNeeded.on_channel(self.is_secure(request), handle=handle)
         return identity
 
     def _parse(self, header: str) -> tuple[Identity, bytes]:

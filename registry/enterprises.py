@@ -111,7 +111,8 @@ def _prefix_handle_values(prefix: str, admin: str) -> str:
 
 
 async def _check_tenancy(tx: WriteTransaction, prefix: str, key: str) -> None:
-    """Refuse a prefix outside what this node homes, or nested in (or above) another enterprise's."""
+    """Refuse a prefix outside what this node homes, or nested in (or above) another enterprise's; run under
+    ``lock_tenancy``, or two concurrent onboardings could each pass before the other committed."""
     chain = prefix_chain(key)
     if not await tx.homed_among(chain):
         raise PrefixNotHomed(
@@ -143,6 +144,7 @@ async def onboard(
     admin = f"{prefix}/{ADMIN_SUFFIX}"
     secret, hashed = await _new_secret()
     async with store.transaction(actor) as tx:
+        await tx.lock_tenancy()
         await _check_tenancy(tx, prefix, key)
         await tx.add_prefix(prefix, key, next(iter(prefix_chain(key)[1:]), None))
         await tx.add_enterprise(key, name, credit_code, contact, actor.name)
@@ -186,7 +188,8 @@ async def renew_secret(store: RegistryStore, handle: str, *, actor: Actor) -> Cr
 
 
 async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor: Actor) -> int:
-    """Unhome ``prefix`` with its enterprise; refuses (409) while it has handles unless ``force``.
+    """Unhome ``prefix`` and the prefixes derived from it, with their enterprises; refuses (409) while they have
+    handles unless ``force``.
 
     Returns how many handles were deleted. The enterprise's own ``0.NA/P`` and ``P/ADMIN`` do not count as
     "handles of the prefix" for the refusal.
@@ -194,6 +197,7 @@ async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor
     key = ascii_upper(prefix)
     own = [f"0.NA/{key}", f"{key}/{ADMIN_SUFFIX}"]
     async with store.transaction(actor) as tx:
+        await tx.lock_tenancy()
         if not await tx.homed_among([key]):
             raise HandleNotFound(f"Prefix {prefix} is not homed here", handle=prefix)
         count = await tx.count_under(key, besides=own)
@@ -201,4 +205,4 @@ async def remove_prefix(store: RegistryStore, prefix: str, *, force: bool, actor
             raise HandleAlreadyExists(
                 f"Prefix {prefix} still has {count} handle(s); add ?force=true to delete them with it", handle=prefix
             )
-        return await tx.remove_prefix(key, own[0])
+        return await tx.remove_prefix(key)

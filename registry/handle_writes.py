@@ -33,6 +33,7 @@ from resolver.errors import (
 )
 from resolver.http import handle_text
 from resolver.identifiers import Handle, governing_prefix, parse
+from resolver.numbers import ascii_integer
 from resolver.records import HandleValue, decode_values
 from resolver.responses import Handler, flag, json_body, json_response
 
@@ -48,11 +49,13 @@ def _indexes(request: web.Request) -> list[str]:
 
 
 def _parse_indexes(raw: Sequence[str]) -> list[int]:
+    parsed = []
     for item in raw:
-        digits = item[1:] if item.startswith("-") else item
-        if not digits.isascii() or not digits.isdigit() or len(digits) > MAX_INDEX_DIGITS:
+        number = ascii_integer(item, max_digits=MAX_INDEX_DIGITS)
+        if number is None:
             raise ProtocolError(f"Invalid index parameter {item[:64]!r}: not an integer")
-    return [int(item) for item in raw]
+        parsed.append(number)
+    return parsed
 
 
 class HandleWrites:

@@ -92,6 +92,46 @@ _READ_PARAMS = [
     ),
 ]
 
+
+def _body_parameter(kinds: list[str], description: str) -> dict[str, Any]:
+    """A parameter of a JSON body that stands for the query string (``resolver.http``): absent, null, one value
+    or a list of values (a repeated parameter)."""
+    return {
+        "anyOf": [{"type": [*kinds, "null"]}, {"type": "array", "items": {"type": kinds}}],
+        "description": description,
+    }
+
+
+_FLAG_VALUE = ["boolean", "string", "number"]
+_TYPES_PARAMETER = "value types to return (OR-ed, case-insensitive)"
+_INDEXES_PARAMETER = "value indexes to return (OR-ed with type)"
+_READ_BODY = {
+    "type": "object",
+    "properties": {
+        "type": _body_parameter(["string", "number"], _TYPES_PARAMETER),
+        "index": _body_parameter(["integer", "string"], _INDEXES_PARAMETER),
+        "publicOnly": _body_parameter(_FLAG_VALUE, "false: also non-public values"),
+        "auth": _body_parameter(_FLAG_VALUE, "authoritative answer"),
+        "pretty": _body_parameter(_FLAG_VALUE, "indent the JSON"),
+        "callback": _body_parameter(["string"], "JSONP; public answers only"),
+    },
+    "description": "the query parameters of GET; a number is its text, other keys are ignored",
+}
+_RESOLVE_BODY = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["handles"],
+            "properties": {
+                "handles": {"type": "array"},
+                "type": _body_parameter(["string"], _TYPES_PARAMETER),
+                "index": _body_parameter(["integer", "string"], _INDEXES_PARAMETER),
+            },
+        },
+        {"type": "array"},
+    ]
+}
+
 _INDEX = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_INDEX}, {"type": "string", "pattern": "^[0-9]+$"}]}
 _PRIMITIVE = {"type": ["string", "number", "boolean"], "description": "text; a number or boolean is its JSON text"}
 _NAMED = {"handle": {"type": "string"}, "index": _INDEX}
@@ -222,7 +262,7 @@ _PATHS: dict[str, Any] = {
         "post": {
             "summary": "Resolve, with the query parameters given as a JSON object",
             "parameters": [_HANDLE],
-            "requestBody": _json(_OBJECT, 'e.g. {"type": "URL"}'),
+            "requestBody": _json(_READ_BODY, 'e.g. {"type": "URL"}'),
             "responses": _answers({"200": _RECORD}, *_READ_ERRORS, 413),
         },
         "put": {
@@ -283,7 +323,7 @@ _PATHS: dict[str, Any] = {
         "post": {
             "summary": "Resolve up to 2000 handles in one request; each result as GET would answer it",
             "requestBody": _json(
-                {"oneOf": [{"type": "object", "properties": {"handles": {"type": "array"}}}, {"type": "array"}]},
+                _RESOLVE_BODY,
                 "the names to resolve, as {handles: [...]} or a bare array; an item that is not a string gets its"
                 " own rc 102 result",
             ),
@@ -318,7 +358,8 @@ _PATHS: dict[str, Any] = {
             ),
         },
         "delete": {
-            "summary": "Unhome a prefix (refused while it has handles unless force=true)",
+            "summary": "Unhome a prefix and those derived from it, with their enterprises and templates (refused while"
+            " they have handles unless force=true)",
             "parameters": [_PREFIX, _flag("force")],
             "responses": _answers({"200": _json(_OBJECT, "deletedHandles")}, *_DELETE_ERRORS),
         },

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from resolver.errors import ProtocolError
+from resolver.numbers import ascii_integer
 
 __all__ = ["MAX_PAGING", "Page", "paging"]
 
@@ -32,11 +33,10 @@ class Page:
 
 
 def _number(raw: str, name: str) -> int:
-    text = raw.strip()
-    digits = text[1:] if text.startswith("-") else text
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 10 or int(digits) > MAX_PAGING:
+    number = ascii_integer(raw.strip(), max_digits=len(str(MAX_PAGING)))
+    if number is None or abs(number) > MAX_PAGING:
         raise ProtocolError(f"Invalid paging parameter {name}={raw[:64]!r}: an integer up to {MAX_PAGING} expected")
-    return int(text)
+    return number
 
 
 def paging(query: Mapping[str, str]) -> Page | None:

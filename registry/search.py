@@ -16,8 +16,6 @@ contain NUL (nothing stored can).
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from aiohttp import web
 
@@ -26,6 +24,7 @@ from registry.permissions import Perm, Permissions
 from registry.store import RegistryStore
 from resolver.errors import HandleError, ProtocolError
 from resolver.identifiers import ascii_upper
+from resolver.numbers import ascii_integer
 from resolver.responses import answers_errors, json_response
 
 __all__ = ["ReverseLookup"]
@@ -34,8 +33,7 @@ _RESERVED = frozenset({"limit", "page", "retrieverecords"})
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MAX_CRITERIA = 16
-_LIMIT = re.compile(r"-?[0-9]{1,12}")
-"""ASCII digits only: ``str.isdigit`` admits ``²``, which ``int`` refuses."""
+_LIMIT_DIGITS = 12
 
 
 class ReverseLookup:
@@ -65,10 +63,10 @@ class ReverseLookup:
             raise ProtocolError(f"At most {MAX_CRITERIA} search criteria, got {len(criteria)}")
         if any("\x00" in kind or "\x00" in value for kind, value in criteria):
             raise ProtocolError("Search criteria must not contain NUL characters")
-        raw_limit = request.query.get("limit", str(DEFAULT_LIMIT)).strip()
-        if not _LIMIT.fullmatch(raw_limit):
+        asked = ascii_integer(request.query.get("limit", str(DEFAULT_LIMIT)).strip(), max_digits=_LIMIT_DIGITS)
+        if asked is None:
             raise ProtocolError("limit must be an integer")
-        limit = max(min(int(raw_limit), MAX_LIMIT), 0)
+        limit = max(min(asked, MAX_LIMIT), 0)
         identity = await self.auth.require(request)
         searchable = await self.store.searchable_types()
         unknown = sorted({kind for kind, _ in criteria} - searchable)

@@ -67,6 +67,8 @@ _UPDATE_MANY = (
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, t) "
     "WHERE h.handle_key = u.k RETURNING h.handle_key, h.version"
 )
+_TENANCY_LOCK = int.from_bytes(b"idnode:t")
+"""The advisory lock key that serializes changes of tenancy (``WriteTransaction.lock_tenancy``)."""
 _UNDER = "(prefix_key = $1 OR prefix_key LIKE $2)"
 """A prefix and every prefix derived from it; $2 is ``like_pattern(key) + '.%'``."""
 
@@ -149,6 +151,15 @@ class WriteTransaction:
 
     # --- tenants ----------------------------------------------------------------------------------------------
 
+    async def lock_tenancy(self) -> None:
+        """Hold the tenancy lock until commit; first in every transaction that adds or removes tenants.
+
+        The nesting check reads ``enterprises`` at READ COMMITTED without a lock, so two onboardings (``88.118.8``
+        and ``88.118.8.1``) that both checked before either committed both passed. A transaction-scoped advisory
+        lock makes such changes take turns (they are rare) without blocking readers of the tables.
+        """
+        await self._con.execute("SELECT pg_advisory_xact_lock($1)", _TENANCY_LOCK)
+
     async def has_enterprise(self, prefix_key: str) -> bool:
         return bool(await self._con.fetchval("SELECT 1 FROM enterprises WHERE prefix_key = $1", prefix_key))
 
@@ -204,15 +215,18 @@ class WriteTransaction:
             list(besides),
         )
 
-    async def remove_prefix(self, prefix_key: str, prefix_handle_key: str) -> int:
-        """Delete a prefix, its derived prefixes, their handles, its enterprise and templates; handles deleted."""
+    async def remove_prefix(self, prefix_key: str) -> int:
+        """Delete a prefix and every prefix derived from it: their handles, prefix handles (``0.NA/P``, whose own
+        prefix is ``0.NA``), enterprises and templates; how many handles were deleted. A derived enterprise
+        left behind would refuse onboarding its prefix again. History stays: it is append-only."""
         derived = like_pattern(prefix_key) + ".%"
         status = await self._con.execute(
-            f"DELETE FROM handles WHERE {_UNDER} OR handle_key = $3", prefix_key, derived, prefix_handle_key
+            f"DELETE FROM handles WHERE {_UNDER} OR handle_key = '0.NA/' || $1 OR handle_key LIKE '0.NA/' || $2",
+            prefix_key,
+            derived,
         )
-        await self._con.execute("DELETE FROM enterprises WHERE prefix_key = $1", prefix_key)
-        await self._con.execute("DELETE FROM templates WHERE prefix_key = $1", prefix_key)
-        await self._con.execute(f"DELETE FROM prefixes WHERE {_UNDER}", prefix_key, derived)
+        for table in ("enterprises", "templates", "prefixes"):
+            await self._con.execute(f"DELETE FROM {table} WHERE {_UNDER}", prefix_key, derived)
         return int(status.split()[-1])
 
     # --- templates --------------------------------------------------------------------------------------------

@@ -183,7 +183,20 @@ class PrefixNotHomed(HandleError):
 
 
 class AuthenticationNeeded(HandleError):
+    """No usable credentials: the message says what to send, or, on a plain-HTTP channel (where credentials are
+    ignored), that a secure one is needed. Read and write paths answer with the same words (``on_channel``)."""
+
     response_code, http_status = 402, 401
+    default_message = "Authentication needed: send HTTP Basic credentials (index:handle) or a session"
+    insecure_message = (
+        "Authentication needs a secure channel: use HTTPS (idnode serve --tls), or a TLS-terminating proxy listed in "
+        "trusted_proxies; credentials sent over plain HTTP are ignored"
+    )
+
+    @classmethod
+    def on_channel(cls, secure: bool, *, handle: str | None = None) -> AuthenticationNeeded:
+        """The error for a request on a ``secure`` channel or not, naming ``handle``."""
+        return cls(None if secure else cls.insecure_message, handle=handle)
 
 
 class BadCredentials(AuthenticationNeeded):

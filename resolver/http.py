@@ -49,6 +49,7 @@ from resolver.responses import (
     answers_errors,
     error_response,
     flag,
+    is_secure,
     json_body,
     json_response,
     with_cors,
@@ -58,12 +59,13 @@ __all__ = ["HANDLES_PREFIX", "Collection", "Fallback", "HandleHooks", "HandlesEn
 
 HANDLES_PREFIX = _PREFIX = "/api/handles/"
 _SKIP = len(_PREFIX)
-_CORS_METHODS = "GET,POST,HEAD,PUT,DELETE"
 _CORS_HEADERS = "X-Requested-With,Authorization,Origin,Accept,Content-Type"
 _NO_PARAMS: MultiMapping[Any] = MultiDictProxy(MultiDict())
 _NOT_FOUND_HEAD = b'{"responseCode":100,"message":"Handle not found","handle":'
 """The start of ``HandleNotFound().body()`` encoded; ``test_http_read`` checks the two agree."""
-_ALLOW = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+_OWN_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+_FLAGS = frozenset({"publicOnly", "auth", "pretty"})
+_READ_PARAMETERS = _FLAGS | {"type", "index", "callback"}
 
 Reader = Callable[[web.Request, str], Awaitable[Any]]
 """``reader(request, handle)``: the identity allowed to read ``handle``'s non-public values, or None (anonymous);
@@ -137,6 +139,11 @@ class HandlesEndpoint:
         self.max_batch = max_batch
         self.authenticate = hooks.reader
         self.methods: dict[str, Handler] = {**hooks.methods, "POST": self.post_handle, "OPTIONS": self.options}
+        # Allow and CORS preflights offer the methods this node has: a read-only one has no PUT or DELETE.
+        added = tuple(method for method in hooks.methods if method not in _OWN_METHODS)
+        self.allow = ("GET", "HEAD", "POST", *added, "OPTIONS")
+        self._allow_header = ", ".join(self.allow)
+        self._cors_methods = ",".join(("GET", "POST", "HEAD", *added))  # Handle.Net's order (transcript B23)
         self.collection = hooks.collection
         self.fallback = hooks.fallback
         self._claimed = hooks.fallback.claims
@@ -183,7 +190,7 @@ class HandlesEndpoint:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         handler = self.methods.get(request.method)
         if handler is None:
-            raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
+            raise MethodNotAllowed(request.method, request.path, allow=self.allow)
         return await handler(request)
 
     @answers_errors
@@ -195,15 +202,15 @@ class HandlesEndpoint:
             raise InvalidHandle("Empty handle invalid")
         if request.method == "OPTIONS":
             return await self.options(request)
-        raise MethodNotAllowed(request.method, request.path, allow=_ALLOW)
+        raise MethodNotAllowed(request.method, request.path, allow=self.allow)
 
     async def options(self, request: web.Request) -> web.StreamResponse:
         """``Allow`` for plain OPTIONS (B22), CORS preflight answers when ``Origin`` is sent (B23)."""
-        response = web.Response(status=200, headers={"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+        response = web.Response(status=200, headers={"Allow": self._allow_header})
         if request.headers.get("Origin"):
             with_cors(request, response)
             response.headers["Access-Control-Max-Age"] = "86400"
-            response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+            response.headers["Access-Control-Allow-Methods"] = self._cors_methods
             response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
         return response
 
@@ -220,7 +227,7 @@ class HandlesEndpoint:
             if not public_only and params.get("callback"):
                 raise ProtocolError("callback (JSONP) is only served for public answers, not with publicOnly=false")
             if not public_only and await self.authenticate(request, handle.name) is None:
-                raise AuthenticationNeeded(handle=text)
+                raise AuthenticationNeeded.on_channel(is_secure(request), handle=text)
         except HandleError as exc:
             self._counts.invalid += 1  # the client's mistake (malformed, too long, needs authentication)
             exc.about(text)
@@ -321,7 +328,11 @@ def _as_list(raw: Any) -> list[Any]:
 
 
 async def _json_params(request: web.Request) -> MultiMapping[Any]:
-    """The JSON body of a POST-as-GET as a multi-mapping: lists become repeated parameters."""
+    """The JSON body of a POST-as-GET as the query string's multi-mapping: a list is a repeated parameter and a
+    number its text (``"index": 1``). Only the flags may be booleans and ``callback`` must be text: anything else
+    reaches its reader as it came, which refuses it (``ValueFilter.from_query``: 400 rc 4), where a ``true``
+    callback or type used to meet string code and answer 500 (issue 8 review). Keys the read API does not
+    read are ignored, as unknown query parameters are."""
     out: MultiDict[Any] = MultiDict(request.query)
     if not request.body_exists:
         return out
@@ -329,9 +340,19 @@ async def _json_params(request: web.Request) -> MultiMapping[Any]:
     if not isinstance(payload, dict):
         raise ProtocolError("POST parameters must be a JSON object")
     for key, value in payload.items():
-        for item in _as_list(value):
-            out.add(key, item if isinstance(item, str | bool) else str(item))
+        if key in _READ_PARAMETERS:
+            for item in _as_list(value):
+                out.add(key, _parameter(key, item))
     return out
+
+
+def _parameter(key: str, item: Any) -> Any:
+    if isinstance(item, str) or (isinstance(item, bool) and key in _FLAGS):
+        return item
+    number = isinstance(item, int | float) and not isinstance(item, bool)
+    if key == "callback" or (key in _FLAGS and not number):
+        raise ProtocolError(f"POST parameter {key} must be {'text' if key == 'callback' else 'a boolean or text'}")
+    return str(item) if number else item
 
 
 async def api_not_found(request: web.Request) -> web.StreamResponse:

@@ -33,6 +33,7 @@ import orjson
 
 from resolver.errors import HandleError, InvalidValue, ProtocolError, ValueAlreadyExists
 from resolver.identifiers import HARD_MAX_HANDLE_BYTES, ascii_upper, validate_text
+from resolver.numbers import ascii_integer
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
@@ -69,9 +70,8 @@ _OPAQUE_FORMATS = frozenset({"key", "site"})
 _ALLOWED_CONTROLS = frozenset("\t\n\x0b\x0c\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _BITS = re.compile(r"[01]+")
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
-"""An integer given as text: ASCII digits only (``str.isdigit`` admits ``²``, which ``int`` refuses), and few
-enough that any 64-bit number is still range-checked rather than parsed from thousands of digits."""
+_MAX_DIGITS = 20
+"""An index or TTL given as text has at most this many digits: any 64-bit number is still range-checked."""
 
 
 def now_timestamp() -> str:
@@ -248,8 +248,8 @@ def _decode_value(item: Any, stamp: str) -> HandleValue:
 def _decode_index(raw: Any, *, what: str) -> int:
     if isinstance(raw, bool):
         raise ProtocolError(f"{what} must be an integer")
-    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-        raw = int(raw.strip())
+    if isinstance(raw, str) and (number := ascii_integer(raw.strip(), max_digits=_MAX_DIGITS)) is not None:
+        raw = number
     if not isinstance(raw, int):
         raise ProtocolError(f"{what} must be an integer, got {_describe(raw)}")
     if raw <= 0:
@@ -267,8 +267,8 @@ def _decode_ttl(index: int, raw: Any) -> int | str:
             raise InvalidValue(f"Value {index}: ttl {raw} out of range")
         return raw
     if isinstance(raw, str):
-        if _INTEGER.fullmatch(raw.strip()):
-            return _decode_ttl(index, int(raw))
+        if (number := ascii_integer(raw.strip(), max_digits=_MAX_DIGITS)) is not None:
+            return _decode_ttl(index, number)
         return _decode_ttl_time(index, raw)
     raise InvalidValue(f"Value {index}: ttl must be seconds or an ISO-8601 time")
 
@@ -363,6 +363,12 @@ def _check_opaque(index: int, raw: Any) -> None:
             raise InvalidValue(f"Value {index}: data nests deeper than {MAX_DEPTH} levels")
         children = node if isinstance(node, list) else [*node, *node.values()]
         pending.extend((child, depth + 1) for child in children)
+
+
+def _text_parameter(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ProtocolError(f"Invalid {name} parameter {_describe(raw)}: not a string")
+    return raw
 
 
 def _describe(raw: Any) -> str:
@@ -460,14 +466,17 @@ class ValueFilter:
         return bool(self.types or self.indexes)
 
     @classmethod
-    def from_query(cls, types: Iterable[str], indexes: Iterable[str]) -> ValueFilter:
+    def from_query(cls, types: Iterable[Any], indexes: Iterable[Any]) -> ValueFilter:
+        """The filter of ``type`` and ``index`` parameters; 400 rc 4 for a parameter that is not text (a JSON body
+        gives any value: ``POST /api/resolve`` passes its ``type`` array as it came) or an index that is no
+        integer."""
         parsed: set[int] = set()
         for raw in indexes:
             try:
-                parsed.add(int(raw))
+                parsed.add(int(_text_parameter("index", raw)))
             except ValueError:
                 raise ProtocolError(f'Invalid index parameter "{raw[:64]}": not an integer') from None
-        return cls(tuple(ascii_upper(t) for t in types if t), frozenset(parsed))
+        return cls(tuple(ascii_upper(t) for t in types if _text_parameter("type", t)), frozenset(parsed))
 
     def matches(self, value: HandleValue) -> bool:
         if value.index in self.indexes:

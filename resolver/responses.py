@@ -39,6 +39,7 @@ __all__ = [
     "answers_errors",
     "error_response",
     "flag",
+    "is_secure",
     "json_body",
     "json_response",
     "read_body",

@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +30,7 @@ from registry.app import extensions as registry_extensions
 from registry.enterprises import Credentials, add_operator, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import ensure_self_signed
-from resolver.app import create_app
+from resolver.app import Extension, create_app
 from resolver.config import RegistrySettings, Settings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
@@ -155,11 +155,16 @@ def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
 
 
 async def start_node(
-    dsn: str, settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None
+    dsn: str,
+    settings: Settings | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    extensions: Iterable[Extension] | None = None,
 ) -> tuple[web.AppRunner, str, web.Application]:
-    """A full node (read path and registry) on a free 127.0.0.1 port; HTTPS when ``ssl_context`` is given."""
+    """A full node (read path and registry, unless other ``extensions`` are given) on a free 127.0.0.1 port;
+    HTTPS when ``ssl_context`` is given."""
     settings = settings or Settings()
-    app = await create_app(settings, dsn, extensions=registry_extensions())
+    app = await create_app(settings, dsn, extensions=registry_extensions() if extensions is None else extensions)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -343,10 +348,15 @@ def self_signed_context(directory: Path) -> ssl.SSLContext:
 
 @contextlib.asynccontextmanager
 async def running_node(
-    dsn: str, settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None
+    dsn: str,
+    settings: Settings | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    extensions: Iterable[Extension] | None = None,
 ) -> AsyncIterator[Node]:
-    """A full node on 127.0.0.1 with a client session (that does not verify certificates) for it."""
-    runner, url, app = await start_node(dsn, settings, ssl_context=ssl_context)
+    """A node on 127.0.0.1 (as ``start_node`` builds it) with a client session (that does not verify
+    certificates) for it."""
+    runner, url, app = await start_node(dsn, settings, ssl_context=ssl_context, extensions=extensions)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
             yield Node(url, app, dsn, http)
