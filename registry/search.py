@@ -16,6 +16,8 @@ contain NUL (nothing stored can).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 from aiohttp import web
 
@@ -79,18 +81,29 @@ class ReverseLookup:
         else:
             own = identity.handle.split("/", 1)[0]
             await self.permissions.require_prefix_admin(identity, own, Perm.LIST_HANDLES, echo=None)
-            names = await self._listable(
-                identity, await self.store.search(criteria, within=ascii_upper(own), limit=limit)
-            )
+            names = await self._listable(identity, criteria, ascii_upper(own), limit)
         return json_response(orjson.dumps(names))
 
-    async def _listable(self, identity: Identity, names: list[str]) -> list[str]:
-        """``names`` less those under a prefix ``identity`` may not list (a derived prefix with admins of its own)."""
-        may: dict[str, bool] = {}
-        for prefix in {name.split("/", 1)[0] for name in names}:
-            try:
-                await self.permissions.require_prefix_admin(identity, prefix, Perm.LIST_HANDLES, echo=None)
-                may[prefix] = True
-            except HandleError:
-                may[prefix] = False
-        return [name for name in names if may[name.split("/", 1)[0]]]
+    async def _listable(
+        self, identity: Identity, criteria: Sequence[tuple[str, str]], own: str, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` matches under ``own`` that ``identity`` may list. A derived prefix with admins of its own
+        may refuse it: such prefixes are left out in the query and it is asked again, so refusals never shorten the
+        answer below ``limit``; each round finds a new refused prefix, so it ends."""
+        checked: set[str] = set()
+        refused: list[str] = []
+        while True:
+            names = await self.store.search(criteria, within=own, limit=limit, besides=refused)
+            fresh = {ascii_upper(name.split("/", 1)[0]) for name in names} - checked
+            checked |= fresh
+            newly = [prefix for prefix in fresh if not await self._may_list(identity, prefix)]
+            if not newly:
+                return names
+            refused += newly
+
+    async def _may_list(self, identity: Identity, prefix: str) -> bool:
+        try:
+            await self.permissions.require_prefix_admin(identity, prefix, Perm.LIST_HANDLES, echo=None)
+        except HandleError:
+            return False
+        return True

@@ -34,12 +34,14 @@ __all__ = [
     "TemplateRow",
     "WriteTransaction",
     "like_pattern",
+    "set_actor",
 ]
 
-_SET_ACTOR = "SELECT set_config('idnode.actor', $1, true), set_config('idnode.request_id', $2, true)"
-_ACTOR_CTE = (
-    "WITH actor AS (SELECT set_config('idnode.actor', ${0}, true), set_config('idnode.request_id', ${1}, true)) "
-)
+_ACTOR_SETTINGS = "set_config('idnode.actor', ${0}, true), set_config('idnode.request_id', ${1}, true)"
+"""Who changes what, for the history trigger: set by the statement that opens a write transaction, or by a CTE of a
+one-statement write (saving a round trip); ``{0}``/``{1}`` are the parameter numbers."""
+_SET_ACTOR = "SELECT " + _ACTOR_SETTINGS.format(1, 2)
+_ACTOR_CTE = "WITH actor AS (SELECT " + _ACTOR_SETTINGS + ") "
 _LOCK = 'SELECT handle, "values"::text FROM handles WHERE handle_key = $1 FOR UPDATE'
 _LOCK_MANY = 'SELECT handle_key, "values"::text FROM handles WHERE handle_key = ANY($1::text[]) FOR UPDATE'
 _INSERT = (
@@ -84,6 +86,11 @@ class Actor:
 
     name: str
     request_id: str = ""
+
+
+async def set_actor(con: asyncpg.Connection, actor: Actor) -> None:
+    """Attribute the rest of ``con``'s transaction to ``actor`` (the import's COPY path uses it too)."""
+    await con.execute(_SET_ACTOR, actor.name, actor.request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +266,7 @@ class RegistryStore:
     async def transaction(self, actor: Actor) -> AsyncIterator[WriteTransaction]:
         """One write transaction on the write pool, its changes attributed to ``actor``."""
         async with self.write.acquire() as con, con.transaction():
-            await con.execute(_SET_ACTOR, actor.name, actor.request_id)
+            await set_actor(con, actor)
             yield WriteTransaction(con)
 
     # --- handles: one-statement writes (no transaction to open, no lock round trip) ---------------------------
@@ -316,11 +323,13 @@ class RegistryStore:
     async def searchable_types(self) -> set[str]:
         return {row[0] for row in await self.read.fetch("SELECT type_key FROM search_types")}
 
-    async def search(self, criteria: Sequence[tuple[str, str]], *, within: str | None, limit: int) -> list[str]:
+    async def search(
+        self, criteria: Sequence[tuple[str, str]], *, within: str | None, limit: int, besides: Sequence[str] = ()
+    ) -> list[str]:
         """Handles holding every ``(type, value)`` of ``criteria`` (``*`` in a value is a wildcard).
 
         ``within``: only handles under that prefix or one derived from it, less the prefixes (and their derived
-        prefixes) of enterprises other than ``within``'s own (None: anywhere).
+        prefixes) of enterprises other than ``within``'s own (None: anywhere). ``besides``: prefix keys left out.
         """
         clauses, args = [], []
         for kind, value in criteria:
@@ -338,6 +347,9 @@ class RegistryStore:
                 f"NOT EXISTS (SELECT 1 FROM enterprises e WHERE e.prefix_key LIKE ${derived} AND "
                 "(h.prefix_key = e.prefix_key OR starts_with(h.prefix_key, e.prefix_key || '.')))"
             )
+        if besides:
+            args.append(list(besides))
+            clauses.append(f"h.prefix_key <> ALL(${len(args)}::text[])")
         args.append(limit)
         rows = await self.read.fetch(
             f"SELECT h.handle FROM handles h WHERE {' AND '.join(clauses)} ORDER BY h.handle_key LIMIT ${len(args)}",
@@ -386,7 +398,7 @@ class RegistryStore:
 
     async def session(self, session_id: str) -> tuple[str, bytes, str | None] | None:
         """``(id, nonce, identity)`` of a session that has not expired."""
-        row = await self.read.fetchrow(
+        row = await self.write.fetchrow(  # a session opened a moment ago, maybe by another worker
             "SELECT id, nonce, identity FROM sessions WHERE id = $1 AND expires_at > now()", session_id
         )
         return None if row is None else (row[0], bytes(row[1]), row[2])

@@ -210,6 +210,9 @@ async def test_search_leaves_out_a_derived_prefix_whose_admins_do_not_let_one_li
         assert (await node.get("/api/handles?prefix=88.A.SUB", headers=admin))[0] == 403
         status, body, _ = await node.get("/hrls/handles?URL=https://wall.example/*", headers=admin)
         assert (status, body) == (200, ["88.A/shown"])
+        # 88.A.SUB/hidden sorts first: the refused prefix must not use up the limit
+        status, body, _ = await node.get("/hrls/handles?URL=https://wall.example/*&limit=1", headers=admin)
+        assert (status, body) == (200, ["88.A/shown"])
 
 
 # --- 2. failures from many addresses do not lock the owner out ---------------------------------------------------
