@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from registry.secret_keys import hash_secrets, prepare_secrets
+from registry.store import Actor, set_actor
 from registry.templates import template_reference, validate_record
 from resolver.errors import HandleError
 from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse
@@ -136,7 +137,7 @@ async def import_lines(
     stamp = now_timestamp()
     try:
         async with store.pool.acquire() as con, con.transaction():
-            await con.execute("SELECT set_config('idnode.actor', $1, true)", actor)
+            await set_actor(con, Actor(actor))
             templates = {
                 (row[0], row[1]): orjson.loads(row[2])
                 for row in await con.fetch("SELECT prefix_key, version, items::text FROM templates")

@@ -4,7 +4,8 @@
 - ``POST /api/prefixes/{prefix}`` with ``{"name", "creditCode", "contact"}`` onboards an enterprise
   (``registry/enterprises.py``) and answers 201 with its identity and secret, shown this once; without a name it
   only homes the prefix, as Handle.Net's does.
-- ``DELETE /api/prefixes/{prefix}[?force=true]`` unhomes it (409 while it has handles, unless forced).
+- ``DELETE /api/prefixes/{prefix}[?force=true]`` unhomes it (409 while it has handles, unless forced),
+  and with it the prefixes, enterprises, templates and handles under it (history stays).
 - ``GET /api/prefixes/{prefix}`` is 405, as in Handle.Net.
 
 Every call needs a node-operator identity.
