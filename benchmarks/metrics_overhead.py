@@ -41,7 +41,6 @@ import types
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -55,6 +54,7 @@ from resolver.app import ENDPOINT, PROMETHEUS_REGISTRY, create_app
 from resolver.config import Settings
 from resolver.embedded import EmbeddedPostgres
 from resolver.http import HandlesEndpoint
+from resolver.logs import request_log_options
 from resolver.metrics import LATENCY_BUCKETS, LookupCounts, NodeMetrics, PlainHistogram, merge
 from resolver.records import decode_values, values_to_stored
 from resolver.store import apply_migrations
@@ -159,15 +159,14 @@ def _per_call_us(handler: Handler, request: web.Request, iterations: int) -> flo
 def _breakdown() -> list[tuple[str, float]]:
     counts, histogram = LookupCounts(), PlainHistogram(LATENCY_BUCKETS)
     perf_counter = time.perf_counter
-    signal = web.Application().on_response_prepare  # aiohttp sends it only when it has a receiver
-    signal.append(NodeMetrics().count_response)
-    signal.freeze()
+    options = request_log_options(sample=0, slow_ms=0, responses=NodeMetrics().responses)
+    request_log = options["access_log_class"](options["access_log"], "")
     request, response = make_mocked_request("GET", "/"), web.Response()
     cases = {
         "perf_counter()": lambda: perf_counter(),
         "counts.hit += 1": lambda: setattr(counts, "hit", counts.hit + 1),
         "histogram.observe(42 µs)": lambda: histogram.observe(0.000042),
-        "count_response (on_response_prepare)": lambda: _complete(signal.send(request, response)),
+        "request log: count by class": lambda: request_log.log(request, response, 0.001),
         "empty lambda (call overhead)": lambda: None,
     }
     out = []
@@ -175,15 +174,6 @@ def _breakdown() -> list[tuple[str, float]]:
         best = min(timeit.repeat(case, number=200_000, repeat=5)) / 200_000 * 1e9
         out.append((label, best))
     return out
-
-
-def _complete(coroutine: Any) -> None:
-    """Run a coroutine that never suspends to its end."""
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return
-    sys.exit("metrics_overhead: a counting coroutine suspended")
 
 
 def _scrape_ms(app: web.Application) -> tuple[float, float]:

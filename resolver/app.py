@@ -118,11 +118,14 @@ def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     return load
 
 
-async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Extension] = ()) -> web.Application:
-    """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
+async def create_app(
+    settings: Settings, dsn: str, *, extensions: Iterable[Extension] = (), metrics: NodeMetrics | None = None
+) -> web.Application:
+    """A ready-to-serve application over the database at ``dsn`` (already migrated). Give ``metrics`` when the
+    server's request log counts answers into it (``logs.request_log_options``); they are the app's ``METRICS``."""
     store = await connect(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
-    metrics = NodeMetrics()
+    metrics = metrics or NodeMetrics()
     redirects = Redirects(settings.redirect_schemes)
     cache = Cache(settings.cache, _loader(store, metrics, redirects))
     lookup = Lookup(cache, prefixes, redirects)
@@ -178,7 +181,6 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         await cache.close()
         await store.close()
 
-    app.on_response_prepare.append(metrics.count_response)  # every answer, by status class
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app

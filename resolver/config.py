@@ -60,7 +60,7 @@ tls                         false              serve HTTPS (authentication only 
 tls_cert / tls_key          (generated)        PEM files; without them a self-signed pair is kept in data_dir
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
 operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
-auth_failure_limit          10                 failed logins per identity from one client address (IPv6: its /64) per minute
+auth_failure_limit          10                 failed logins per identity and client address (IPv6: /64) per minute
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 ==========================  =================  =====================================================
 """

@@ -15,8 +15,9 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
 - ``lookup_duration_seconds{api}``: histogram of handler time per request (50 µs – 1 s buckets); a batch
   request is one observation.
 - ``http_responses_total{class}``: every HTTP answer of the node by status class (``1xx`` … ``5xx``), aiohttp's
-  own 404/405/500 included: what the error-ratio alert divides. Counted by ``NodeMetrics.count_response`` on
-  ``on_response_prepare``, one list slot per class (the status divided by 100), so no label is looked up.
+  own 404/405/500 included: what the error-ratio alert divides. Counted by the server's request log
+  (``logs.RequestLog``) into ``NodeMetrics.responses``, one list slot per class (the status divided by 100), so no
+  label is looked up.
 - ``batch_size``: histogram of identifiers per ``POST /api/resolve``.
 - ``cache_entries{kind}``, ``cache_bytes``: positive/negative entries, estimated bytes of positive entries.
 - ``cache_evictions_total{kind}``, ``cache_expirations_total``, ``cache_invalidations_total``,
@@ -47,7 +48,6 @@ Example::
     metrics = NodeMetrics()
     registry = new_registry(NodeCollector(metrics, cache.stats, listener, store.pool, workers=2))
     app[PROMETHEUS_REGISTRY] = registry
-    app.on_response_prepare.append(metrics.count_response)
     app.router.add_get("/metrics", scrape)
 """
 
@@ -151,17 +151,9 @@ class NodeMetrics:
         self.latency = {api: PlainHistogram(LATENCY_BUCKETS) for api in APIS}
         self.batch_sizes = PlainHistogram(BATCH_BUCKETS)
         self.db_query = PlainHistogram(LATENCY_BUCKETS)
-        self.responses = [0] * 10  # by status // 100; aiohttp allows statuses up to 999
-
-    async def count_response(self, _request: web.BaseRequest, response: web.StreamResponse) -> None:
-        """``on_response_prepare`` hook: one more answer in ``response``'s status class.
-
-        The signal fires for every response the app sends, error answers aiohttp makes itself included, which no
-        handler could count. Cost: 0.69–0.76 µs per response on this project's VM (2026-12-01, the breakdown of
-        ``benchmarks/metrics_overhead.py``; aiohttp skips the signal entirely while it has no receiver): with the
-        look-up counters' 0.37 µs, 1.1 µs of the 2 µs per look-up budget (research/performance-anchors.md T6).
-        """
-        self.responses[response.status // 100] += 1
+        self.responses = [0] * 10
+        """Answers by status // 100, counted by the server's request log (``logs.RequestLog``), the one plain call
+        aiohttp makes for every answer, its own error answers included."""
 
 
 Source = Callable[[], Iterable[Metric]]
