@@ -118,14 +118,11 @@ def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     return load
 
 
-async def create_app(
-    settings: Settings, dsn: str, *, extensions: Iterable[Extension] = (), metrics: NodeMetrics | None = None
-) -> web.Application:
-    """A ready-to-serve application over the database at ``dsn`` (already migrated). Give ``metrics`` when the
-    server's request log counts answers into it (``logs.request_log_options``); they are the app's ``METRICS``."""
+async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Extension] = ()) -> web.Application:
+    """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
     store = await connect(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
-    metrics = metrics or NodeMetrics()
+    metrics = NodeMetrics()
     redirects = Redirects(settings.redirect_schemes)
     cache = Cache(settings.cache, _loader(store, metrics, redirects))
     lookup = Lookup(cache, prefixes, redirects)
@@ -152,14 +149,14 @@ async def create_app(
     sources = [source for added in additions for source in added.metrics]
     collector = NodeCollector(metrics, cache.stats, listener, store.pool, sources, workers=settings.workers)
 
-    app, router = new_application(client_max_size=settings.max_body_bytes)
+    app, router = new_application(client_max_size=settings.max_body_bytes, responses=metrics.responses)
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
     app[BODY_TIMEOUT] = settings.body_timeout
 
-    hot_route = app.add_routes(endpoint.routes())[0]  # the look-up GET route, declared first
-    router.set_hot(HANDLES_PREFIX, hot_route)
+    router.set_hot(HANDLES_PREFIX, endpoint.get_handle)
+    app.add_routes(endpoint.routes())
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
     if settings.admin_port is None:  # otherwise only the admin listener publishes it (resolver/admin.py)
         app.add_routes([web.get("/metrics", scrape)])
@@ -170,8 +167,9 @@ async def create_app(
         app.on_startup.extend(added.on_startup)
         app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    proxy_routes = app.add_routes(Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes).routes())
-    router.set_fallback(proxy_routes[-1])  # GET /{handle}: every path no other route claims
+    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes)
+    router.set_fallback(proxy.resolve)  # GET /{handle}: every path no other route claims
+    app.add_routes(proxy.routes())
 
     async def start_listening(_app: web.Application) -> None:
         await listener.start(timeout=LISTEN_START_TIMEOUT)

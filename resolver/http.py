@@ -152,6 +152,7 @@ class HandlesEndpoint:
         self._counts = metrics.lookups["rest"]
         self._observe = metrics.latency["rest"].observe
         self._observe_batch = metrics.latency["batch"].observe
+        self._responses = metrics.responses  # get_handle counts its own answers (router.py)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -183,6 +184,7 @@ class HandlesEndpoint:
                 response = await self._get(request, _NO_PARAMS, entry)
         else:
             response = await self._get(request, request.query, None)
+        self._responses[response.status // 100] += 1
         self._observe(perf_counter() - started)
         return response
 
@@ -358,7 +360,7 @@ def _parameter(key: str, item: Any) -> Any:
 async def api_not_found(request: web.Request) -> web.StreamResponse:
     """Any other ``/api`` path: 404 rc 4 "Unknown HTTP API endpoint" (transcripts F7, F8), or 405 rc 4 with
     ``Allow`` when an ``/api`` route has the path but not the method (``GET /api/resolve``)."""
-    allow = await _methods_before(request, api_not_found)
+    allow = await _methods_before(request)
     if allow:
         error: HandleError = MethodNotAllowed(request.method, request.path, allow=allow)
     else:
@@ -366,12 +368,13 @@ async def api_not_found(request: web.Request) -> web.StreamResponse:
     return error_response(error, request)
 
 
-async def _methods_before(request: web.Request, catch_all: Handler) -> tuple[str, ...]:
-    """The methods of the routes registered before ``catch_all``'s that have the request's path: the routes this
-    catch-all answers for when the method is wrong. Only on this error path, so a walk is fine."""
+async def _methods_before(request: web.Request) -> tuple[str, ...]:
+    """The methods of the routes registered before the catch-all that matched, which have the request's path: the
+    routes it answers for when the method is wrong. Only on this error path, so a walk is fine."""
     allowed: set[str] = set()
+    catch_all = request.match_info.route.resource
     for resource in request.app.router.resources():
-        if any(route.handler is catch_all for route in resource):
+        if resource is catch_all:
             break
         _, methods = await resource.resolve(request)
         allowed |= methods

@@ -16,18 +16,16 @@ workers share one stream), then whatever the call passed in ``extra`` (``request
 ``X-Request-Id``, or the id an internal error was answered with), and ``exception`` with the traceback as one
 string, so a line never breaks.
 
-``RequestLog`` is aiohttp's one plain (not awaited) per-response call (aiohttp/web_protocol.py ``log_access``,
-for every answer, the ones aiohttp makes itself included), so it also counts every answer by status class into
-``NodeMetrics.responses`` for ``idnode_http_responses_total``: one list increment. An ``on_response_prepare``
-receiver did that before at 2-3 µs per cached look-up (two coroutines per answer; about 5 % of the look-up's
-throughput, measured with wrk on 2026-12-02). Past the count, the log costs a comparison with the slow threshold
-and one random number when sampling. Request lines carry ``method``, ``path`` (the raw target, at most
+The request log costs nothing when it is off: ``request_log_options`` then gives aiohttp ``access_log=None``,
+so aiohttp's ``RequestHandler`` makes no call at all per request (aiohttp/web_protocol.py ``log_access``). When
+on, aiohttp calls ``RequestLog.log`` once per finished request with its duration: a comparison with the slow
+threshold, and one random number when sampling. Request lines carry ``method``, ``path`` (the raw target, at most
 ``MAX_PATH`` characters), ``status``, ``duration_ms``, ``bytes``, ``remote`` and ``request_id``.
 
 Example::
 
     configure_logging("INFO", "json")
-    web.run_app(app, **request_log_options(sample=0.01, slow_ms=250, responses=metrics.responses))
+    web.run_app(app, **request_log_options(sample=0.01, slow_ms=250))
 """
 
 from __future__ import annotations
@@ -105,8 +103,7 @@ def configure_logging(level: str, log_format: str = "text", *, stream: IO[str] |
 
 
 class RequestLog(AbstractAccessLogger):
-    """aiohttp's per-response hook: counts the answer by status class, logs slow requests to ``idnode.slow`` and a
-    sample of the rest to ``idnode.access``.
+    """aiohttp's per-request hook: slow requests to ``idnode.slow``, a sample of the rest to ``idnode.access``.
 
     Configured by class attributes because aiohttp builds it itself, as ``cls(logger, format)``; use
     :func:`request_log_class` to make a configured subclass.
@@ -114,13 +111,10 @@ class RequestLog(AbstractAccessLogger):
 
     sample = 0.0
     slow_seconds = math.inf
-    responses: list[int]
-    """Answers by status // 100 (aiohttp allows statuses up to 999)."""
     random: Callable[[], float] = random.random
     slow_logger = logging.getLogger(SLOW_LOGGER)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.responses[response.status // 100] += 1
         if time >= self.slow_seconds:
             self._write(self.slow_logger, logging.WARNING, "slow request", request, response, time)
         elif self.sample and self.random() < self.sample:
@@ -152,10 +146,9 @@ class RequestLog(AbstractAccessLogger):
 
 
 def request_log_class(
-    *, sample: float, slow_ms: float, responses: list[int], random: Callable[[], float] = random.random
+    *, sample: float, slow_ms: float, random: Callable[[], float] = random.random
 ) -> type[RequestLog]:
-    """A :class:`RequestLog` subclass with these settings, counting into ``responses`` (``random`` is replaceable
-    for tests)."""
+    """A :class:`RequestLog` subclass with these settings (``random`` is replaceable for tests)."""
     if not 0.0 <= sample <= 1.0:
         raise ValueError(f"logs: access_log_sample must be between 0 and 1, got {sample}")
     if slow_ms < 0:
@@ -163,22 +156,22 @@ def request_log_class(
     attributes = {
         "sample": float(sample),
         "slow_seconds": slow_ms / 1000.0 if slow_ms > 0 else math.inf,
-        "responses": responses,
         "random": staticmethod(random),
     }
     return type("ConfiguredRequestLog", (RequestLog,), attributes)
 
 
 def request_log_options(
-    *, sample: float, slow_ms: float, responses: list[int], random: Callable[[], float] = random.random
+    *, sample: float, slow_ms: float, random: Callable[[], float] = random.random
 ) -> dict[str, Any]:
-    """Keyword arguments for ``web.run_app``/``web.AppRunner``: the request log, counting answers into
-    ``responses`` (``NodeMetrics.responses``) even when both logs are off.
+    """Keyword arguments for ``web.run_app``/``web.AppRunner``: ``access_log=None`` when both logs are off.
 
     When the access log is sampled, ``idnode.access`` is set to INFO: asking for a sample is explicit, so a
     ``log_level`` of WARNING must not hide it.
     """
-    cls = request_log_class(sample=sample, slow_ms=slow_ms, responses=responses, random=random)
+    cls = request_log_class(sample=sample, slow_ms=slow_ms, random=random)
+    if not sample and not slow_ms:
+        return {"access_log": None}
     access = logging.getLogger(ACCESS_LOGGER)
     if sample:
         access.setLevel(logging.INFO)

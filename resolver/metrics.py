@@ -15,9 +15,9 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
 - ``lookup_duration_seconds{api}``: histogram of handler time per request (50 µs – 1 s buckets); a batch
   request is one observation.
 - ``http_responses_total{class}``: every HTTP answer of the node by status class (``1xx`` … ``5xx``), aiohttp's
-  own 404/405/500 included: what the error-ratio alert divides. Counted by the server's request log
-  (``logs.RequestLog``) into ``NodeMetrics.responses``, one list slot per class (the status divided by 100), so no
-  label is looked up.
+  own 404/405/500 included: what the error-ratio alert divides. Counted into ``NodeMetrics.responses``, one list
+  slot per class (the status divided by 100), so no label is looked up: by the router's wrapper of every route,
+  and by the two hot handlers themselves (``router.py`` says why).
 - ``batch_size``: histogram of identifiers per ``POST /api/resolve``.
 - ``cache_entries{kind}``, ``cache_bytes``: positive/negative entries, estimated bytes of positive entries.
 - ``cache_evictions_total{kind}``, ``cache_expirations_total``, ``cache_invalidations_total``,
@@ -151,9 +151,7 @@ class NodeMetrics:
         self.latency = {api: PlainHistogram(LATENCY_BUCKETS) for api in APIS}
         self.batch_sizes = PlainHistogram(BATCH_BUCKETS)
         self.db_query = PlainHistogram(LATENCY_BUCKETS)
-        self.responses = [0] * 10
-        """Answers by status // 100, counted by the server's request log (``logs.RequestLog``), the one plain call
-        aiohttp makes for every answer, its own error answers included."""
+        self.responses = [0] * 10  # by status // 100; aiohttp allows statuses up to 999
 
 
 Source = Callable[[], Iterable[Metric]]

@@ -53,6 +53,7 @@ class Proxy:
         self._expires_text: dict[int, str] = {}
         self._counts = metrics.lookups["proxy"]
         self._observe = metrics.latency["proxy"].observe
+        self._responses = metrics.responses  # resolve counts its own answers (router.py)
         self._clock = clock
 
     def routes(self) -> list[web.RouteDef]:
@@ -78,10 +79,12 @@ class Proxy:
             entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
             if entry is not None and entry.location is not None:
                 self._counts.hit += 1
+                self._responses[3] += 1
                 response = self._redirect(entry.location, entry.min_ttl)
                 self._observe(perf_counter() - started)
                 return response
         response = await self._answer(raw.split("?", 1)[0][1:], request.query, encoded=True)
+        self._responses[response.status // 100] += 1
         self._observe(perf_counter() - started)
         return response
 

@@ -46,7 +46,7 @@ from resolver.config import Settings
 from resolver.database import describe, migrate, open_database
 from resolver.errors import ConfigError
 from resolver.logs import configure_logging, request_log_options
-from resolver.metrics import LOCAL_PATH, SIBLINGS, NodeMetrics, Siblings, local_scrape
+from resolver.metrics import LOCAL_PATH, SIBLINGS, Siblings, local_scrape
 
 __all__ = ["bind", "configure_logging", "listen_url", "serve"]
 
@@ -106,10 +106,8 @@ def bind(host: str, port: int, *, reuse_port: bool, setting: str = "port") -> so
     return sock
 
 
-def _request_log(settings: Settings, metrics: NodeMetrics) -> dict[str, Any]:
-    return request_log_options(
-        sample=settings.access_log_sample, slow_ms=settings.slow_request_ms, responses=metrics.responses
-    )
+def _request_log(settings: Settings) -> dict[str, Any]:
+    return request_log_options(sample=settings.access_log_sample, slow_ms=settings.slow_request_ms)
 
 
 def _share_metrics(app: web.Application, worker: _Worker) -> None:
@@ -132,14 +130,9 @@ def _share_metrics(app: web.Application, worker: _Worker) -> None:
 
 
 async def _worker_app(
-    settings: Settings,
-    dsn: str,
-    extensions: Iterable[Extension],
-    admin: socket.socket | None,
-    worker: _Worker | None,
-    metrics: NodeMetrics,
+    settings: Settings, dsn: str, extensions: Iterable[Extension], admin: socket.socket | None, worker: _Worker | None
 ) -> web.Application:
-    app = await create_app(settings, dsn, extensions=extensions, metrics=metrics)
+    app = await create_app(settings, dsn, extensions=extensions)
     if worker is not None:
         _share_metrics(app, worker)
     if admin is not None:
@@ -157,15 +150,14 @@ def _run_worker(
     worker: _Worker | None = None,
 ) -> None:
     _use_uvloop()
-    metrics = NodeMetrics()  # before the app: the server's request log counts answers into it
     web.run_app(
-        _worker_app(settings, dsn, extensions, admin, worker, metrics),
+        _worker_app(settings, dsn, extensions, admin, worker),
         sock=sock,
         ssl_context=ssl_context,
         print=None,
         shutdown_timeout=5.0,
         handle_signals=True,
-        **_request_log(settings, metrics),
+        **_request_log(settings),
     )
 
 

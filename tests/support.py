@@ -33,8 +33,6 @@ from registry.tls import ensure_self_signed
 from resolver.app import Extension, create_app
 from resolver.config import RegistrySettings, Settings
 from resolver.identifiers import ascii_upper
-from resolver.logs import request_log_options
-from resolver.metrics import NodeMetrics
 from resolver.records import decode_values, values_to_stored
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,11 +164,8 @@ async def start_node(
     """A full node (read path and registry, unless other ``extensions`` are given) on a free 127.0.0.1 port;
     HTTPS when ``ssl_context`` is given."""
     settings = settings or Settings()
-    metrics = NodeMetrics()
-    app = await create_app(
-        settings, dsn, extensions=registry_extensions() if extensions is None else extensions, metrics=metrics
-    )
-    runner = web.AppRunner(app, **request_log_options(sample=0, slow_ms=0, responses=metrics.responses))
+    app = await create_app(settings, dsn, extensions=registry_extensions() if extensions is None else extensions)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
