@@ -24,7 +24,7 @@ from aiohttp import web
 from registry.auth import Authenticator, Identity
 from registry.permissions import Perm, Permissions
 from registry.store import RegistryStore
-from resolver.errors import HandleError, ProtocolError
+from resolver.errors import InsufficientPermissions, InvalidAdmin, ProtocolError
 from resolver.identifiers import ascii_upper
 from resolver.numbers import ascii_integer
 from resolver.responses import answers_errors, json_response
@@ -90,7 +90,7 @@ class ReverseLookup:
         """Up to ``limit`` matches under ``own`` that ``identity`` may list. A derived prefix with admins of its own
         may refuse it: such prefixes are left out in the query and it is asked again, so refusals never shorten the
         answer below ``limit``; each round finds a new refused prefix, so it ends."""
-        checked: set[str] = set()
+        checked = {own}  # the caller checked it
         refused: list[str] = []
         while True:
             names = await self.store.search(criteria, within=own, limit=limit, besides=refused)
@@ -102,8 +102,9 @@ class ReverseLookup:
             refused += newly
 
     async def _may_list(self, identity: Identity, prefix: str) -> bool:
+        """A refusal (rc 400, 401) is "no"; a database that cannot answer is still a 503, not a shorter answer."""
         try:
             await self.permissions.require_prefix_admin(identity, prefix, Perm.LIST_HANDLES, echo=None)
-        except HandleError:
+        except (InvalidAdmin, InsufficientPermissions):
             return False
         return True
