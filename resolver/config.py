@@ -25,7 +25,9 @@ from resolver.answers import Redirects
 from resolver.cache import CacheSettings
 from resolver.changes import ChangesSettings
 from resolver.errors import ConfigError
+from resolver.forward_settings import HierarchySettings
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
+from resolver.sites import base_url
 from resolver.store import DatabaseSettings
 
 OPTION_TABLE = """
@@ -62,6 +64,19 @@ trusted_proxies             (none)             comma-separated addresses/CIDRs w
 operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
 auth_failure_limit          10                 failed logins per identity and client address (IPv6: /64) per minute
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
+upstream                    (none)             comma-separated base URLs of the node above (the top level: none)
+advertise_url               (none)             this node's public base URL (scheme://host:port), its HS_SITE
+upstream_identity           (none)             identity at the parent (from its `idnode node add`), e.g. 300:0.NA/88.118
+upstream_secret             (none)             that identity's secret
+upstream_ca                 (none)             PEM file of CAs trusted for the parent and other sites (HTTPS)
+upstream_report_interval    60                 seconds between heartbeats and statistics pushed to the parent
+forward_timeout             3                  seconds one request to another site may take
+forward_min_ttl             5                  shortest TTL of forwarded answers and site information
+forward_max_ttl             3600               longest TTL of forwarded answers and site information
+forward_negative_ttl        60                 seconds a handle the authoritative site does not have stays absent
+serve_stale                 86400              seconds an expired forwarded answer may answer while its site is away
+max_referrals               8                  referrals followed to find a prefix's site before giving up
+stats_interval              60                 seconds between roll-ups of the operation statistics into PostgreSQL
 ==========================  =================  =====================================================
 """
 """Every option with its default and meaning, read by ``--help``; data rather than this module's docstring, which
@@ -106,6 +121,7 @@ class Settings:
     slow_request_ms: float = 0.0
     demo: bool = False
     redirect_schemes: tuple[str, ...] = ()
+    stats_interval: float = 60.0
     tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -113,6 +129,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     changes: ChangesSettings = field(default_factory=ChangesSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    hierarchy: HierarchySettings = field(default_factory=HierarchySettings)
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], int]:
@@ -200,6 +217,19 @@ def _path(raw: Any) -> Path:
     return Path(raw)
 
 
+def _base_url(raw: Any) -> str:
+    """an http:// or https:// URL of the form scheme://host[:port]"""
+    return base_url(_text(raw))
+
+
+def _base_urls(raw: Any) -> tuple[str, ...]:
+    """comma-separated http:// or https:// URLs of the form scheme://host[:port]"""
+    urls = tuple(base_url(word) for word in _words(raw))
+    if not urls:
+        raise ValueError("no URL given")
+    return urls
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -242,6 +272,19 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "operators": ("registry", "operators", _words),
     "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
     "redirect_schemes": (None, "redirect_schemes", _url_schemes),
+    "upstream": ("hierarchy", "upstream", _base_urls),
+    "advertise_url": ("hierarchy", "advertise_url", _base_url),
+    "upstream_identity": ("hierarchy", "upstream_identity", _text),
+    "upstream_secret": ("hierarchy", "upstream_secret", _text),
+    "upstream_ca": ("hierarchy", "upstream_ca", _path),
+    "upstream_report_interval": ("hierarchy", "report_interval", _positive_float),
+    "forward_timeout": ("hierarchy", "forward_timeout", _positive_float),
+    "forward_min_ttl": ("hierarchy", "forward_min_ttl", _positive_float),
+    "forward_max_ttl": ("hierarchy", "forward_max_ttl", _positive_float),
+    "forward_negative_ttl": ("hierarchy", "forward_negative_ttl", _positive_float),
+    "serve_stale": ("hierarchy", "serve_stale", _non_negative_float),
+    "max_referrals": ("hierarchy", "max_referrals", _int_in(1, 64)),
+    "stats_interval": (None, "stats_interval", _positive_float),
 }
 
 
@@ -335,7 +378,7 @@ def load_settings(
             raise ConfigError(f"config: unknown option {name}")
         merged[name] = (value, _flag(name))
     top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}, "registry": {}}
+    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}, "registry": {}, "hierarchy": {}}
     for name, (raw, source) in merged.items():
         section, attr, cast = _OPTIONS[name]
         try:
@@ -351,7 +394,15 @@ def load_settings(
         cache=replace(settings.cache, **sections["cache"]),
         changes=replace(settings.changes, **sections["changes"]),
         registry=replace(settings.registry, **sections["registry"]),
+        hierarchy=replace(settings.hierarchy, **sections["hierarchy"]),
     )
+    hierarchy = settings.hierarchy
+    if hierarchy.forward_min_ttl > hierarchy.forward_max_ttl:
+        raise ConfigError(
+            f"config: forward_min_ttl={hierarchy.forward_min_ttl:g} exceeds forward_max_ttl={hierarchy.forward_max_ttl:g}"
+        )
+    if (hierarchy.upstream_identity is None) != (hierarchy.upstream_secret is None):
+        raise ConfigError("config: upstream_identity and upstream_secret go together")
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"config: database_pool_min={settings.database.pool_min} exceeds "
