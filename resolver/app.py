@@ -39,6 +39,7 @@ from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
 from resolver.router import new_application
 from resolver.store import Store, connect, unavailable
+from resolver.tallies import PrefixTallies
 
 __all__ = [
     "CACHE",
@@ -76,6 +77,8 @@ class Core:
     dsn: str
     store: Store
     lookup: Lookup
+    tallies: PrefixTallies
+    """Per-prefix look-up counts since the last roll-up (the statistics recorder drains them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     prefixes = PrefixTable(await store.fetch_prefixes())
     metrics = NodeMetrics()
     redirects = Redirects(settings.redirect_schemes)
-    cache = Cache(settings.cache, _loader(store, metrics, redirects))
+    tallies = PrefixTallies()
+    cache = Cache(settings.cache, _loader(store, metrics, redirects), tallies=tallies)
     lookup = Lookup(cache, prefixes, redirects)
 
     async def reload_prefixes() -> None:
@@ -134,7 +138,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     listener = ChangeListener(
         lambda: asyncpg.connect(dsn, timeout=timeout), cache, reload_prefixes, settings.changes, keepalive=timeout
     )
-    core = Core(settings, dsn, store, lookup)
+    core = Core(settings, dsn, store, lookup, tallies)
     additions = [await extend(core) for extend in extensions]
     hooks = [a.handles for a in additions if a.handles is not None]
     if len(hooks) > 1:

@@ -10,7 +10,11 @@ Policy.
   An expired entry is reloaded on its next look-up but kept until the reload answers: if the load fails (the
   database is away), the expired entry answers instead (serve-stale, as RFC 8767 lets DNS resolvers do). It is
   at most as stale as the outage, since notifications that would have evicted it need the database too.
-- Negative entries (handle absent under a homed prefix) live ``negative_ttl`` or until a create notification.
+- Entries of other nodes' handles (``forward.py``) live the TTL their values give, within the forwarding
+  bounds; after it, ``stale`` lets the forwarder answer with them for ``serve_stale`` seconds while their site is
+  unreachable.
+- Negative entries (handle absent) live ``negative_ttl`` (a forwarded absence: ``forward_negative_ttl``) or until a
+  create notification.
   They have their own bound so that a scan of random identifiers cannot push real records out.
 - Bounded by entry count *and* estimated bytes. Eviction is CLOCK (second chance), an O(1) approximation of
   LRU: a hit only sets a flag, so reads never reorder the map.
@@ -38,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from resolver.records import DEFAULT_TTL, HandleValue, values_from_answer, values_from_stored
+from resolver.tallies import PrefixTallies, Tally
 
 __all__ = ["Cache", "CacheEntry", "CacheSettings", "Loader"]
 
@@ -57,8 +62,8 @@ Loader = Callable[[Sequence[str]], Awaitable[dict[str, "CacheEntry"]]]
 """Loads the given keys; keys missing from the result are absent from the store."""
 
 _MAX_KEYS_PER_LOAD = 5000
-_STALE = float("-inf")
-"""``CacheEntry.expires_at`` of an expired entry kept to answer if its reload fails."""
+_NOWHERE = Tally()
+"""The tally of an entry no cache holds (a cache without ``tallies`` counts into it too, unread)."""
 _ENTRY_OVERHEAD = 500
 """An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its body, stored JSON and
 redirect target and twice its handle's (the entry's spelling and the map's key). The constant is the entry object,
@@ -85,6 +90,7 @@ class CacheEntry:
         "referenced",
         "size",
         "stored",
+        "tally",
         "version",
     )
 
@@ -112,7 +118,9 @@ class CacheEntry:
         )
         self.size = _ENTRY_OVERHEAD + held + held // 10
         self.expires_at = 0.0
+        """Monotonic time the entry expires; once expired and kept for serve-stale, minus that time."""
         self.referenced = False
+        self.tally = _NOWHERE
 
     @property
     def values(self) -> tuple[HandleValue, ...]:
@@ -154,6 +162,7 @@ class Cache:
         "_inflight",
         "_load",
         "_negative",
+        "_tallies",
         "_tasks",
         "discarded_loads",
         "evictions",
@@ -172,12 +181,20 @@ class Cache:
         "stale_answers",
     )
 
-    def __init__(self, settings: CacheSettings, load: Loader, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: CacheSettings,
+        load: Loader,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tallies: PrefixTallies | None = None,
+    ):
         if settings.max_entries < 0 or settings.max_bytes < 0 or settings.negative_max_entries < 0:
             raise ValueError("cache: bounds must not be negative")
         self.settings = settings
         self._load = load
         self._clock = clock
+        self._tallies = tallies
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._bytes = 0
@@ -198,8 +215,8 @@ class Cache:
                 entry.referenced = True
                 self.hits += 1
                 return entry
-            if entry.expires_at != _STALE:  # kept for serve-stale until a reload replaces it
-                entry.expires_at = _STALE
+            if entry.expires_at > 0:  # kept for serve-stale until a reload replaces it
+                entry.expires_at = -entry.expires_at
                 self.expirations += 1
         return None
 
@@ -214,6 +231,17 @@ class Cache:
         del self._negative[key]
         self.expirations += 1
         return False
+
+    def stale(self, key: str, max_age: float) -> CacheEntry | None:
+        """The entry for ``key`` if it expired less than ``max_age`` seconds ago (serve-stale), else None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        age = self._clock() - abs(entry.expires_at)
+        if not 0 <= age <= max_age:
+            return None
+        self.stale_answers += 1
+        return entry
 
     # --- misses -----------------------------------------------------------------------------------------------
 
@@ -260,7 +288,7 @@ class Cache:
                 if future.done():
                     continue
                 stale = self._entries.get(key)
-                if stale is not None and stale.expires_at == _STALE and not isinstance(exc, asyncio.CancelledError):
+                if stale is not None and stale.expires_at < 0 and not isinstance(exc, asyncio.CancelledError):
                     self.stale_answers += 1
                     future.set_result(stale)
                 else:
@@ -288,26 +316,28 @@ class Cache:
 
     # --- filling ----------------------------------------------------------------------------------------------
 
-    def put(self, key: str, entry: CacheEntry) -> None:
-        """Store ``entry`` (replacing any older one, and any negative entry), then evict down to the bounds."""
+    def put(self, key: str, entry: CacheEntry, ttl: float | None = None) -> None:
+        """Store ``entry`` for ``ttl`` seconds (default ``safety_ttl``), replacing any older one and any negative
+        entry, then evict down to the bounds."""
         if self.settings.max_entries == 0:
             return
         self._negative.pop(key, None)
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= old.size
-        entry.expires_at = self._clock() + self.settings.safety_ttl
+        entry.tally = self._tallies.of(key) if self._tallies is not None else _NOWHERE
+        entry.expires_at = self._clock() + (self.settings.safety_ttl if ttl is None else ttl)
         self._entries[key] = entry
         self._bytes += entry.size
         self._evict_to_bounds(key)
 
-    def put_absent(self, key: str) -> None:
-        """Remember that ``key`` is not in the store (only called for homed prefixes)."""
+    def put_absent(self, key: str, ttl: float | None = None) -> None:
+        """Remember for ``ttl`` seconds (default ``negative_ttl``) that ``key`` does not exist."""
         self._remove(key)  # an expired entry kept for serve-stale
         if self.settings.negative_max_entries == 0:
             return
         self._negative.pop(key, None)
-        self._negative[key] = self._clock() + self.settings.negative_ttl
+        self._negative[key] = self._clock() + (self.settings.negative_ttl if ttl is None else ttl)
         while len(self._negative) > self.settings.negative_max_entries:
             self._negative.popitem(last=False)
             self.negative_evictions += 1

@@ -399,7 +399,8 @@ def load_settings(
     hierarchy = settings.hierarchy
     if hierarchy.forward_min_ttl > hierarchy.forward_max_ttl:
         raise ConfigError(
-            f"config: forward_min_ttl={hierarchy.forward_min_ttl:g} exceeds forward_max_ttl={hierarchy.forward_max_ttl:g}"
+            f"config: forward_min_ttl={hierarchy.forward_min_ttl:g} "
+            f"exceeds forward_max_ttl={hierarchy.forward_max_ttl:g}"
         )
     if (hierarchy.upstream_identity is None) != (hierarchy.upstream_secret is None):
         raise ConfigError("config: upstream_identity and upstream_secret go together")
