@@ -21,16 +21,23 @@ _MAX_REMEMBERED = 10_000
 class PrefixTable:
     """Homed (and, later, delegated) prefixes by ASCII-upper-cased key."""
 
-    __slots__ = ("_answers", "_kinds")
+    __slots__ = ("_answers", "_kinds", "_spellings")
 
     def __init__(self, rows: Iterable[PrefixRow] = ()) -> None:
         self._kinds: dict[str, str] = {}
+        self._spellings: dict[str, str] = {}
         self._answers: dict[str, bool] = {}
         self.replace(rows)
 
     def replace(self, rows: Iterable[PrefixRow]) -> None:
+        rows = list(rows)
         self._kinds = {row.key: row.kind for row in rows}
+        self._spellings = {row.key: row.prefix for row in rows}
         self._answers = {}
+
+    def homed(self) -> list[str]:
+        """The prefixes homed here, as spelled when they were added, sorted."""
+        return sorted(self._spellings[key] for key, kind in self._kinds.items() if kind == "homed")
 
     def homes(self, prefix: str) -> bool:
         """True when ``prefix`` or an ancestor of it is homed here (answers remembered until the table changes)."""
