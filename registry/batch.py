@@ -35,7 +35,7 @@ from resolver.errors import (
     PrefixNotHomed,
     ProtocolError,
 )
-from resolver.identifiers import Handle, governing_prefix, parse
+from resolver.identifiers import Handle, parse
 from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
 from resolver.responses import answers_errors, json_body, json_response
 from resolver.store import StoredRecord
@@ -129,7 +129,7 @@ class BatchWrites:
         if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("handle"), str):
             raise ProtocolError('Each item needs "op" (create, replace or delete) and "handle"')
         handle = parse(raw["handle"], max_bytes=self.stages.max_handle_bytes, bare_is_prefix=False)
-        if not self.stages.prefixes.homes(governing_prefix(handle)):
+        if not self.stages.prefixes.holds(handle):
             raise PrefixNotHomed(handle=handle.text)
         item = _Item(position, raw["op"], handle)
         if item.op != "delete":

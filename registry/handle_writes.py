@@ -32,7 +32,7 @@ from resolver.errors import (
     ValueAlreadyExists,
 )
 from resolver.http import handle_text
-from resolver.identifiers import Handle, governing_prefix, parse
+from resolver.identifiers import Handle, parse
 from resolver.numbers import ascii_integer
 from resolver.records import HandleValue, decode_values
 from resolver.responses import Handler, flag, json_body, json_response
@@ -78,7 +78,7 @@ class HandleWrites:
         except HandleError as exc:
             exc.about(text)
             raise
-        if not self.stages.prefixes.homes(governing_prefix(handle)):
+        if not self.stages.prefixes.holds(handle):
             raise PrefixNotHomed(handle=text)
         return handle
 

@@ -171,8 +171,10 @@ class WriteTransaction:
         return bool(await self._con.fetchval("SELECT 1 FROM enterprises WHERE prefix_key = $1", prefix_key))
 
     async def homed_among(self, keys: Sequence[str]) -> list[str]:
-        """Which of ``keys`` are rows of the prefix table."""
-        rows = await self._con.fetch("SELECT prefix_key FROM prefixes WHERE prefix_key = ANY($1::text[])", list(keys))
+        """Which of ``keys`` are homed prefixes."""
+        rows = await self._con.fetch(
+            "SELECT prefix_key FROM prefixes WHERE prefix_key = ANY($1::text[]) AND kind = 'homed'", list(keys)
+        )
         return [row[0] for row in rows]
 
     async def enterprise_prefixes(self, keys: Sequence[str]) -> list[str]:
@@ -191,7 +193,8 @@ class WriteTransaction:
 
     async def add_prefix(self, prefix: str, key: str, parent_key: str | None) -> bool:
         status = await self._con.execute(
-            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO prefixes (prefix_key, prefix, parent_key) VALUES ($1, $2, $3) ON CONFLICT (prefix_key) "
+            "DO UPDATE SET kind = 'homed', parent_key = EXCLUDED.parent_key WHERE prefixes.kind = 'delegated'",
             key,
             prefix,
             parent_key,
