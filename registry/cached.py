@@ -15,7 +15,7 @@ from resolver.cache import CacheEntry
 from resolver.errors import DatabaseUnavailable, HandleError
 from resolver.identifiers import parse
 from resolver.lookup import Lookup
-from resolver.metrics import LookupCounts
+from resolver.metrics import InternalCounts
 from resolver.records import HandleValue
 from resolver.store import StoredRecord
 
@@ -31,14 +31,15 @@ class CachedRecords:
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self._counts = LookupCounts()  # the registry's own reads are not client look-ups: kept off the metrics
+        self._counts = InternalCounts()
         self._decoded: dict[tuple[str, int], tuple[HandleValue, ...]] = {}
 
     async def entry_of(self, text: str) -> CacheEntry | None:
-        """A handle's cache entry, loaded if needed (None when absent or not homed); raises DatabaseUnavailable
+        """A handle's cache entry, loaded if needed (None when absent or not held here: authorization never trusts
+        another node's records); raises DatabaseUnavailable
         when the store cannot say, since deciding who may do what on a record taken for absent would be wrong."""
         try:
-            return await self._lookup.resolve(parse(text), self._counts)
+            return await self._lookup.resolve(parse(text), self._counts, hops=None)
         except DatabaseUnavailable:
             raise
         except HandleError:

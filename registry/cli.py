@@ -5,6 +5,9 @@
     idnode [SETTINGS] serve [SETTINGS]  run the node (idnode serve --help lists every setting flag)
     idnode prefix add PREFIX          home a prefix on this node
     idnode prefix list
+    idnode prefix delegate PREFIX --site URL [--site URL2] [--derived]
+                                      let another node serve PREFIX (its 0.NA/PREFIX names that node's site)
+    idnode prefix undelegate PREFIX
     idnode enterprise add --prefix P --name N [--credit-code C] [--contact C] [--json]
                                       onboard an enterprise; prints its identity and secret (shown once)
     idnode operator add HANDLE [--json]
@@ -38,6 +41,7 @@ import orjson
 from registry import progress
 from registry.app import extensions
 from registry.bulk import import_lines
+from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.store import Actor, RegistryStore
@@ -80,7 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     prefix_actions = prefix_cmd.add_subparsers(dest="action", required=True)
     prefix_add = prefix_actions.add_parser("add", parents=[common], help="home a prefix on this node")
     prefix_add.add_argument("prefix")
-    prefix_actions.add_parser("list", parents=[common], help="list homed prefixes")
+    prefix_actions.add_parser("list", parents=[common], help="list homed and delegated prefixes")
+    prefix_delegate = prefix_actions.add_parser(
+        "delegate", parents=[common], help="let another node serve a prefix (writes its 0.NA/ prefix handle)"
+    )
+    prefix_delegate.add_argument("prefix")
+    prefix_delegate.add_argument(
+        "--site", action="append", required=True, help="base URL of a serving node, e.g. http://10.0.0.5:8000"
+    )
+    prefix_delegate.add_argument(
+        "--derived", action="store_true", help="the same sites also serve the prefixes derived from it (HS_SITE.PREFIX)"
+    )
+    prefix_undelegate = prefix_actions.add_parser("undelegate", parents=[common], help="remove a prefix's delegation")
+    prefix_undelegate.add_argument("prefix")
 
     enterprise_cmd = commands.add_parser("enterprise", help="onboard enterprises")
     enterprise_actions = enterprise_cmd.add_subparsers(dest="action", required=True)
@@ -174,6 +190,32 @@ def _prefix_add(settings: Settings, prefix: str) -> int:
     added = _with_store(settings, lambda store: home_prefix(RegistryStore(store.pool), prefix))
     print(f"prefix {prefix} {'homed' if added else 'was already homed'}")
     return 0
+
+
+def _prefix_delegate(settings: Settings, args: argparse.Namespace) -> int:
+    actor = Actor(f"cli:{getpass.getuser()}")
+    name = _with_store(
+        settings,
+        lambda store: delegate(RegistryStore(store.pool), args.prefix, args.site, derived=args.derived, actor=actor),
+    )
+    what = "it and the prefixes derived from it" if args.derived else "it"
+    print(f"prefix {args.prefix} delegated: {name} names {', '.join(args.site)} as the site serving {what}")
+    return 0
+
+
+def _prefix_undelegate(settings: Settings, prefix: str) -> int:
+    actor = Actor(f"cli:{getpass.getuser()}")
+    removed = _with_store(settings, lambda store: undelegate(RegistryStore(store.pool), prefix, actor=actor))
+    print(f"prefix {prefix} {'undelegated' if removed else 'was not delegated'}")
+    return 0 if removed else 1
+
+
+_PREFIX_ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "add": lambda settings, args: _prefix_add(settings, args.prefix),
+    "list": lambda settings, _args: _prefix_list(settings),
+    "delegate": _prefix_delegate,
+    "undelegate": lambda settings, args: _prefix_undelegate(settings, args.prefix),
+}
 
 
 def _prefix_list(settings: Settings) -> int:
@@ -295,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "prefix":
-            return _prefix_add(settings, args.prefix) if args.action == "add" else _prefix_list(settings)
+            return _PREFIX_ACTIONS[args.action](settings, args)
         if args.command == "enterprise":
             return _enterprise_add(settings, args)
         if args.command == "operator":

@@ -464,6 +464,14 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/site": {
+        "get": {
+            "summary": "This node's site record (HS_SITE), as Handle.Net's GET /api/site answers it",
+            "description": "Built from advertise_url; the value a child node publishes on 0.NA/<prefix> at its "
+            "parent. Without advertise_url, the site as this request reached the node.",
+            "responses": {"200": {"description": '{"responseCode":1,"site":{...}}'}},
+        }
+    },
     "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}},
     "/readyz": {
         "get": {

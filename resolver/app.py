@@ -3,14 +3,16 @@
 1. ``Store``: the pool; everything below that needs the database receives it or a function over it.
 2. ``PrefixTable``: loaded before serving, so the first request already knows what is homed here.
 3. ``Cache`` with a loader over the store (``answers.build_entry`` turns rows into entries); the cache
-   itself knows nothing about PostgreSQL.
+   itself knows nothing about PostgreSQL. ``Lookup`` over cache and prefix table, and the ``Forwarder`` that
+   answers other nodes' prefixes through the hierarchy (it reads this node's prefix handles through the look-up,
+   and the look-up forwards through it, so the second is handed to the first once both exist).
 4. ``ChangeListener``: must be LISTENing before the first request is answered, or a change committed
    between a miss and the LISTEN could be missed; it is started in ``on_startup`` and awaited.
 5. Extensions (the registry): each is handed the stages above as a ``Core`` and returns its ``Additions``
    (hooks into ``/api/handles``, routes, start/stop steps, metric sources), so the endpoint below is built
    complete and nothing is patched afterwards.
-6. Routes: the API (its hot GET route first), health, then the extensions' routes, then ``/api`` errors, and
-   last the proxy's catch-all ``/{handle}``.
+6. Routes: the API (its hot GET route first), health, ``/api/site``, then the extensions' routes, then ``/api``
+   errors, and last the proxy's catch-all ``/{handle}``.
 
 No middleware is installed: each one would run on every cached look-up (research/performance-anchors.md §2a).
 """
@@ -31,6 +33,7 @@ from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.errors import DatabaseUnavailable
+from resolver.forward import Forwarder
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
 from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
@@ -38,6 +41,8 @@ from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
 from resolver.router import new_application
+from resolver.site_info import SiteInfo
+from resolver.sites_client import ForwardMetrics, SitesClient
 from resolver.store import Store, connect, unavailable
 from resolver.tallies import PrefixTallies
 
@@ -129,10 +134,22 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     redirects = Redirects(settings.redirect_schemes)
     tallies = PrefixTallies()
     cache = Cache(settings.cache, _loader(store, metrics, redirects), tallies=tallies)
-    lookup = Lookup(cache, prefixes, redirects)
+    lookup = Lookup(cache, prefixes, redirects, tallies)
+    hierarchy = settings.hierarchy
+    sites = SitesClient(
+        timeout=hierarchy.forward_timeout,
+        max_bytes=settings.max_body_bytes,
+        ca_file=hierarchy.upstream_ca,
+        metrics=ForwardMetrics(),
+    )
+    forwarder = Forwarder(
+        hierarchy, cache, sites, holds=prefixes.holds, local_prefix=lookup.prefix_answer, redirects=redirects
+    )
+    lookup.forward_with(forwarder)
 
     async def reload_prefixes() -> None:
         prefixes.replace(await store.fetch_prefixes())
+        forwarder.forget_sites()  # a delegation may have moved
 
     timeout = settings.database.command_timeout
     listener = ChangeListener(
@@ -150,7 +167,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         max_batch=settings.max_batch,
         hooks=hooks[0] if hooks else HandleHooks(),
     )
-    sources = [source for added in additions for source in added.metrics]
+    sources = [sites.metrics.collect, *(source for added in additions for source in added.metrics)]
     collector = NodeCollector(metrics, cache.stats, listener, store.pool, sources, workers=settings.workers)
 
     app, router = new_application(client_max_size=settings.max_body_bytes, responses=metrics.responses)
@@ -162,6 +179,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     router.set_hot(HANDLES_PREFIX, endpoint.get_handle)
     app.add_routes(endpoint.routes())
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.add_routes(SiteInfo(hierarchy.advertise_url).routes())
     if settings.admin_port is None:  # otherwise only the admin listener publishes it (resolver/admin.py)
         app.add_routes([web.get("/metrics", scrape)])
     for added in additions:
@@ -180,6 +198,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
 
     async def shut_down(_app: web.Application) -> None:
         await listener.stop()
+        await sites.close()
         await cache.close()
         await store.close()
 

@@ -17,6 +17,9 @@
     │   ├── ValueAlreadyExists      rc 201 → 409
     │   ├── InvalidValue            rc 202 → 400
     │   ├── PrefixNotHomed          rc 301 → 400 ("That prefix doesn't live here")
+    │   ├── PrefixReferral          rc 303 → 300, with the delegating site values (forward.py)
+    │   ├── ReferralFailed          rc 2   → 502 (a referral loop or limit, a misconfigured site)
+    │   ├── UpstreamError           the authoritative site's own status and rc, passed on
     │   ├── AuthenticationNeeded    rc 402 → 401 (403 on an insecure channel)
     │   │   └── BadCredentials      rc 402 → 401, "Identity not verified" (transcript A7)
     │   ├── InvalidAdmin            rc 400 → 403
@@ -24,7 +27,8 @@
     │   ├── AuthenticationFailed    rc 403 → 403
     │   │   └── TooManyFailures     rc 403 → 429, with Retry-After
     │   ├── ServerTooBusy           rc 3   → 503
-    │   │   └── DatabaseUnavailable rc 3   → 503, with Retry-After
+    │   │   ├── DatabaseUnavailable rc 3   → 503, with Retry-After
+    │   │   └── SiteUnreachable     rc 3   → 503, naming the site, with Retry-After
     │   └── InternalError           rc 2   → 500 (never carries a trace to the client)
     └── ConfigError (ValueError)    a bad setting, reported at start naming the setting
 
@@ -37,6 +41,9 @@ Extra headers an answer needs (``Allow``, ``Retry-After``) come from ``HandleErr
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AuthenticationFailed",
@@ -57,10 +64,14 @@ __all__ = [
     "NotSupported",
     "PayloadTooLarge",
     "PrefixNotHomed",
+    "PrefixReferral",
     "ProtocolError",
+    "ReferralFailed",
     "ServerTooBusy",
+    "SiteUnreachable",
     "TooManyFailures",
     "UnknownEndpoint",
+    "UpstreamError",
     "ValueAlreadyExists",
     "ValuesNotFound",
 ]
@@ -243,6 +254,50 @@ class DatabaseUnavailable(ServerTooBusy):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class SiteUnreachable(ServerTooBusy):
+    """No server of the site that serves a foreign prefix answered within ``forward_timeout`` (forward.py)."""
+
+    retry_after = 5
+
+    def __init__(self, site: str, *, handle: str | None = None) -> None:
+        super().__init__(f"The site serving this prefix ({site}) is unreachable; try again shortly", handle=handle)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ReferralFailed(HandleError):
+    """The hierarchy could not say where a prefix lives: a referral loop, too many referrals, a site that refuses
+    the prefix it was named for, or an answer that is not the Handle API. The node above or beside is
+    misconfigured, not the client, hence 502."""
+
+    response_code, http_status = 2, 502
+    default_message = "Could not follow the hierarchy to this prefix's site"
+
+
+class PrefixReferral(HandleError):
+    """A prefix handle this node does not hold, under an ancestor it delegates with HS_SITE.PREFIX: HTTP 300 with
+    rc 303 and the ancestor's site values, as a Handle server refers a client (handle-resolution-model.md §2)."""
+
+    response_code, http_status = 303, 300
+
+    def __init__(self, site_values: Sequence[Any], *, handle: str | None = None) -> None:
+        super().__init__(None, handle=handle)
+        self.site_values = site_values
+        """``records.HandleValue`` objects (not imported here: records builds on this module)."""
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "values": [value.to_json() for value in self.site_values]}
+
+
+class UpstreamError(HandleError):
+    """An error the authoritative site answered for a foreign handle, passed on as it was (status, code, message)."""
+
+    def __init__(self, status: int, response_code: int, message: str | None, *, handle: str | None = None) -> None:
+        super().__init__(message, handle=handle)
+        self.http_status, self.response_code = status, response_code
 
 
 class InternalError(HandleError):

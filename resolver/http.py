@@ -17,7 +17,6 @@ handle the store does not have (the history of ``<h>`` at ``<h>/history``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -54,6 +53,7 @@ from resolver.responses import (
     json_response,
     with_cors,
 )
+from resolver.sites_client import hops_of
 
 __all__ = ["HANDLES_PREFIX", "Collection", "Fallback", "HandleHooks", "HandlesEndpoint", "Reader", "api_not_found"]
 
@@ -150,6 +150,7 @@ class HandlesEndpoint:
         self._cache_get = lookup.cache.get
         self._is_absent = lookup.cache.is_absent
         self._counts = metrics.lookups["rest"]
+        self._tallies = lookup.tallies
         self._observe = metrics.latency["rest"].observe
         self._observe_batch = metrics.latency["batch"].observe
         self._responses = metrics.responses  # get_handle counts its own answers (router.py)
@@ -174,10 +175,12 @@ class HandlesEndpoint:
             plain = "Origin" not in request.headers
             if entry is not None and entry.handle == text and plain:
                 self._counts.hit += 1
+                entry.tally.hit += 1
                 response = web.Response(body=entry.body, headers=JSON_HEADERS)
-            elif entry is None and plain and text and self._is_absent(key) and not self._claimed(text):
+            elif entry is None and plain and text and self._is_absent(key) and self._plain_absence(key, text):
                 # A remembered absence: the text was validated when it was first looked up.
                 self._counts.negative_hit += 1
+                self._tallies.of(key).not_found += 1
                 body = _NOT_FOUND_HEAD + orjson.dumps(text) + b"}"
                 response = web.Response(body=body, status=404, headers=JSON_HEADERS)
             else:
@@ -187,6 +190,11 @@ class HandlesEndpoint:
         self._responses[response.status // 100] += 1
         self._observe(perf_counter() - started)
         return response
+
+    def _plain_absence(self, key: str, text: str) -> bool:
+        """Whether a remembered absence answers 404 as it is: not for a prefix handle (the look-up may refer the
+        client to the site of an ancestor) nor for a text a fallback claims (a history)."""
+        return not key.startswith("0.NA/") and not self._claimed(text)
 
     @answers_errors
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -236,13 +244,14 @@ class HandlesEndpoint:
             raise
         if entry is None:
             try:
-                entry = await self.lookup.resolve(handle, self._counts)
+                entry = await self.lookup.resolve(handle, self._counts, hops=hops_of(request))
             except HandleNotFound:
                 if self.fallback.claims(text):
                     return await self.fallback.answer(request, text)
                 raise
         else:
             self._counts.hit += 1  # found by the hot path, which left the answer to this slower one
+            entry.tally.hit += 1
         body = render(entry, text, value_filter, public_only=public_only, pretty=flag(params, "pretty"))
         response = json_response(body, callback=params.get("callback"))
         return with_cors(request, response)
@@ -258,7 +267,8 @@ class HandlesEndpoint:
 
         Body ``{"handles": [...], "type": [...], "index": [...]}`` (or a bare array of handles). Each result is
         exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
-        their pre-encoded bytes. Misses of one request are loaded together in one query. The whole request is one
+        their pre-encoded bytes. Misses of one request are loaded together in one query (foreign ones: one request per
+        site). The whole request is one
         ``lookup_duration_seconds{api="batch"}`` observation, whatever it answers.
         """
         started = perf_counter()
@@ -281,6 +291,7 @@ class HandlesEndpoint:
         self.metrics.batch_sizes.observe(len(texts))
         parts: list[bytes | None] = [None] * len(texts)
         waiting: list[tuple[int, str, Handle]] = []
+        hops = hops_of(request)
         for position, text in enumerate(texts):
             try:
                 if not isinstance(text, str):
@@ -291,7 +302,7 @@ class HandlesEndpoint:
                 parts[position] = _error_part(exc, text)
                 continue
             try:
-                entry = self.lookup.cached(handle, counts)
+                entry = self.lookup.cached(handle, counts, hops=hops)
             except HandleError as exc:
                 parts[position] = _error_part(exc, text)
                 continue
@@ -299,10 +310,8 @@ class HandlesEndpoint:
                 waiting.append((position, text, handle))
             else:
                 parts[position] = render(entry, text, value_filter)
-        if waiting:  # started together, so the cache loads all of them in one query
-            outcomes = await asyncio.gather(
-                *(self.lookup.resolve(handle, counts) for _, _, handle in waiting), return_exceptions=True
-            )
+        if waiting:  # together: the cache loads local ones in one query, foreign ones go one request per site
+            outcomes = await self.lookup.resolve_all([handle for _, _, handle in waiting], counts, hops=hops)
             for (position, text, _), outcome in zip(waiting, outcomes, strict=True):
                 if isinstance(outcome, HandleError):
                     parts[position] = _error_part(outcome, text)

@@ -77,6 +77,7 @@ __all__ = [
     "SIBLINGS",
     "SIBLING_TIMEOUT",
     "STATUS_CLASSES",
+    "InternalCounts",
     "LookupCounts",
     "NodeCollector",
     "NodeMetrics",
@@ -107,10 +108,20 @@ class LookupCounts:
     """Look-ups of one API by outcome; stages add to the attributes directly."""
 
     __slots__ = OUTCOMES
+    per_prefix = True
+    """Whether these look-ups also count in the per-prefix operation statistics (``resolver/tallies.py``)."""
 
     def __init__(self) -> None:
         for name in OUTCOMES:
             setattr(self, name, 0)
+
+
+class InternalCounts(LookupCounts):
+    """Look-ups the node makes for itself (identities and prefix handles a write or a site walk reads): kept out
+    of the metrics and of the operation statistics."""
+
+    __slots__ = ()
+    per_prefix = False
 
 
 class PlainHistogram:

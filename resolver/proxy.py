@@ -79,6 +79,7 @@ class Proxy:
             entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
             if entry is not None and entry.location is not None:
                 self._counts.hit += 1
+                entry.tally.hit += 1
                 self._responses[3] += 1
                 response = self._redirect(entry.location, entry.min_ttl)
                 self._observe(perf_counter() - started)

@@ -160,14 +160,15 @@ async def start_node(
     *,
     ssl_context: ssl.SSLContext | None = None,
     extensions: Iterable[Extension] | None = None,
+    port: int | None = None,
 ) -> tuple[web.AppRunner, str, web.Application]:
-    """A full node (read path and registry, unless other ``extensions`` are given) on a free 127.0.0.1 port;
-    HTTPS when ``ssl_context`` is given."""
+    """A full node (read path and registry, unless other ``extensions`` are given) on ``port`` of 127.0.0.1 (a
+    free one by default); HTTPS when ``ssl_context`` is given."""
     settings = settings or Settings()
     app = await create_app(settings, dsn, extensions=registry_extensions() if extensions is None else extensions)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
     await site.start()
     scheme = "https" if ssl_context is not None else "http"

@@ -31,6 +31,7 @@ SPEC_PATH = {
     "/hrls/handles": "/hrls/handles",
     "/hrls/handles/": "/hrls/handles",
     "/hrls/ping": "/hrls/ping",
+    "/api/site": "/api/site",
     "/healthz": "/healthz",
     "/readyz": "/readyz",
     "/metrics": "/metrics",
