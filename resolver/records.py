@@ -106,6 +106,8 @@ class HandleValue(NamedTuple):
             value = {"handle": value["handle"], "index": value["index"], "permissions": value["permissions"]}
         elif self.format == "vlist":
             value = [{"handle": ref["handle"], "index": ref["index"]} for ref in value]
+        elif self.format == "site":
+            value = _site_order(value)
         out: dict[str, Any] = {"index": self.index, "type": self.type, "data": {"format": self.format, "value": value}}
         if self.permissions != DEFAULT_PERMISSIONS:
             out["permissions"] = self.permissions
@@ -127,6 +129,31 @@ class HandleValue(NamedTuple):
     def same_content(self, other: HandleValue) -> bool:
         """Equal but for the timestamp: Handle.Net stamps a value when it changes, so a re-sent value is unchanged."""
         return self._replace(timestamp="") == other._replace(timestamp="")
+
+
+_SITE_KEYS = ("version", "protocolVersion", "serialNumber", "primarySite", "multiPrimary", "attributes", "servers")
+_SERVER_KEYS = ("serverId", "address", "publicKey", "interfaces")
+_INTERFACE_KEYS = ("query", "admin", "protocol", "port")
+
+
+def _ordered(obj: Any, keys: tuple[str, ...]) -> Any:
+    """``obj`` with ``keys`` first in that order (jsonb keeps none), any others after them."""
+    if not isinstance(obj, dict):
+        return obj
+    return {**{k: obj[k] for k in keys if k in obj}, **{k: v for k, v in obj.items() if k not in keys}}
+
+
+def _site_order(site: Any) -> Any:
+    """A site value in Handle.Net's key order (transcript F6), for servers and their interfaces too."""
+    site = _ordered(site, _SITE_KEYS)
+    if isinstance(site, dict) and isinstance(site.get("servers"), list):
+        site["servers"] = [
+            {**server, "interfaces": [_ordered(i, _INTERFACE_KEYS) for i in server["interfaces"]]}
+            if isinstance(server, dict) and isinstance(server.get("interfaces"), list)
+            else server
+            for server in (_ordered(s, _SERVER_KEYS) for s in site["servers"])
+        ]
+    return site
 
 
 def redact_secrets(values: Iterable[HandleValue]) -> list[HandleValue]:

@@ -25,7 +25,18 @@ from registry.store import Actor, RegistryStore
 from resolver.app import METRICS
 from resolver.config import Settings
 from resolver.forward_settings import HierarchySettings
-from tests.support import eventually, free_port, fresh_database, home, put_record, start_node
+from resolver.sites import own_site
+from tests.support import (
+    add_node_operator,
+    behind_trusted_proxy,
+    eventually,
+    free_port,
+    fresh_database,
+    home,
+    put_record,
+    secure_basic,
+    start_node,
+)
 
 ACTOR = Actor("test")
 TTL = 1.0
@@ -231,3 +242,126 @@ async def test_an_unreachable_home_is_served_stale_then_fresh_again(tree: Topolo
         return b"e.example.cn/back" in (await tree.get("B", f"/api/handles/{handle}"))[1]
 
     assert await eventually(fresh, timeout=TTL + 3)
+
+
+# --- misconfigured trees end in errors, never in hangs --------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def pair(server_dsn: str, template: str, *, mutual_upstreams: bool) -> AsyncIterator[Topology]:
+    """Two nodes X and Y that home nothing of 99; with ``mutual_upstreams`` each is the other's upstream."""
+    async with contextlib.AsyncExitStack() as stack:
+        ports = {"X": free_port(), "Y": free_port()}
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        members = {}
+        for name, other in (("X", "Y"), ("Y", "X")):
+            dsn = await stack.enter_async_context(fresh_database(server_dsn, template))
+            await home(dsn, f"7{name}")
+            upstream = urls[other] if mutual_upstreams else None
+            members[name] = Member(name, dsn, ports[name], _settings(urls[name], upstream))
+            stack.push_async_callback(members[name].stop)
+        yield Topology(members, await stack.enter_async_context(aiohttp.ClientSession()))
+
+
+async def test_a_delegation_loop_ends_in_an_error_within_the_referral_bound(
+    server_dsn: str, template_database: str
+) -> None:
+    async with pair(server_dsn, template_database, mutual_upstreams=False) as nodes:
+        await _delegate(nodes["X"].dsn, "99", nodes["Y"].url)  # X: 99 and 99.* live at Y
+        await _delegate(nodes["Y"].dsn, "99", nodes["X"].url)  # Y: 99 and 99.* live at X
+        for member in nodes.members.values():
+            await member.start()
+        started = asyncio.get_running_loop().time()
+        for path in ("/api/handles/99/A", "/api/handles/99.5/A"):
+            status, body, _ = await nodes.get("X", path)
+            assert status == 502 and b'"responseCode":2' in body, (path, body)
+        status, body, _ = await nodes.get("X", "/api/handles/0.NA/99.5")  # X holds that part of the tree: it refers
+        assert status == 300 and b'"responseCode":303' in body
+        assert asyncio.get_running_loop().time() - started < 3  # errors, not timeouts
+
+
+async def test_two_nodes_forwarding_to_each_other_do_not_loop(server_dsn: str, template_database: str) -> None:
+    async with pair(server_dsn, template_database, mutual_upstreams=True) as nodes:
+        for member in nodes.members.values():
+            await member.start()
+        started = asyncio.get_running_loop().time()
+        status, body, _ = await nodes.get("X", "/api/handles/55.1/A")
+        assert status == 404 and b'"responseCode":100' in body, body
+        status, _, _ = await nodes.get("X", "/api/handles/55.1/B", headers={"Idnode-Forwarded": "8"})
+        assert status == 400  # forwarded max_referrals times already: answered as a stand-alone node would
+        status, _, _ = await nodes.get("X", "/api/handles/55.1/C", headers={"Idnode-Forwarded": "x"})
+        assert status == 400
+        assert asyncio.get_running_loop().time() - started < 3
+
+
+async def test_a_stand_alone_node_is_unchanged(node: Any) -> None:
+    status, body, _ = await node.get("/api/handles/77.1/X")
+    assert (status, body["responseCode"]) == (400, 301)
+    status, body, _ = await node.get("/api/handles/0.NA/77.1")
+    assert (status, body["responseCode"]) == (400, 301)
+
+
+# --- site information and delegation through the API --------------------------------------------------------
+
+
+async def test_api_site_describes_the_node_as_handle_net_does(tree: Topology) -> None:
+    status, body, response = await tree.get("A", "/api/site")
+    assert status == 200 and response.content_type == "application/json"
+    site = orjson.loads(body)
+    assert site["responseCode"] == 1
+    assert list(site["site"]) == [
+        "version",
+        "protocolVersion",
+        "serialNumber",
+        "primarySite",
+        "multiPrimary",
+        "attributes",
+        "servers",
+    ]
+    server = site["site"]["servers"][0]
+    assert (server["address"], server["interfaces"][0]["protocol"], server["interfaces"][0]["port"]) == (
+        "127.0.0.1",
+        "HTTP",
+        tree["A"].port,
+    )
+    status, body, _ = await tree.get("A", "/api/site", params={"x": "1"})
+    assert status == 200
+    async with tree.http.delete(tree["A"].url + "/api/site") as response:
+        assert response.status == 404  # as Handle.Net answers (transcript F9)
+        assert (await response.json())["responseCode"] == 4
+
+
+async def test_an_operator_put_of_a_prefix_handle_delegates(server_dsn: str, template_database: str) -> None:
+    async with pair(server_dsn, template_database, mutual_upstreams=False) as nodes:
+        parent, child = nodes["X"], nodes["Y"]
+        operator = await add_node_operator(parent.dsn, "7X/OPS")
+        parent.settings = replace(parent.settings, registry=behind_trusted_proxy().registry)
+        await home(child.dsn, "7X.1")
+        await put_record(child.dsn, "7X.1/PART", _url_record("https://y.example.cn/part", "Y"))
+        for member in nodes.members.values():
+            await member.start()
+        status, _, _ = await nodes.get("X", "/api/handles/7X.1/PART")
+        assert status == 404  # 7X.1 lies under 7X, homed at X: X answers for it until it delegates
+        site = {"format": "site", "value": own_site(child.url)}
+        values = [{"index": 1, "type": "HS_SITE", "data": site}]
+        async with nodes.http.put(
+            parent.url + "/api/handles/0.NA/7X.1",
+            json={"values": values},
+            headers=secure_basic(operator.identity, operator.secret),
+        ) as response:
+            assert response.status == 201, await response.text()
+
+        async def forwarded() -> bool:
+            status, body, _ = await nodes.get("X", "/api/handles/7X.1/PART")
+            return status == 200 and b"y.example.cn/part" in body
+
+        assert await eventually(forwarded, timeout=3)
+        async with nodes.http.delete(
+            parent.url + "/api/handles/0.NA/7X.1", headers=secure_basic(operator.identity, operator.secret)
+        ) as response:
+            assert response.status == 200
+
+        async def answered_here_again() -> bool:
+            return (await nodes.get("X", "/api/handles/7X.1/PART"))[0] == 404
+
+        assert await eventually(answered_here_again, timeout=3)
