@@ -29,11 +29,12 @@ record's private values through this node.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from resolver.answers import Redirects, build_entry
@@ -110,11 +111,11 @@ class Forwarder:
         self._local_prefix = local_prefix
         self._redirects = redirects
         self._clock = clock
-        self._sites: dict[str, tuple[float, Site | None]] = {}
+        self._sites: dict[str, tuple[float, Site | ReferralFailed | None]] = {}
         # In-flight work by key and hop count: a request that comes back round a misconfigured loop (more hops)
         # must not wait for the one that sent it, or both would wait until their deadlines.
-        self._site_walks: dict[tuple[str, int], asyncio.Future[Site | None]] = {}
-        self._fetches: dict[tuple[str, int], asyncio.Future[CacheEntry]] = {}
+        self._site_walks: dict[tuple[str, int], asyncio.Task[Site | ReferralFailed | None]] = {}
+        self._fetches: dict[tuple[str, int], asyncio.Task[CacheEntry]] = {}
 
     @property
     def has_upstream(self) -> bool:
@@ -128,27 +129,15 @@ class Forwarder:
 
         One fetch per key at a time: concurrent misses of one handle share it.
         """
-        flight = (handle.key, hops)
-        future = self._fetches.get(flight)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._fetches[flight] = future
-            try:
-                future.set_result(await self._fetch(handle, hops))
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # joined waiters may all be gone; do not log "never retrieved"
-            finally:
-                del self._fetches[flight]
+        future = _shared(self._fetches, (handle.key, hops), lambda: self._fetch(handle, hops))
         try:
-            return (await asyncio.shield(future)), False
-        except (SiteUnreachable, UpstreamError) as exc:
-            if isinstance(exc, UpstreamError) and exc.http_status < 500:
-                raise
-            stale = self.cache.stale(handle.key, self.settings.serve_stale)
-            if stale is None:
-                raise
-            return stale, True
+            return (await future), False
+        except HandleError as exc:
+            if exc.http_status >= 500 and not isinstance(exc, ReferralFailed):  # the site is away or failing
+                stale = self.cache.stale(handle.key, self.settings.serve_stale)
+                if stale is not None:
+                    return stale, True
+            raise _echoing(exc, handle.text) from None
 
     async def _fetch(self, handle: Handle, hops: int) -> CacheEntry:
         if handle.key.startswith("0.NA/"):
@@ -285,26 +274,25 @@ class Forwarder:
         if known is not None and known[0] > self._clock():
             site = known[1]
         else:
-            flight = (key, hops)
-            walk = self._site_walks.get(flight)
-            if walk is None:
-                walk = asyncio.get_running_loop().create_future()
-                self._site_walks[flight] = walk
-                try:
-                    site, _, ttl = await self._walk(prefix, hops)
-                    self._remember_site(key, site, ttl)
-                    walk.set_result(site)
-                except BaseException as exc:
-                    walk.set_exception(exc)
-                    walk.exception()
-                finally:
-                    del self._site_walks[flight]
-            site = await asyncio.shield(walk)
+            site = await _shared(self._site_walks, (key, hops), lambda: self._find(prefix, key, hops))
+        if isinstance(site, ReferralFailed):
+            raise ReferralFailed(site.message, handle=handle.text)
         if site is None:
             raise HandleNotFound(handle=handle.text)
         return site
 
-    def _remember_site(self, key: str, site: Site | None, ttl: float) -> None:
+    async def _find(self, prefix: str, key: str, hops: int) -> Site | ReferralFailed | None:
+        """Walk to ``prefix``'s site and remember the outcome; a misconfigured tree is remembered for
+        ``forward_negative_ttl`` too, so requests for it do not each follow the referrals again."""
+        try:
+            site, _, ttl = await self._walk(prefix, hops)
+        except ReferralFailed as failure:
+            self._remember_site(key, failure, self.settings.forward_negative_ttl)
+            return failure
+        self._remember_site(key, site, ttl)
+        return site
+
+    def _remember_site(self, key: str, site: Site | ReferralFailed | None, ttl: float) -> None:
         if len(self._sites) >= 100_000:
             now = self._clock()
             self._sites = {k: v for k, v in self._sites.items() if v[0] > now}
@@ -369,6 +357,30 @@ class Forwarder:
         if code == _NOT_HERE:
             return PrefixAnswer(nowhere=True)
         raise _passed_on(reply.status, body, name.text, site)
+
+
+def _echoing(error: HandleError, text: str) -> HandleError:
+    """A shared fetch's error as this request's: naming the handle as this request spelled it."""
+    if error.handle is None or error.handle == text:
+        return error
+    own = copy.copy(error)
+    own.handle = text
+    return own
+
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+def _shared(flights: dict[K, asyncio.Task[T]], key: K, work: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+    """Single flight: the task already working on ``key``, or a new one. A task of its own, so that a waiter that
+    gives up (its client went away) cancels only its own wait, not the work the others are waiting for."""
+    task = flights.get(key)
+    if task is None:
+        task = asyncio.get_running_loop().create_task(work())
+        flights[key] = task
+        task.add_done_callback(lambda done: flights.pop(key) if flights.get(key) is done else None)
+    return asyncio.shield(task)
 
 
 def _urls(values: Iterable[HandleValue], types: set[str] | frozenset[str]) -> tuple[str, ...]:
