@@ -143,6 +143,13 @@ def _ordered(obj: Any, keys: tuple[str, ...]) -> Any:
     return {**{k: obj[k] for k in keys if k in obj}, **{k: v for k, v in obj.items() if k not in keys}}
 
 
+def _server_order(server: Any) -> Any:
+    server = _ordered(server, _SERVER_KEYS)
+    if isinstance(server, dict) and "publicKey" in server:
+        server["publicKey"] = _ordered(server["publicKey"], ("format", "value"))
+    return server
+
+
 def _site_order(site: Any) -> Any:
     """A site value in Handle.Net's key order (transcript F6), for servers and their interfaces too."""
     site = _ordered(site, _SITE_KEYS)
@@ -151,7 +158,7 @@ def _site_order(site: Any) -> Any:
             {**server, "interfaces": [_ordered(i, _INTERFACE_KEYS) for i in server["interfaces"]]}
             if isinstance(server, dict) and isinstance(server.get("interfaces"), list)
             else server
-            for server in (_ordered(s, _SERVER_KEYS) for s in site["servers"])
+            for server in (_server_order(s) for s in site["servers"])
         ]
     return site
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from resolver.records import decode_values
 from resolver.sites import base_url, own_site, site_urls
 from resolver.sites_client import hops_of
 from tests.support import home
@@ -99,3 +100,15 @@ async def test_prefix_delegate_and_undelegate(database: str, tmp_path: Path) -> 
     assert homed.returncode == 0
     idnode(database, tmp_path, "prefix", "delegate", "88.118.9", "--site", "http://10.0.0.9:8000")
     assert (await _kinds(database))["88.118.9"] == "homed"  # a homed prefix stays homed
+
+
+def test_stored_site_values_keep_handle_net_key_order() -> None:
+    """jsonb keeps no key order; a site value is given back in the order of transcript F6."""
+    shuffled = orjson.loads(orjson.dumps(own_site("http://h:1"), option=orjson.OPT_SORT_KEYS))
+    value = decode_values([{"index": 1, "type": "HS_SITE", "data": {"format": "site", "value": shuffled}}])[0]
+    site = value.to_json()["data"]["value"]
+    assert list(site) == list(own_site("http://h:1"))
+    server = site["servers"][0]
+    assert list(server) == ["serverId", "address", "publicKey", "interfaces"]
+    assert list(server["publicKey"]) == ["format", "value"]
+    assert list(server["interfaces"][0]) == ["query", "admin", "protocol", "port"]
