@@ -365,3 +365,19 @@ async def test_an_operator_put_of_a_prefix_handle_delegates(server_dsn: str, tem
             return (await nodes.get("X", "/api/handles/7X.1/PART"))[0] == 404
 
         assert await eventually(answered_here_again, timeout=3)
+
+
+async def test_metrics_show_forwarding_by_site_and_outcome(tree: Topology) -> None:
+    for _ in range(2):
+        await tree.get("B", f"/api/handles/{RECORDS['E'][1]}")
+    await tree.get("B", "/api/handles/88.118.8/NOPE")
+    _, text, _ = await tree.get("B", "/metrics")
+    exposition = text.decode()
+    site_e = tree["E"].url
+    assert f'idnode_forward_requests_total{{outcome="200",site="{site_e}"}} 1.0' in exposition
+    assert f'idnode_forward_requests_total{{outcome="404",site="{site_e}"}} 1.0' in exposition
+    assert 'idnode_lookups_total{api="rest",outcome="forwarded"} 1.0' in exposition
+    assert 'idnode_lookups_total{api="rest",outcome="hit"} 1.0' in exposition
+    assert "idnode_referrals_total 1.0" in exposition  # T referred 0.NA/88.118.8 to A once; the site is cached
+    assert "idnode_site_cache_entries 1.0" in exposition
+    assert "idnode_forward_duration_seconds_count" in exposition
