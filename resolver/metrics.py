@@ -25,6 +25,11 @@ Metrics (all prefixed ``idnode_``; labels are bounded sets, never a handle or pr
   ``cache_discarded_loads_total``, ``cache_load_errors_total``, ``cache_stale_answers_total`` (misses answered by an
   expired entry because its reload failed: the database is away).
 - ``db_query_duration_seconds``: histogram of the read path's load queries.
+- The hierarchy (``sites_client.ForwardMetrics``): ``forward_requests_total{site,outcome}`` (requests to other
+  nodes' sites; outcome is the HTTP status, ``5xx`` or ``unreachable``; site is the servers asked),
+  ``forward_duration_seconds`` (one request to a site), ``referrals_total``, ``upstream_errors_total``,
+  ``site_cache_entries``. A look-up answered by another node counts as ``forwarded``, one answered by an expired
+  foreign answer while its site is away as ``stale``; a foreign answer from the cache is a ``hit``.
 - ``db_pool_connections{state}`` (idle, in_use), ``db_pool_max_connections``.
 - ``listen_connected``, ``listen_reconnects_total``, ``listen_connection_losses_total``, ``listen_notifications_total``.
 - ``workers``: processes serving this node (``--workers``); ``workers_unreachable``: siblings that did not answer
