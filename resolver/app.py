@@ -49,6 +49,7 @@ from resolver.tallies import PrefixTallies
 __all__ = [
     "CACHE",
     "ENDPOINT",
+    "FORWARDER",
     "LISTENER",
     "LOOKUP",
     "PREFIXES",
@@ -70,6 +71,7 @@ LISTENER: web.AppKey[ChangeListener] = web.AppKey("listener")
 ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
 METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
 COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 
 AppHook = Callable[[web.Application], Awaitable[None]]
 
@@ -174,6 +176,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app[SETTINGS], app[DSN], app[STORE], app[CACHE], app[PREFIXES] = settings, dsn, store, cache, prefixes
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
+    app[FORWARDER] = forwarder
     app[BODY_TIMEOUT] = settings.body_timeout
 
     router.set_hot(HANDLES_PREFIX, endpoint.get_handle)

@@ -195,16 +195,22 @@ class Forwarder:
     # --- batches ------------------------------------------------------------------------------------------------
 
     async def resolve_many(self, handles: Sequence[Handle], hops: int) -> list[CacheEntry | HandleError]:
-        """Entries (or errors) for foreign ``handles``, in order: one ``POST /api/resolve`` per site."""
-        sites = await asyncio.gather(*(self._site_or_error(h, hops) for h in handles))
-        by_site: dict[Site, list[int]] = {}
+        """Entries (or errors) for foreign ``handles``, in order: one ``POST /api/resolve`` per site. Prefix handles
+        are each looked up on their own (their records live where the tree is held, not at the prefix's site)."""
         out: list[CacheEntry | HandleError | None] = [None] * len(handles)
-        for position, site in enumerate(sites):
+        singles = [p for p, handle in enumerate(handles) if handle.key.startswith("0.NA/")]
+        batched = [p for p, handle in enumerate(handles) if not handle.key.startswith("0.NA/")]
+        sites = await asyncio.gather(*(self._site_or_error(handles[p], hops) for p in batched))
+        by_site: dict[Site, list[int]] = {}
+        for position, site in zip(batched, sites, strict=True):
             if isinstance(site, HandleError):
                 out[position] = site
             else:
                 by_site.setdefault(site, []).append(position)
-        await asyncio.gather(*(self._batch(site, handles, ps, out, hops) for site, ps in by_site.items()))
+        await asyncio.gather(
+            self._batch(None, handles, singles, out, hops),
+            *(self._batch(site, handles, ps, out, hops) for site, ps in by_site.items()),
+        )
         return [item or ReferralFailed(handle=h.text) for item, h in zip(out, handles, strict=True)]
 
     async def _site_or_error(self, handle: Handle, hops: int) -> Site | HandleError:
@@ -215,15 +221,15 @@ class Forwarder:
 
     async def _batch(
         self,
-        site: Site,
+        site: Site | None,
         handles: Sequence[Handle],
         positions: list[int],
         out: list[CacheEntry | HandleError | None],
         hops: int,
     ) -> None:
-        """Ask ``site`` for the handles at ``positions`` in one request, or singly when it has no batch API."""
-        single = len(positions) == 1
-        if not single:
+        """Ask ``site`` for the handles at ``positions`` in one request, or singly when it has no batch API (or
+        when there is no one site to ask: ``None``)."""
+        if site is not None and len(positions) > 1:
             names = [handles[p].name for p in positions]
             try:
                 reply = await self.client.request(

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from registry.delegations import delegate
 from registry.store import Actor, RegistryStore
-from resolver.app import METRICS
+from resolver.app import FORWARDER, METRICS
 from resolver.config import Settings
 from resolver.forward_settings import HierarchySettings
 from resolver.sites import own_site
@@ -381,3 +381,14 @@ async def test_metrics_show_forwarding_by_site_and_outcome(tree: Topology) -> No
     assert "idnode_referrals_total 1.0" in exposition  # T referred 0.NA/88.118.8 to A once; the site is cached
     assert "idnode_site_cache_entries 1.0" in exposition
     assert "idnode_forward_duration_seconds_count" in exposition
+
+
+async def test_a_batch_asks_each_site_once(tree: Topology) -> None:
+    handles = [RECORDS["E"][1], "88.118.8/NOPE", "88.118.8/NOPE-2", RECORDS["A"][1], "0.NA/88.118.8", "88.118.8"]
+    status, body = await tree.post("B", "/api/resolve", {"handles": handles})
+    assert status == 200
+    results = orjson.loads(body)["results"]
+    assert [r["responseCode"] for r in results] == [1, 100, 100, 1, 1, 1]
+    assert results[5]["handle"] == "88.118.8" and results[4]["values"] == results[5]["values"]
+    requests = tree["B"].app[FORWARDER].metrics.requests  # type: ignore[index]
+    assert sum(n for (site, _), n in requests.items() if site == tree["E"].url) == 1  # one POST /api/resolve
