@@ -25,6 +25,7 @@ never waits for it. ``idnode upstream register`` publishes once by hand (:meth:`
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -104,7 +105,9 @@ class Upstream:
         self.started = clock()
         self.published: frozenset[str] | None = None
         """The homed set last published (None: not yet), so a change of it is noticed."""
-        self._auth = aiohttp.BasicAuth(quote(settings.upstream_identity, safe=""), settings.upstream_secret)
+        token = f"{quote(settings.upstream_identity, safe='')}:{settings.upstream_secret}".encode()
+        self._authorization = "Basic " + base64.b64encode(token).decode()
+        """HTTP Basic as Handle.Net parses it: the ``index:handle`` username percent-encoded (``registry/auth.py``)."""
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -122,12 +125,10 @@ class Upstream:
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         failures = []
         data = orjson.dumps(body)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Authorization": self._authorization}
         for base in self.settings.upstream:
             try:
-                async with self._session.request(
-                    method, base + path, data=data, headers=headers, auth=self._auth
-                ) as response:
+                async with self._session.request(method, base + path, data=data, headers=headers) as response:
                     raw = await response.read()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 failures.append(f"{base}: {type(exc).__name__} {exc}".strip())
