@@ -83,7 +83,7 @@ class _Jobs:
         self.recorder.start()
         if app.get(WORKER_INDEX, 0) != 0:
             return
-        self.watch.start()
+        await self.watch.start()
         hierarchy = self.core.settings.hierarchy
         if hierarchy.upstream and hierarchy.upstream_identity is not None:
             listener = app[LISTENER]

@@ -204,16 +204,21 @@ class ChildWatch:
         never, ok, silent = await self.store.read.fetchrow(_HEALTH, SILENT_AFTER * self.interval)
         self.counts = {"ok": ok, "silent": silent, "never": never}
 
+    async def _refresh_or_keep(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the last counts stay; the next round tries again
+            log.warning("nodes: could not count child nodes by health: %r", exc)
+
     async def _run(self) -> None:
         while True:
-            try:
-                await self.refresh()
-            except Exception as exc:  # the last counts stay; the next round tries again
-                log.warning("nodes: could not count child nodes by health: %r", exc)
             await asyncio.sleep(self.interval)
+            await self._refresh_or_keep()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Count once (so the first scrape has the metric), then every ``interval`` in the background."""
         if self._task is None:
+            await self._refresh_or_keep()
             self._task = asyncio.create_task(self._run(), name="idnode-child-watch")
 
     async def stop(self) -> None:
