@@ -33,6 +33,7 @@ from tests.support import (
     put_record,
     running_node,
     self_signed_context,
+    serve_node,
 )
 from tests.test_cli import idnode
 
@@ -230,3 +231,35 @@ async def test_child_health_gauge_counts_children(database: str) -> None:
 
         text = await eventually(gauge, timeout=5)
         assert 'idnode_child_nodes{health="ok"} 0.0' in text
+
+
+async def test_only_one_worker_of_a_child_publishes_and_reports(
+    database: str, child_database: str, tmp_path: Path
+) -> None:
+    await home(database, "88")
+    credentials = await _add_node(database, "88.118")
+    await home(child_database, "88.118")
+    cert, _ = ensure_self_signed(tmp_path)
+    async with running_node(database, ssl_context=self_signed_context(tmp_path)) as parent:
+        flags = ["--workers", "2", "--upstream", parent.url, "--upstream-identity", credentials.identity]
+        flags += ["--upstream-secret", credentials.secret, "--upstream-ca", str(cert), "--advertise-url", ADVERTISED]
+        flags += ["--upstream-report-interval", "0.2"]
+        with serve_node(child_database, *flags):
+
+            async def reported_for_a_while() -> bool:
+                con = await asyncpg.connect(database)
+                try:
+                    report = await con.fetchval("SELECT report FROM nodes WHERE prefix_key = '88.118'")
+                finally:
+                    await con.close()
+                return report is not None and orjson.loads(report)["uptime"] >= 1.0
+
+            assert await eventually(reported_for_a_while, timeout=20)
+        con = await asyncpg.connect(database)
+        try:
+            publishes = await con.fetchval(
+                "SELECT count(*) FROM handle_history WHERE handle_key = '0.NA/88.118' AND op = 'update'"
+            )
+        finally:
+            await con.close()
+    assert publishes == 1  # two workers, one publisher: the homed set did not change, so once
