@@ -9,14 +9,11 @@
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
 5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes,
    OpenAPI) and metric sources;
-6. runs the background jobs (``_Jobs``): the statistics recorder in every worker; the child-health count and,
+6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent in the primary worker only.
 """
 
 from __future__ import annotations
-
-import asyncio
-from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -25,6 +22,7 @@ from registry.batch import BatchWrites
 from registry.cached import CachedRecords
 from registry.handle_writes import HandleWrites
 from registry.history import HandleHistory
+from registry.jobs import Jobs
 from registry.listing import HandleListing
 from registry.metrics import RegistryMetrics
 from registry.nodes import ChildWatch, NodesAPI
@@ -34,18 +32,16 @@ from registry.prefix_api import PrefixesAPI
 from registry.recorder import StatsRecorder
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
-from registry.statistics import DayStats, StatsStore
+from registry.statistics import StatsStore
 from registry.stats_api import StatsAPI
 from registry.store import RegistryStore
 from registry.templates import TemplateCheck, TemplatesAPI
-from registry.upstream import Upstream
 from registry.write_stages import WriteStages
 from registry.writes import Writer
-from resolver.app import LISTENER, READY_TIMEOUT, Additions, Core, Extension
+from resolver.app import Additions, Core, Extension
 from resolver.errors import HandleError
 from resolver.http import HandleHooks, Reader
 from resolver.identifiers import parse
-from resolver.serve import WORKER_INDEX
 from resolver.store import close_pool, connect
 
 __all__ = ["extensions", "install"]
@@ -67,49 +63,6 @@ def _private_reader(auth: Authenticator, records: CachedRecords, permissions: Pe
         return identity
 
     return read
-
-
-class _Jobs:
-    """The registry's background jobs, started with the app and stopped (recorder flushed) before its pools close."""
-
-    def __init__(self, core: Core, recorder: StatsRecorder, stats: StatsStore, watch: ChildWatch) -> None:
-        self.core = core
-        self.recorder = recorder
-        self.stats = stats
-        self.watch = watch
-        self.upstream: Upstream | None = None
-
-    async def start(self, app: web.Application) -> None:
-        self.recorder.start()
-        if app.get(WORKER_INDEX, 0) != 0:
-            return
-        await self.watch.start()
-        hierarchy = self.core.settings.hierarchy
-        if hierarchy.upstream and hierarchy.upstream_identity is not None:
-            listener = app[LISTENER]
-
-            async def ready() -> dict[str, bool]:
-                try:
-                    async with asyncio.timeout(READY_TIMEOUT):
-                        database = bool(await self.core.store.schema_version())
-                except Exception:
-                    database = False
-                return {"database": database, "listening": bool(listener.connected)}
-
-            self.upstream = Upstream(hierarchy, homed=self.core.lookup.prefixes.homed, ready=ready, totals=self.totals)
-            self.upstream.start()
-
-    async def totals(self) -> list[DayStats]:
-        """This node's statistics of yesterday and today (UTC), this process's latest counts included."""
-        await self.recorder.flush()
-        today = datetime.now(UTC).date()
-        return await self.stats.days(today - timedelta(days=1), today)
-
-    async def stop(self, _app: web.Application) -> None:
-        if self.upstream is not None:
-            await self.upstream.close()
-        await self.watch.stop()
-        await self.recorder.stop()
 
 
 async def install(core: Core) -> Additions:
@@ -140,7 +93,7 @@ async def install(core: Core) -> Additions:
     stats = StatsStore(core.store.pool)
     recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
     watch = ChildWatch(store, settings.hierarchy.report_interval)
-    jobs = _Jobs(core, recorder, stats, watch)
+    jobs = Jobs(core, recorder, stats, watch)
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *Sessions(store, auth).routes(),

@@ -13,11 +13,14 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 
+from registry.app import extensions as registry_extensions
 from registry.enterprises import Credentials
 from registry.nodes import NODE_PERMISSIONS, add_node, health_of
 from registry.store import Actor, RegistryStore
 from registry.tls import ensure_self_signed
+from resolver.app import create_app
 from resolver.config import RegistrySettings, Settings
 from resolver.errors import HandleAlreadyExists, PrefixNotHomed
 from resolver.forward_settings import HierarchySettings
@@ -27,6 +30,7 @@ from tests.support import (
     add_node_operator,
     basic,
     eventually,
+    free_port,
     fresh_database,
     home,
     onboard_enterprise,
@@ -263,3 +267,29 @@ async def test_only_one_worker_of_a_child_publishes_and_reports(
         finally:
             await con.close()
     assert publishes == 1  # two workers, one publisher: the homed set did not change, so once
+
+
+async def test_a_child_starts_while_its_parent_is_down_and_publishes_once_it_is_up(
+    database: str, child_database: str, tmp_path: Path
+) -> None:
+    await home(database, "88")
+    credentials = await _add_node(database, "88.118")
+    await home(child_database, "88.118")
+    cert, _ = ensure_self_signed(tmp_path)
+    port = free_port()
+    settings = _child_settings(f"https://127.0.0.1:{port}", credentials, cert)
+    async with running_node(child_database, settings) as child:
+        status, _, _ = await child.get("/readyz")  # start-up did not wait for the parent
+        assert status == 200
+        parent_app = await create_app(Settings(), database, extensions=registry_extensions())
+        runner = web.AppRunner(parent_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=self_signed_context(tmp_path)).start()
+
+            async def published() -> bool:
+                return 1 in await _values(database, "0.NA/88.118")
+
+            assert await eventually(published, timeout=10)  # the retries reached it
+        finally:
+            await runner.cleanup()
