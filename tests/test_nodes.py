@@ -36,6 +36,7 @@ from tests.support import (
     onboard_enterprise,
     put_record,
     running_node,
+    secure_basic,
     self_signed_context,
     serve_node,
 )
@@ -224,17 +225,31 @@ def test_health_is_never_ok_or_silent_after_three_intervals() -> None:
     assert health_of(180.1, 60) == "silent"
 
 
-async def test_child_health_gauge_counts_children(database: str) -> None:
+async def test_children_are_listed_and_counted_by_health(database: str) -> None:
     await home(database, "88")
+    operator = await add_node_operator(database, "88/OPERATOR")
     await _add_node(database, "88.118")
-    async with running_node(database, Settings(registry=RegistrySettings())) as node:
+    await _add_node(database, "88.200")
+    con = await asyncpg.connect(database)
+    try:
+        await con.execute("UPDATE nodes SET last_seen = now() - interval '10 seconds' WHERE prefix_key = '88.200'")
+    finally:
+        await con.close()
+    settings = Settings(
+        registry=RegistrySettings(trusted_proxies=("127.0.0.1",)), hierarchy=HierarchySettings(report_interval=0.2)
+    )
+    async with running_node(database, settings) as node:
+        status, body, _ = await node.get("/api/nodes", headers=secure_basic(operator.identity, operator.secret))
+        assert status == 200, body
+        assert [(n["prefix"], n["health"], n["lastSeen"] is None) for n in body["nodes"]] == [
+            ("88.118", "never", True),
+            ("88.200", "silent", False),
+        ]
+        assert body["nodes"][1]["secondsSince"] >= 10
 
-        async def gauge() -> str | None:
-            _, text, _ = await node.get("/metrics")
-            return text if 'idnode_child_nodes{health="never"} 1.0' in text else None
-
-        text = await eventually(gauge, timeout=5)
-        assert 'idnode_child_nodes{health="ok"} 0.0' in text
+        _, text, _ = await node.get("/metrics")
+        for health, count in (("ok", 0), ("silent", 1), ("never", 1)):
+            assert f'idnode_child_nodes{{health="{health}"}} {count}.0' in text
 
 
 async def test_only_one_worker_of_a_child_publishes_and_reports(
