@@ -7,7 +7,10 @@
    session look-up), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, OpenAPI) and metric source.
+5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes,
+   OpenAPI) and metric sources;
+6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
+   with ``upstream_identity``, the publisher/reporter to the parent in the primary worker only.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from registry.batch import BatchWrites
 from registry.cached import CachedRecords
 from registry.handle_writes import HandleWrites
 from registry.history import HandleHistory
+from registry.jobs import Jobs
 from registry.listing import HandleListing
 from registry.metrics import RegistryMetrics
+from registry.nodes import ChildWatch, NodesAPI
 from registry.openapi import OpenAPI
 from registry.permissions import Operators, Perm, Permissions
 from registry.prefix_api import PrefixesAPI
+from registry.recorder import StatsRecorder
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
+from registry.statistics import StatsStore
+from registry.stats_api import StatsAPI
 from registry.store import RegistryStore
 from registry.templates import TemplateCheck, TemplatesAPI
 from registry.write_stages import WriteStages
@@ -82,12 +90,18 @@ async def install(core: Core) -> Additions:
         fallback=HandleHistory(store, auth, permissions, max_handle_bytes=settings.max_handle_bytes),
     )
     batch = BatchWrites(store, stages, max_batch=settings.max_batch)
+    stats = StatsStore(core.store.pool)
+    recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
+    watch = ChildWatch(store, settings.hierarchy.report_interval)
+    jobs = Jobs(core, recorder, stats, watch)
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *Sessions(store, auth).routes(),
         *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
         *batch.routes(),
         *ReverseLookup(store, auth, permissions).routes(),
+        *StatsAPI(stats, recorder, auth, operators).routes(),
+        *NodesAPI(store, auth, operators, report_interval=settings.hierarchy.report_interval).routes(),
         *OpenAPI().routes(),
     ]
 
@@ -98,8 +112,9 @@ async def install(core: Core) -> Additions:
         handles=hooks,
         routes=routes,
         secure_check=channel.is_secure,
-        on_cleanup=(close_writes,),
-        metrics=(metrics.collect,),
+        on_startup=(jobs.start,),
+        on_cleanup=(jobs.stop, close_writes),
+        metrics=(metrics.collect, watch.collect),
     )
 
 

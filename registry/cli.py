@@ -12,6 +12,11 @@
                                       onboard an enterprise; prints its identity and secret (shown once)
     idnode operator add HANDLE [--json]
                                       create a node-operator identity; prints its secret (shown once)
+    idnode node add --prefix P --name N [--json]
+                                      onboard a child node; prints its identity 300:0.NA/P and secret (shown once)
+    idnode upstream register          publish this node's site at its parent once (registry/upstream.py)
+    idnode stats [--from D] [--to D] [--prefix P] [--node C] [--json]
+                                      operation statistics per day and prefix (registry/statistics.py)
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -32,6 +37,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -44,8 +50,11 @@ from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
+from registry.nodes import add_node
+from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
 from registry.store import Actor, RegistryStore
 from registry.tls import server_context
+from registry.upstream import Published, Upstream, UpstreamError
 from resolver import __version__
 from resolver.answers import Redirects, build_entry, render
 from resolver.config import Settings, add_option_flags, given_flags, load_settings
@@ -56,6 +65,7 @@ from resolver.prefixes import PrefixTable
 from resolver.records import ValueFilter
 from resolver.serve import configure_logging, serve
 from resolver.store import Store, connect
+from resolver.tallies import OUTCOMES
 
 __all__ = ["main"]
 
@@ -112,6 +122,24 @@ def _parser() -> argparse.ArgumentParser:
     operator_add = operator_actions.add_parser("add", parents=[common], help="create an operator identity")
     operator_add.add_argument("handle", help="identity handle under a homed prefix, e.g. 88.118/OPERATOR")
     operator_add.add_argument("--json", action="store_true", help='print {"identity": ..., "secret": ...}')
+
+    node_cmd = commands.add_parser("node", help="child nodes of this node")
+    node_actions = node_cmd.add_subparsers(dest="action", required=True)
+    node_add = node_actions.add_parser("add", parents=[common], help="onboard a child node")
+    node_add.add_argument("--prefix", required=True, help="the child's prefix, under one homed here, e.g. 88.118")
+    node_add.add_argument("--name", required=True)
+    node_add.add_argument("--json", action="store_true", help='print {"identity": ..., "secret": ...}')
+
+    upstream_cmd = commands.add_parser("upstream", help="this node's parent")
+    upstream_actions = upstream_cmd.add_subparsers(dest="action", required=True)
+    upstream_actions.add_parser("register", parents=[common], help="publish this node's site at the parent once")
+
+    stats_cmd = commands.add_parser("stats", parents=[common], help="operation statistics per day and prefix")
+    stats_cmd.add_argument("--from", dest="start", help="first UTC day, YYYY-MM-DD (default: --to, or today)")
+    stats_cmd.add_argument("--to", dest="end", help="last UTC day, YYYY-MM-DD (default: --from, or today)")
+    stats_cmd.add_argument("--prefix", help="only this prefix")
+    stats_cmd.add_argument("--node", help="the totals the child node of this prefix reported")
+    stats_cmd.add_argument("--json", action="store_true", help="print the JSON GET /api/stats answers")
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -256,6 +284,64 @@ def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_add(settings: Settings, args: argparse.Namespace) -> int:
+    actor = Actor(f"cli:{getpass.getuser()}")
+    credentials = _with_store(
+        settings, lambda store: add_node(RegistryStore(store.pool), args.prefix, name=args.name, actor=actor)
+    )
+    _print_credentials(credentials, args.json, f"child node {args.prefix}")
+    return 0
+
+
+def _upstream_register(settings: Settings) -> int:
+    hierarchy = settings.hierarchy
+    if not hierarchy.upstream or hierarchy.upstream_identity is None:
+        raise ConfigError("upstream register: set upstream, upstream_identity and upstream_secret first")
+    if hierarchy.advertise_url is None:
+        raise ConfigError("upstream register: set advertise_url, the base URL this node's site announces")
+
+    async def work(store: Store) -> list[Published]:
+        homed = PrefixTable(await store.fetch_prefixes()).homed()
+        if not homed:
+            raise ConfigError("upstream register: no prefix is homed here, so there is nothing to publish")
+        upstream = Upstream(hierarchy, homed=lambda: homed)
+        try:
+            return await upstream.publish()
+        finally:
+            await upstream.close()
+
+    try:
+        published = _with_store(settings, work)
+    except UpstreamError as exc:
+        for done in exc.published:
+            print(f"published {done.describe()}")
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 1
+    for done in published:
+        print(f"published {done.describe()}, site {hierarchy.advertise_url}")
+    return 0
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    start, end = parse_range(args.start, args.end, today=datetime.now(UTC).date())
+    days = _with_store(
+        settings, lambda store: StatsStore(store.pool).days(start, end, prefix=args.prefix, node=args.node)
+    )
+    if args.json:
+        body: dict[str, Any] = {"responseCode": 1, "from": start.isoformat(), "to": end.isoformat()}
+        if args.node is not None:
+            body["node"] = args.node
+        body["days"] = [day.as_json() for day in days]
+        print(orjson.dumps(body).decode())
+        return 0
+    columns = ["day", "prefix", *OUTCOMES, *REGISTRATION_OPS]
+    print("\t".join(columns))
+    for day in days:
+        counts = [*day.lookups.values(), *day.registrations.values()]
+        print("\t".join([day.day.isoformat(), day.prefix, *map(str, counts)]))
+    return 0
+
+
 def _line_count(path: Path) -> int | None:
     """Lines in ``path`` (the import's progress total), None when it is not a regular file (a pipe is read once)."""
     if not path.is_file():
@@ -342,6 +428,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _enterprise_add(settings, args)
         if args.command == "operator":
             return _operator_add(settings, args)
+        if args.command == "node":
+            return _node_add(settings, args)
+        if args.command == "upstream":
+            return _upstream_register(settings)
+        if args.command == "stats":
+            return _stats(settings, args)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":

@@ -32,6 +32,9 @@ __all__ = [
     "Credentials",
     "add_operator",
     "home_prefix",
+    "identity_values",
+    "insert_handle",
+    "new_secret",
     "onboard",
     "remove_prefix",
     "renew_secret",
@@ -59,7 +62,9 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def _identity_values(handle: str, hashed: str) -> str:
+def identity_values(handle: str, hashed: str, *, permissions: str = ALL_PERMISSIONS) -> str:
+    """The stored values of an identity handle: an HS_ADMIN at 100 naming its own key at 300 with ``permissions``,
+    and that key (the HS_SECKEY, hashed, readable by its admins only)."""
     return values_to_stored(
         decode_values(
             [
@@ -68,7 +73,7 @@ def _identity_values(handle: str, hashed: str) -> str:
                     "type": "HS_ADMIN",
                     "data": {
                         "format": "admin",
-                        "value": {"handle": handle, "index": 300, "permissions": ALL_PERMISSIONS},
+                        "value": {"handle": handle, "index": 300, "permissions": permissions},
                     },
                 },
                 {"index": 300, "type": "HS_SECKEY", "data": hashed, "permissions": "1100"},
@@ -77,13 +82,15 @@ def _identity_values(handle: str, hashed: str) -> str:
     ).decode()
 
 
-async def _insert_handle(tx: WriteTransaction, handle: str, stored: str) -> None:
+async def insert_handle(tx: WriteTransaction, handle: str, stored: str) -> None:
+    """Create ``handle`` inside ``tx``; 409 rc 101 when it exists."""
     parsed = parse(handle, bare_is_prefix=False)
     if await tx.insert(parsed.key, handle, parsed.prefix_key, stored, None) is None:
         raise HandleAlreadyExists(f"{handle} already exists", handle=handle)
 
 
-async def _new_secret() -> tuple[str, str]:
+async def new_secret() -> tuple[str, str]:
+    """A fresh secret and its stored (hashed) form, hashed off the event loop."""
     secret = secrets.token_urlsafe(24)
     return secret, await asyncio.to_thread(hash_secret, secret.encode())
 
@@ -142,14 +149,14 @@ async def onboard(
         raise ProtocolError("name must not contain NUL characters")
     key = ascii_upper(prefix)
     admin = f"{prefix}/{ADMIN_SUFFIX}"
-    secret, hashed = await _new_secret()
+    secret, hashed = await new_secret()
     async with store.transaction(actor) as tx:
         await tx.lock_tenancy()
         await _check_tenancy(tx, prefix, key)
         await tx.add_prefix(prefix, key, next(iter(prefix_chain(key)[1:]), None))
         await tx.add_enterprise(key, name, credit_code, contact, actor.name)
-        await _insert_handle(tx, f"0.NA/{prefix}", _prefix_handle_values(prefix, admin))
-        await _insert_handle(tx, admin, _identity_values(admin, hashed))
+        await insert_handle(tx, f"0.NA/{prefix}", _prefix_handle_values(prefix, admin))
+        await insert_handle(tx, admin, identity_values(admin, hashed))
     return Credentials(f"300:{admin}", secret)
 
 
@@ -162,14 +169,14 @@ async def home_prefix(store: RegistryStore, prefix: str) -> bool:
 async def add_operator(store: RegistryStore, handle: str, *, actor: Actor) -> Credentials:
     """Create an operator identity handle (its prefix must be homed) and record it as a node operator."""
     parsed = parse(handle, bare_is_prefix=False)
-    secret, hashed = await _new_secret()
+    secret, hashed = await new_secret()
     identity = f"300:{handle}"
     async with store.transaction(actor) as tx:
         if not await tx.homed_among(prefix_chain(parsed.prefix_key)):
             raise HandleNotFound(
                 f"Prefix {parsed.prefix} is not homed here; run idnode prefix add first", handle=handle
             )
-        await _insert_handle(tx, handle, _identity_values(handle, hashed))
+        await insert_handle(tx, handle, identity_values(handle, hashed))
         await tx.add_operator(ascii_upper(identity), identity)
     return Credentials(identity, secret)
 
@@ -179,11 +186,11 @@ async def renew_secret(store: RegistryStore, handle: str, *, actor: Actor) -> Cr
     working. Secrets are stored hashed, so a lost one cannot be shown again, only replaced (the demo does this
     at every start to print working credentials)."""
     parsed = parse(handle, bare_is_prefix=False)
-    secret, hashed = await _new_secret()
+    secret, hashed = await new_secret()
     async with store.transaction(actor) as tx:
         if await tx.lock(parsed.key) is None:
             raise HandleNotFound(f"{handle} does not exist", handle=handle)
-        await tx.update(parsed.key, _identity_values(handle, hashed), None)
+        await tx.update(parsed.key, identity_values(handle, hashed), None)
     return Credentials(f"300:{handle}", secret)
 
 

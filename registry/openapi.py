@@ -147,7 +147,36 @@ def _data(formats: list[str], value: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _counts(*names: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(names),
+        "properties": {name: {"type": "integer", "minimum": 0} for name in names},
+    }
+
+
 _SCHEMAS: dict[str, Any] = {
+    "DayStats": {
+        "type": "object",
+        "required": ["day", "prefix", "lookups", "registrations"],
+        "properties": {
+            "day": {"type": "string", "format": "date", "description": "UTC day"},
+            "prefix": {"type": "string", "description": "prefix key (upper case); 0.NA/P counts as P"},
+            "lookups": _counts("hit", "miss", "not_found", "forwarded", "stale", "error"),
+            "registrations": _counts("create", "update", "delete"),
+        },
+    },
+    "Statistics": {
+        "type": "object",
+        "required": ["responseCode", "from", "to", "days"],
+        "properties": {
+            "responseCode": {"const": 1},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "node": {"type": "string", "description": "present with ?node=: the child whose reported totals these are"},
+            "days": {"type": "array", "items": _ref("DayStats"), "description": "sorted by day, then prefix"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["responseCode"],
@@ -427,6 +456,46 @@ _PATHS: dict[str, Any] = {
             "parameters": [_SESSION_PATH],
             "responses": _answers({"204": {"description": "ended"}}, 401, 403, 503),
         },
+    },
+    "/api/stats": {
+        "get": {
+            "summary": "Operation statistics per UTC day and prefix: look-ups by outcome and registrations by"
+            " operation (operators: every prefix; an enterprise: its own and derived prefixes)",
+            "parameters": [
+                _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
+                _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
+                _query("prefix", description="only this prefix (not those derived from it)"),
+                _query("node", description="operators: the totals the child node of this prefix reported"),
+            ],
+            "responses": _answers({"200": _json(_ref("Statistics"), "from, to, [node,] days")}, *_LIST_ERRORS),
+        }
+    },
+    "/api/nodes": {
+        "get": {
+            "summary": "Child nodes (operators): prefix, name, identity, lastSeen, secondsSince, health"
+            " (ok, silent, never), and the version, uptime, readiness and prefixes of their last report",
+            "responses": _answers({"200": _json(_OBJECT, "nodes")}, *_LIST_ERRORS),
+        }
+    },
+    "/api/nodes/report": {
+        "post": {
+            "summary": "A child node's heartbeat and daily totals (authenticated as the identity of node add)",
+            "requestBody": _json(
+                {
+                    "type": "object",
+                    "required": ["version", "uptime"],
+                    "properties": {
+                        "version": {"type": "string"},
+                        "uptime": {"type": "number", "minimum": 0},
+                        "prefixes": {"type": "array", "items": {"type": "string"}},
+                        "ready": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                        "stats": {"type": "array", "items": _ref("DayStats"), "maxItems": 20000},
+                    },
+                },
+                "report (absolute totals per day: a resend replaces, never adds)",
+            ),
+            "responses": _answers({"200": _json(_OBJECT, "node, days")}, 400, 401, 403, 413, 429, 503),
+        }
     },
     "/hrls/handles": {
         "get": {

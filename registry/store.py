@@ -213,6 +213,17 @@ class WriteTransaction:
             created_by,
         )
 
+    async def add_node(self, key: str, prefix: str, name: str, identity: str, created_by: str) -> None:
+        """Record a child node (``registry/nodes.py``); its prefix is the primary key."""
+        await self._con.execute(
+            "INSERT INTO nodes (prefix_key, prefix, name, identity, created_by) VALUES ($1, $2, $3, $4, $5)",
+            key,
+            prefix,
+            name,
+            identity,
+            created_by,
+        )
+
     async def add_operator(self, key: str, identity: str) -> None:
         await self._con.execute("INSERT INTO operators (identity_key, identity) VALUES ($1, $2)", key, identity)
 

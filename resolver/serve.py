@@ -48,9 +48,13 @@ from resolver.errors import ConfigError
 from resolver.logs import configure_logging, request_log_options
 from resolver.metrics import LOCAL_PATH, SIBLINGS, Siblings, local_scrape
 
-__all__ = ["bind", "configure_logging", "listen_url", "serve"]
+__all__ = ["WORKER_INDEX", "bind", "configure_logging", "listen_url", "serve"]
 
 log = logging.getLogger("idnode.serve")
+
+WORKER_INDEX: web.AppKey[int] = web.AppKey("worker_index")
+"""Which worker an app is (0 to ``workers - 1``; absent with one worker): a job that one process of the node must
+do alone (publishing to the upstream, watching child nodes) runs where this is 0 or absent."""
 
 Prepare = Callable[[str, str], Awaitable[None]]
 """Run once before serving, given the database DSN and the public base URL."""
@@ -134,6 +138,7 @@ async def _worker_app(
 ) -> web.Application:
     app = await create_app(settings, dsn, extensions=extensions)
     if worker is not None:
+        app[WORKER_INDEX] = worker.index
         _share_metrics(app, worker)
     if admin is not None:
         serve_admin(app, admin)

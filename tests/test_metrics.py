@@ -31,7 +31,7 @@ from resolver.metrics import (
 from tests.support import Node, free_port, put_record
 
 RECORD = [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/m"}}]
-ALLOWED_LABELS = {"outcome", "api", "kind", "state", "version", "python", "le", "op", "reason", "class"}
+ALLOWED_LABELS = {"outcome", "api", "kind", "state", "version", "python", "le", "op", "reason", "class", "health"}
 """Every label the node may use: each has a small fixed set of values (never a handle, prefix or client)."""
 
 
