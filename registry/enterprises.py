@@ -90,8 +90,11 @@ async def insert_handle(tx: WriteTransaction, handle: str, stored: str) -> None:
 
 
 async def new_secret() -> tuple[str, str]:
-    """A fresh secret and its stored (hashed) form, hashed off the event loop."""
+    """A fresh secret and its stored (hashed) form, hashed off the event loop. Never starting with ``-``: given
+    as ``--upstream-secret S`` (or to any command line), such a secret would read as a flag."""
     secret = secrets.token_urlsafe(24)
+    while secret.startswith("-"):
+        secret = secrets.token_urlsafe(24)
     return secret, await asyncio.to_thread(hash_secret, secret.encode())
 
 

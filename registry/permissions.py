@@ -24,8 +24,9 @@ from enum import IntEnum
 from registry.auth import Identity
 from registry.store import RegistryStore
 from resolver.errors import InsufficientPermissions, InvalidAdmin
-from resolver.identifiers import Handle, ascii_upper, prefix_chain
+from resolver.identifiers import Handle, ascii_upper, governing_prefix, prefix_chain
 from resolver.records import HandleValue
+from resolver.tallies import prefix_of_key
 
 __all__ = [
     "MAX_VLIST_DEPTH",
@@ -134,8 +135,9 @@ class Operators:
 
 
 def within_prefix(identity: Identity, prefix: str) -> bool:
-    """Whether ``prefix`` is the identity's own prefix or derived from it (the enterprise wall)."""
-    own = ascii_upper(identity.handle.split("/", 1)[0])
+    """Whether ``prefix`` is the identity's own prefix or derived from it (the enterprise wall). An identity that is
+    a prefix handle (``300:0.NA/88.118``, a child node's) owns the prefix it names, not all of ``0.NA``."""
+    own = ascii_upper(prefix_of_key(ascii_upper(identity.handle)))
     target = ascii_upper(prefix)
     return target == own or target.startswith(own + ".")
 
@@ -163,14 +165,14 @@ class Permissions:
         else:
             admins = admin_permissions(before) or await self.prefix_admins(handle.prefix)
             needed = {Perm.DELETE_HANDLE} if after is None else needed_for_change(before, after)
-        await self.require(identity, handle.prefix, admins, needed, handle=handle.text)
+        await self.require(identity, governing_prefix(handle), admins, needed, handle=handle.text)
 
     async def require_on_handle(
         self, identity: Identity, handle: Handle, values: Sequence[HandleValue], perm: Perm, *, echo: str | None
     ) -> None:
         """Raise unless ``identity`` holds ``perm`` by the handle's own HS_ADMIN values (else its prefix's)."""
         admins = admin_permissions(values) or await self.prefix_admins(handle.prefix)
-        await self.require(identity, handle.prefix, admins, {perm}, handle=echo)
+        await self.require(identity, governing_prefix(handle), admins, {perm}, handle=echo)
 
     async def require_prefix_admin(self, identity: Identity, prefix: str, perm: Perm, *, echo: str) -> None:
         """Raise unless ``identity`` holds ``perm`` on ``0.NA/<prefix>`` (or is an operator)."""

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from registry import enterprises
 from registry.app import extensions as registry_extensions
 from registry.enterprises import Credentials
 from registry.nodes import NODE_PERMISSIONS, add_node, health_of
@@ -39,6 +40,7 @@ from tests.support import (
     secure_basic,
     self_signed_context,
     serve_node,
+    start_node,
 )
 from tests.test_cli import idnode
 
@@ -176,9 +178,11 @@ async def test_a_child_joins_publishes_its_site_and_reports_to_its_parent(
         assert (status, body["responseCode"]) == (403, 401)
         site = {"values": [{"index": 1, "type": "HS_SITE", "data": {"format": "site", "value": {}}}]}
         await _add_node(database, "88.200")
-        for handle in ("0.NA/88.200?index=1", "88.118/X"):  # another child's handle; a handle under its prefix
+        for handle in ("0.NA/88.200?index=1", "88/X"):  # another child's prefix handle; one of the parent's own
             status, body, _ = await parent.call("PUT", f"/api/handles/{handle}", json=site, headers=child)
             assert (status, body["responseCode"]) == (403, 400), (handle, body)
+        status, body, _ = await parent.call("PUT", "/api/handles/88.118/X", json=site, headers=child)
+        assert (status, body["responseCode"]) == (400, 301)  # delegated to the child now: not the parent's to write
 
 
 async def test_upstream_register_publishes_once_and_fails_clearly(
@@ -309,3 +313,51 @@ async def test_a_child_starts_while_its_parent_is_down_and_publishes_once_it_is_
             assert await eventually(published, timeout=10)  # the retries reached it
         finally:
             await runner.cleanup()
+
+
+async def test_once_a_child_has_joined_its_parent_resolves_the_childs_handles(
+    database: str, child_database: str, tmp_path: Path
+) -> None:
+    """The issue's join: ``node add`` at T, the child publishes its site with ``upstream register``, and T (which
+    answered 404 for the child's prefix until then, as for any prefix of its own without a site) resolves it."""
+    await home(database, "88")
+    credentials = await _add_node(database, "88.118")
+    await home(child_database, "88.118")
+    await put_record(child_database, "88.118/P1", URL)
+    cert, _ = ensure_self_signed(tmp_path)
+    port = free_port()
+    async with running_node(database, ssl_context=self_signed_context(tmp_path)) as parent:
+        status, _, _ = await parent.get("/api/handles/88.118/P1")
+        assert status == 404
+        advertised = f"http://127.0.0.1:{port}"  # no identity: the node itself publishes nothing
+        settings = Settings(hierarchy=HierarchySettings(upstream=(parent.url,), advertise_url=advertised))
+        runner, _, _ = await start_node(child_database, settings, port=port)
+        try:
+            flags = {
+                "--upstream": parent.url,
+                "--upstream-identity": credentials.identity,
+                "--upstream-secret": credentials.secret,
+                "--upstream-ca": str(cert),
+                "--advertise-url": advertised,
+            }
+            args = [part for pair in flags.items() for part in pair]
+            result = await asyncio.to_thread(idnode, child_database, tmp_path, "upstream", "register", *args)
+            assert result.returncode == 0, result.stderr
+
+            async def resolved() -> bool:
+                status, body, _ = await parent.get("/api/handles/88.118/P1")
+                return status == 200 and body["values"][0]["data"]["value"] == "https://example.com/"
+
+            assert await eventually(resolved, timeout=5)
+            status, _, response = await parent.get("/88.118/P1")
+            assert (status, response.headers["Location"]) == (302, "https://example.com/")
+        finally:
+            await runner.cleanup()
+
+
+async def test_secrets_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret given as ``--upstream-secret S`` must not read as a flag (it made a child fail to start, 1 in 64)."""
+    drawn = iter(["-looks-like-a-flag", "_fine"])
+    monkeypatch.setattr(enterprises.secrets, "token_urlsafe", lambda _n: next(drawn))
+    secret, _ = await enterprises.new_secret()
+    assert secret == "_fine"

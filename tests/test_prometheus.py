@@ -33,7 +33,8 @@ import orjson
 import pytest
 import yaml
 
-from tests.support import free_port, home, put_record, serve_node, stop_process
+from resolver.sites import own_site
+from tests.support import free_port, fresh_database, home, put_record, serve_node, stop_process
 from tests.test_deploy import (
     ALERTS,
     PENDING_REGISTRY_METRICS,
@@ -143,6 +144,7 @@ async def _traffic(url: str) -> None:
                 "/api/handles/88.TEST/p2",
                 "/api/handles/88.TEST/absent",
                 "/api/handles/99.OTHER/foreign",
+                "/api/handles/77.D/p1",  # delegated to the second node: forwarded (the Hierarchy row)
                 "/api/handles/88.TEST/%ZZ",
                 "/88.TEST/p1",
                 "/88.TEST/absent",
@@ -160,11 +162,21 @@ async def _traffic(url: str) -> None:
 
 
 async def test_every_dashboard_and_alert_expression_returns_data(
-    database: str, capsys: pytest.CaptureFixture[str]
+    database: str, server_dsn: str, template_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await home(database, "88.TEST")
     await put_record(database, "88.TEST/p1", RECORD)
     await put_record(database, "88.TEST/p2", RECORD)
+    async with fresh_database(server_dsn, template_database) as other:
+        await home(other, "77.D")
+        await put_record(other, "77.D/p1", RECORD)
+        with serve_node(other) as authority:
+            site = {"format": "site", "value": own_site(authority.url)}
+            await put_record(database, "0.NA/77.D", [{"index": 1, "type": "HS_SITE", "data": site}])
+            await _check_expressions(database, capsys)
+
+
+async def _check_expressions(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     with serve_node(database, "--workers", "2") as node, prometheus(node.url.removeprefix("http://")) as prom:
         async with aiohttp.ClientSession() as http:
 

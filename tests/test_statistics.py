@@ -199,11 +199,6 @@ async def test_idnode_stats_reads_the_database(database: str, tmp_path: Path) ->
     assert f"{TODAY}\t88.A\t4\t0\t0\t0\t0\t0\t2\t0\t0" in table.stdout.splitlines()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the look-up paths do not count into the tallies yet (issue 9: wired with forwarding); strict, so this "
-    "fails as soon as they do: then remove this mark",
-)
 async def test_lookups_over_http_are_counted_exactly(database: str) -> None:
     who = await enterprises_and_operator(database)
     await put_record(database, "88.A/CACHED", URL)
