@@ -31,7 +31,6 @@ children in each health state; ``deploy/prometheus/alerts.yml`` alerts on ``sile
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC
@@ -43,6 +42,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from registry.auth import Authenticator
 from registry.enterprises import Credentials, identity_values, insert_handle, new_secret, validate_prefix
+from registry.periodic import Background
 from registry.permissions import Operators, Perm
 from registry.statistics import DayStats, StatsStore
 from registry.store import Actor, RegistryStore
@@ -191,14 +191,14 @@ class NodesAPI:
 class ChildWatch:
     """Counts the children by health every ``interval`` seconds, for ``idnode_child_nodes{health}``."""
 
-    __slots__ = ("_task", "counts", "interval", "store")
+    __slots__ = ("_job", "counts", "interval", "store")
 
     def __init__(self, store: RegistryStore, interval: float) -> None:
         self.store = store
         self.interval = interval
         self.counts: dict[str, int] | None = None
         """None until the first count (and on a node that does not watch: no metric at all)."""
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("idnode-child-watch", self._run)
 
     async def refresh(self) -> None:
         never, ok, silent = await self.store.read.fetchrow(_HEALTH, SILENT_AFTER * self.interval)
@@ -217,16 +217,11 @@ class ChildWatch:
 
     async def start(self) -> None:
         """Count once (so the first scrape has the metric), then every ``interval`` in the background."""
-        if self._task is None:
-            await self._refresh_or_keep()
-            self._task = asyncio.create_task(self._run(), name="idnode-child-watch")
+        await self._refresh_or_keep()
+        self._job.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._job.stop()
 
     def collect(self) -> Iterator[Metric]:
         if self.counts is None:

@@ -16,11 +16,11 @@ its own look-ups at once. The one double count possible is an upsert that commit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+from registry.periodic import Background
 from registry.statistics import StatsStore
 from resolver.tallies import OUTCOMES, PrefixTallies
 
@@ -36,7 +36,7 @@ def _today() -> date:
 class StatsRecorder:
     """Drains ``tallies`` into ``store`` every ``interval`` seconds (``start``/``stop``), or on ``flush``."""
 
-    __slots__ = ("_lock", "_task", "interval", "pending", "store", "tallies", "today")
+    __slots__ = ("_job", "_lock", "interval", "pending", "store", "tallies", "today")
 
     def __init__(
         self, store: StatsStore, tallies: PrefixTallies, interval: float, *, today: Callable[[], date] = _today
@@ -50,7 +50,7 @@ class StatsRecorder:
         self.pending: dict[date, dict[str, dict[str, int]]] = {}
         """Drained counts not yet stored, by day and prefix key."""
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("idnode-stats", self._run)
 
     async def flush(self) -> bool:
         """Drain the tallies and store everything pending; False (counts kept for next time) on a database error."""
@@ -78,14 +78,9 @@ class StatsRecorder:
             await self.flush()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="idnode-stats")
+        self._job.start()
 
     async def stop(self) -> None:
         """Stop the periodic flushes, then flush a last time."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._job.stop()
         await self.flush()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import ssl
 import time
@@ -38,6 +37,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from registry.periodic import Background
 from registry.statistics import DayStats
 from resolver import __version__
 from resolver.forward_settings import HierarchySettings
@@ -109,7 +109,7 @@ class Upstream:
         self._authorization = "Basic " + base64.b64encode(token).decode()
         """HTTP Basic as Handle.Net parses it: the ``index:handle`` username percent-encoded (``registry/auth.py``)."""
         self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("idnode-upstream", self.run)
 
     # --- one exchange with the parent ---------------------------------------------------------------------
 
@@ -217,15 +217,10 @@ class Upstream:
                 await asyncio.sleep(interval)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="idnode-upstream")
+        self._job.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._job.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
