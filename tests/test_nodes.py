@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from resolver.forward_settings import HierarchySettings
 from resolver.identifiers import ascii_upper
 from resolver.sites import site_urls
 from tests.support import (
+    Node,
     add_node_operator,
     basic,
     eventually,
@@ -70,6 +72,19 @@ async def _values(dsn: str, handle: str) -> dict[int, dict[str, Any]]:
     finally:
         await con.close()
     return {} if stored is None else {value["index"]: value for value in orjson.loads(stored)}
+
+
+async def _parent_and_child(database: str, child_database: str) -> Credentials:
+    """The parent homes 88 and onboards the child node 88.118 (``node add``); the child homes 88.118."""
+    await home(database, "88")
+    credentials = await _add_node(database, "88.118")
+    await home(child_database, "88.118")
+    return credentials
+
+
+def _tls_parent(database: str, directory: Path) -> AbstractAsyncContextManager[Node]:
+    """The parent over HTTPS with a self-signed pair in ``directory`` (the child trusts it as ``upstream_ca``)."""
+    return running_node(database, ssl_context=self_signed_context(directory))
 
 
 def _child_settings(parent: str, credentials: Credentials, ca: Path, **hierarchy: Any) -> Settings:
@@ -188,11 +203,9 @@ async def test_a_child_joins_publishes_its_site_and_reports_to_its_parent(
 async def test_upstream_register_publishes_once_and_fails_clearly(
     database: str, child_database: str, tmp_path: Path
 ) -> None:
-    await home(database, "88")
-    credentials = await _add_node(database, "88.118")
-    await home(child_database, "88.118")
+    credentials = await _parent_and_child(database, child_database)
     cert, _ = ensure_self_signed(tmp_path)
-    async with running_node(database, ssl_context=self_signed_context(tmp_path)) as parent:
+    async with _tls_parent(database, tmp_path) as parent:
         env = {
             "--upstream": parent.url,
             "--upstream-identity": credentials.identity,
@@ -260,11 +273,9 @@ async def test_children_are_listed_and_counted_by_health(database: str) -> None:
 async def test_only_one_worker_of_a_child_publishes_and_reports(
     database: str, child_database: str, tmp_path: Path
 ) -> None:
-    await home(database, "88")
-    credentials = await _add_node(database, "88.118")
-    await home(child_database, "88.118")
+    credentials = await _parent_and_child(database, child_database)
     cert, _ = ensure_self_signed(tmp_path)
-    async with running_node(database, ssl_context=self_signed_context(tmp_path)) as parent:
+    async with _tls_parent(database, tmp_path) as parent:
         flags = ["--workers", "2", "--upstream", parent.url, "--upstream-identity", credentials.identity]
         flags += ["--upstream-secret", credentials.secret, "--upstream-ca", str(cert), "--advertise-url", ADVERTISED]
         flags += ["--upstream-report-interval", "0.2"]
@@ -292,9 +303,7 @@ async def test_only_one_worker_of_a_child_publishes_and_reports(
 async def test_a_child_starts_while_its_parent_is_down_and_publishes_once_it_is_up(
     database: str, child_database: str, tmp_path: Path
 ) -> None:
-    await home(database, "88")
-    credentials = await _add_node(database, "88.118")
-    await home(child_database, "88.118")
+    credentials = await _parent_and_child(database, child_database)
     cert, _ = ensure_self_signed(tmp_path)
     port = free_port()
     settings = _child_settings(f"https://127.0.0.1:{port}", credentials, cert)
@@ -320,9 +329,7 @@ async def test_once_a_child_has_joined_its_parent_resolves_the_childs_handles(
 ) -> None:
     """The issue's join: ``node add`` at T, the child publishes its site with ``upstream register``, and T (which
     answered 404 for the child's prefix until then, as for any prefix of its own without a site) resolves it."""
-    await home(database, "88")
-    credentials = await _add_node(database, "88.118")
-    await home(child_database, "88.118")
+    credentials = await _parent_and_child(database, child_database)
     await put_record(child_database, "88.118/P1", URL)
     cert, _ = ensure_self_signed(tmp_path)
     port = free_port()
