@@ -42,9 +42,7 @@ from resolver.cache import Cache, CacheEntry
 from resolver.errors import (
     HandleError,
     HandleNotFound,
-    InvalidValue,
     PrefixNotHomed,
-    ProtocolError,
     ReferralFailed,
     SiteUnreachable,
     UpstreamError,
@@ -60,6 +58,8 @@ __all__ = ["Forwarder", "PrefixAnswer", "Site"]
 
 _SITE_TYPES = frozenset({SITE_TYPE, SITE_TYPE + ".6"})
 _NOT_HERE = 301
+_MAX_SITES = 100_000
+"""Prefixes whose site is remembered; each costs a few hundred bytes."""
 _REFERRAL = 303
 
 
@@ -180,7 +180,7 @@ class Forwarder:
             raise ReferralFailed(f"{site} answered a record without a values array")
         try:
             values = decode_values(raw)
-        except (ProtocolError, InvalidValue, HandleError) as exc:
+        except HandleError as exc:
             raise ReferralFailed(f"{site} answered values idnode cannot read: {exc.message}") from None
         stamps = {item.get("index"): item.get("timestamp") for item in raw if isinstance(item, dict)}
         return [v._replace(timestamp=s) if isinstance(s := stamps.get(v.index), str) else v for v in values]
@@ -299,9 +299,11 @@ class Forwarder:
         return site
 
     def _remember_site(self, key: str, site: Site | ReferralFailed | None, ttl: float) -> None:
-        if len(self._sites) >= 100_000:
+        if len(self._sites) >= _MAX_SITES:  # expired ones first; if all are live (a scan of prefixes), all
             now = self._clock()
             self._sites = {k: v for k, v in self._sites.items() if v[0] > now}
+            if len(self._sites) >= _MAX_SITES:
+                self._sites.clear()
         self._sites[key] = (self._clock() + ttl, site)
         self.metrics.site_entries = len(self._sites)
 
