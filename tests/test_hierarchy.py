@@ -392,3 +392,23 @@ async def test_a_batch_asks_each_site_once(tree: Topology) -> None:
     assert results[5]["handle"] == "88.118.8" and results[4]["values"] == results[5]["values"]
     requests = tree["B"].app[FORWARDER].metrics.requests  # type: ignore[index]
     assert sum(n for (site, _), n in requests.items() if site == tree["E"].url) == 1  # one POST /api/resolve
+
+
+async def test_a_site_whose_first_server_is_down_is_reached_through_the_next(
+    server_dsn: str, template_database: str
+) -> None:
+    async with pair(server_dsn, template_database, mutual_upstreams=False) as nodes:
+        await put_record(nodes["Y"].dsn, "7Y/PART", _url_record("https://y.example.cn/part", "Y"))
+        pool = await asyncpg.create_pool(nodes["X"].dsn, min_size=1, max_size=1)
+        try:
+            dead = f"http://127.0.0.1:{free_port()}"
+            await delegate(RegistryStore(pool), "7Y", [dead, nodes["Y"].url], derived=False, actor=ACTOR)
+        finally:
+            await pool.close()
+        for member in nodes.members.values():
+            await member.start()
+        status, body, _ = await nodes.get("X", "/api/handles/7Y/PART")
+        assert status == 200 and b"y.example.cn/part" in body, body
+        requests = nodes["X"].app[FORWARDER].metrics.requests  # type: ignore[index]
+        site = f"{dead} {nodes['Y'].url}"
+        assert (requests[(site, "unreachable")], requests[(site, "200")]) == (1, 1)
