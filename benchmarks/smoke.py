@@ -8,7 +8,10 @@ tiny data set, ``idnode serve`` over ``--database-url``), makes requests with a 
 3. an absent handle is queried once, then answered from the negative cache without a query;
 4. the measurement plumbing works: a Meter run over the node's processes reports CPU per request;
 5. every wrk script of the catalogue is generated, and the wrk report parser reads a sample line;
-6. the results render as Markdown and JSON.
+6. the results render as Markdown and JSON;
+7. forwarding (issue 9), what the ``forwarded_*`` scenarios measure: a second node over its own empty database,
+   homing nothing, with the first as its upstream, answers look-ups 200 with the first node's exact bodies,
+   counts them ``forwarded``, and answers them again from its own cache (counted ``hit``).
 
 How queries are detected (pg_stat_statements is not available), two exact and immediate sources, either of
 which counts as "queried":
@@ -30,10 +33,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from benchmarks import dataset
-from benchmarks.client import fill_cache, get_many
+from benchmarks.client import fill_cache, get_answers, get_many
 from benchmarks.lua import parse_report
 from benchmarks.measure import Meter, Series
-from benchmarks.nodemetrics import scrape
+from benchmarks.nodemetrics import NodeCounters, scrape
 from benchmarks.plan import Plan
 from benchmarks.postgres import BenchDatabase, bench_database
 from benchmarks.report import Results, markdown, write_json
@@ -99,6 +102,7 @@ async def run_smoke(database_url: str | None, *, say: Callable[[str], None]) -> 
             checks.check(report.rows == RECORDS, f"COPY of {RECORDS} records", f"{report.rows_per_second:,.0f} rows/s")
             async with idnode_server(db.dsn, workdir) as node:
                 await _node_checks(checks, db, node, workdir)
+                await _forwarding_checks(checks, db, node, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say(f"smoke: {checks.passed} passed, {checks.failed} failed in {time.perf_counter() - started:.1f} s")
@@ -152,3 +156,33 @@ async def _node_checks(checks: _Checks, db: BenchDatabase, node: Server, workdir
     table = markdown(results)
     path = write_json(results, workdir / "results" / "smoke.json")
     checks.check("| cached | python |" in table and path.exists(), "results render as Markdown and JSON")
+
+
+async def _forwarding_checks(checks: _Checks, db: BenchDatabase, upstream: Server, workdir: Path) -> None:
+    paths = _api(range(0, RECORDS, 10))
+    async with db.sibling("fwd") as empty, idnode_server(empty.dsn, workdir, upstream=upstream.url) as node:
+        before = await scrape(node.url)
+        asked = await get_answers(node.url, paths)
+        middle = await scrape(node.url)
+        again = await get_answers(node.url, paths)
+        after = await scrape(node.url)
+    authoritative = await get_answers(upstream.url, paths)
+    same = sum(a == b for a, b in zip(asked, authoritative, strict=True))
+    checks.check(
+        same == len(paths) and all(status == 200 for status, _ in asked),
+        "forwarded look-ups answer 200 with the authoritative node's body",
+        f"{same} of {len(paths)} equal; statuses {sorted({status for status, _ in asked})}",
+    )
+    forwarded, hits = _outcome(before, middle, "forwarded"), _outcome(middle, after, "hit")
+    checks.check(
+        again == asked and forwarded == len(paths) and hits == len(paths),
+        "forwarded answers are counted forwarded, then served from the asking node's cache",
+        f"{len(paths)} look-ups: forwarded {forwarded}, then hits {hits}",
+    )
+
+
+def _outcome(before: NodeCounters | None, after: NodeCounters | None, outcome: str) -> int | None:
+    """Look-ups with ``outcome`` between two scrapes of the node's counters; None when it has no /metrics."""
+    if before is None or after is None:
+        return None
+    return int(after.minus(before).lookups.get(outcome, 0.0))
