@@ -6,6 +6,8 @@ migrates it with the node's own migrations, and drops it (and stops the embedded
 whatever happened. The node is then started with ``--database-url`` pointing at that database, so the harness,
 not the node, owns the server's lifetime. An embedded server's processes are pinned to the server core, so
 that in the cold scenarios the node and its database share one core and the load generator has the other.
+``BenchDatabase.sibling`` adds another fresh, empty database on the same server, for the forwarding targets'
+node, which homes nothing.
 
 Counting the node's queries (pg_stat_statements is not available). Two sources, both read from a separate
 connection to the server's ``postgres`` database so the probe's own queries never count:
