@@ -30,7 +30,7 @@ from benchmarks.procfs import busy_others, descendants, sample_cpu
 from benchmarks.servers import Server
 from benchmarks.wrk import LoadResult
 
-__all__ = ["Meter", "Run", "Series"]
+__all__ = ["UNEXPECTED_LIMIT", "Load", "Meter", "Run", "Series"]
 
 Load = Callable[[float], Awaitable[LoadResult]]
 """Drives the server for the given number of seconds and returns what the generator measured."""
