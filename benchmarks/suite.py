@@ -53,6 +53,7 @@ _PRIMER = 2000
 loads are not counted as cache memory."""
 _W2_PASSES = 8
 _RUN_ERRORS = (RuntimeError, ValueError, OSError, TimeoutError)
+_TARGET_ERRORS = (*_RUN_ERRORS, aiohttp.ClientError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,13 @@ class _Runner:
                 + (f"  [{'; '.join(dict.fromkeys(series.problems))}]" if series.problems else "")
             )
         return series
+
+    def target_failed(self, target: str, exc: BaseException) -> None:
+        """A target that could not be run: a note, and a row saying why in place of its scenarios."""
+        note = f"target {target} failed: {type(exc).__name__}: {exc}"
+        self.say(note)
+        self.results.notes.append(note)
+        self._record(Series(target, "-", skipped=f"target failed: {exc}"[:300]))
 
     async def wrk_series(self, meter: Meter, scenario: Scenario, server: Server) -> None:
         script = self.workdir / f"{scenario.name}.lua"
@@ -305,11 +313,8 @@ async def _forwarding(runner: _Runner, db: BenchDatabase, upstream: Server, scen
                     for scenario in scenarios:
                         if scenario.target == target:
                             await runner.wrk_series(meter, scenario, node)
-            except (*_RUN_ERRORS, aiohttp.ClientError) as exc:  # keep the node target's write scenarios
-                note = f"target {target} failed: {type(exc).__name__}: {exc}"
-                say(note)
-                runner.results.notes.append(note)
-                runner._record(Series(target, "-", skipped=f"target failed: {exc}"[:300]))
+            except _TARGET_ERRORS as exc:  # keep the node target's write scenarios
+                runner.target_failed(target, exc)
 
 
 async def _body_bytes(url: str) -> int:
@@ -399,9 +404,6 @@ async def run_suite(options: Options, say: Say) -> Results:
             say(f"target {target}: {', '.join(s.name for s in group)}")
             try:
                 await _run_target(runner, db, target, group, forwarding)
-            except (*_RUN_ERRORS, aiohttp.ClientError) as exc:  # keep the other targets' figures
-                note = f"target {target} failed: {type(exc).__name__}: {exc}"
-                say(note)
-                results.notes.append(note)
-                runner._record(Series(target, "-", skipped=f"target failed: {exc}"[:300]))
+            except _TARGET_ERRORS as exc:  # keep the other targets' figures
+                runner.target_failed(target, exc)
     return results
