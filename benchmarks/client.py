@@ -18,7 +18,7 @@ import orjson
 
 from benchmarks.dataset import handle_of
 
-__all__ = ["WarmReport", "fill_cache", "get_many"]
+__all__ = ["WarmReport", "fill_cache", "get_answers", "get_many"]
 
 _BATCH = 2000
 
@@ -59,12 +59,19 @@ async def fill_cache(
     return WarmReport(sent, time.perf_counter() - started)
 
 
-async def get_many(url: str, paths: Sequence[str]) -> dict[int, int]:
-    """GET each path once over one keep-alive connection; returns how many answers had each status."""
-    statuses: dict[int, int] = {}
+async def get_answers(url: str, paths: Sequence[str]) -> list[tuple[int, bytes]]:
+    """GET each path once over one keep-alive connection; returns each answer's status and body, in order."""
+    answers: list[tuple[int, bytes]] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
         for path in paths:
             async with http.get(url + path, allow_redirects=False) as response:
-                await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+                answers.append((response.status, await response.read()))
+    return answers
+
+
+async def get_many(url: str, paths: Sequence[str]) -> dict[int, int]:
+    """GET each path once over one keep-alive connection; returns how many answers had each status."""
+    statuses: dict[int, int] = {}
+    for status, _ in await get_answers(url, paths):
+        statuses[status] = statuses.get(status, 0) + 1
     return statuses

@@ -6,6 +6,8 @@ migrates it with the node's own migrations, and drops it (and stops the embedded
 whatever happened. The node is then started with ``--database-url`` pointing at that database, so the harness,
 not the node, owns the server's lifetime. An embedded server's processes are pinned to the server core, so
 that in the cold scenarios the node and its database share one core and the load generator has the other.
+``BenchDatabase.sibling`` adds another fresh, empty database on the same server, for the forwarding targets'
+node, which homes nothing.
 
 Counting the node's queries (pg_stat_statements is not available). Two sources, both read from a separate
 connection to the server's ``postgres`` database so the probe's own queries never count:
@@ -100,6 +102,13 @@ class BenchDatabase:
         )
         return DbCounters(int(row[0]), int(row[1]), int(row[2]))
 
+    @contextlib.asynccontextmanager
+    async def sibling(self, suffix: str) -> AsyncIterator[BenchDatabase]:
+        """Another fresh, migrated and empty database ``<name>_<suffix>`` on the same server (for a node that homes
+        nothing: the forwarding targets), dropped on the way out."""
+        async with _migrated(self._probe, self.server_dsn, f"{self.name}_{suffix}") as name:
+            yield BenchDatabase(self.server_dsn, name, self._probe, self.postmaster)
+
     async def backend_pids(self) -> list[int]:
         """PIDs of every backend connected to the benchmark database (the node's pool and LISTEN connections).
 
@@ -109,6 +118,22 @@ class BenchDatabase:
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", self.name
         )
         return [int(r[0]) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def _migrated(admin: asyncpg.Connection, server_dsn: str, name: str) -> AsyncIterator[str]:
+    """A fresh database ``name`` with the node's migrations applied, dropped on the way out."""
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        pool = await asyncpg.create_pool(with_database(server_dsn, name), min_size=1, max_size=1)
+        try:
+            await apply_migrations(pool)
+        finally:
+            await pool.close()
+        yield name
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _postmaster_pid(pgdata: Path) -> int | None:
@@ -153,20 +178,10 @@ async def bench_database(
         else:
             server_dsn = url
             say("database: using the server given by --database-url (not pinned, not stopped)")
-        name = f"idnode_bench_{os.getpid()}"
         admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            pool = await asyncpg.create_pool(with_database(server_dsn, name), min_size=1, max_size=1)
-            try:
-                await apply_migrations(pool)
-            finally:
-                await pool.close()
-            try:
+            async with _migrated(admin, server_dsn, f"idnode_bench_{os.getpid()}") as name:
                 yield BenchDatabase(server_dsn, name, admin, postmaster)
-            finally:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
     finally:

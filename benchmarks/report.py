@@ -26,6 +26,8 @@ _RATIOS = (
     ("cold_vs_cached", "cold", "cached", "T3: cold look-up ≥ 0.3× cached, per Python core"),
     ("notfound_cached_vs_cached", "notfound_cached", "cached", "negative hit vs positive hit"),
     ("cached_w2_vs_hello_w2", "cached_w2", "hello_w2", "T1 with 2 workers"),
+    ("forwarded_cached_vs_cached", "forwarded_cached", "cached", "forwarded, cached at the asking node, vs local hit"),
+    ("forwarded_cold_vs_cached", "forwarded_cold", "cached", "forwarded over HTTP vs local hit (asking node's CPU)"),
 )
 
 
@@ -114,6 +116,17 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
 
+def _forwarding_notes(series: Series) -> list[str]:
+    """For a node that forwards: the share of its look-ups it forwarded, and the upstream node's CPU per request
+    (the CPU column is the asking node's alone)."""
+    upstream = series.median("upstream_cpu_us_per_request")
+    if upstream is None:
+        return []
+    forwarded = series.median("forwarded_fraction")
+    share = [] if forwarded is None else [f"{forwarded:.1%} forwarded"]
+    return [*share, f"upstream node CPU {upstream:,.1f} µs/req"]
+
+
 def markdown(results: Results) -> str:
     """The results as Markdown: one row per series, then ratios, import rate, memory and notes."""
     lines = [
@@ -133,7 +146,7 @@ def markdown(results: Results) -> str:
         lat = best.load.latency_us
         ids = _num(best.load.per_second * s.items_per_request) if s.items_per_request > 1 else ""
         queried = _queries(s)
-        notes = "; ".join(dict.fromkeys(s.problems))
+        notes = "; ".join(dict.fromkeys([*_forwarding_notes(s), *s.problems]))
         lines.append(
             f"| {s.scenario} | {s.load} | {_num(best.load.per_second)} | {ids} | {_ms(lat, 'p50')} | {_ms(lat, 'p99')} "
             f"| {_ms(lat, 'p99.9')} | {_num(s.median('cpu_us_per_request'), 1)} "

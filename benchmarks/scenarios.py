@@ -8,13 +8,20 @@ Targets (each started once per run, in this order, by ``suite.py``):
   cached through ``/api/resolve`` before the first run, so the cached scenarios never miss.
 - ``node-cold``: idnode with ``IDNODE_CACHE_MAX_ENTRIES`` = ``cold_cache_entries`` (1,000): uniform keys over
   all records make nearly every look-up a PostgreSQL point select.
+- ``node-fwd`` / ``node-fwd-cold``: forwarding (issue 9). A second idnode over its own empty database, homing
+  nothing, with ``upstream`` = the ``node`` target, which homes the data set: every handle it is asked for is
+  fetched from ``node`` over HTTP. They run while ``node`` is up (``FORWARDING_TARGETS``), pinned to the server
+  core with it. ``node-fwd`` has the default cache, and the hot set is resolved through it first, so its answers
+  come from its own cache; ``node-fwd-cold`` has ``forward_cold_cache_entries`` (100), so nearly every look-up
+  is forwarded and answered from ``node``'s cache.
 - ``hello-w2`` / ``node-w2``: two worker processes sharing the port, nothing pinned, two wrk threads (the
   anchors' §2c set-up); wrk shares the two cores with the servers.
 
 Key sets: cached look-ups draw Zipf-distributed ranks over the hot set; cold look-ups draw uniformly over all
 records; "404 (cold)" draws uniformly over a billion numbers that were never loaded (each a miss, then a
 negative entry); "404 (cached)" draws Zipf over 1,000 absent numbers, which the warm-up turns into negative
-entries. Batches draw uniformly over the hot set, so every identifier is a cache hit.
+entries. Batches draw uniformly over the hot set, so every identifier is a cache hit. Forwarded look-ups draw
+Zipf over the hot set when cached at the asking node, like ``cached``, and uniformly over the hot set when not.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from benchmarks.dataset import ABSENT_BASE
 from benchmarks.lua import Keys, batch_script, get_script, static_script
 from benchmarks.plan import Plan
 
-__all__ = ["TARGETS", "Scenario", "absent_hot_numbers", "catalogue"]
+__all__ = ["FORWARDING_TARGETS", "TARGETS", "Scenario", "absent_hot_numbers", "catalogue"]
 
-TARGETS = ("hello", "nginx", "node", "node-cold", "hello-w2", "node-w2")
+TARGETS = ("hello", "nginx", "node", "node-fwd", "node-fwd-cold", "node-cold", "hello-w2", "node-w2")
+FORWARDING_TARGETS = ("node-fwd", "node-fwd-cold")
+"""Targets that ask the ``node`` target for every handle: the suite runs them while ``node`` is up."""
 _ABSENT_SPAN = 1_000_000_000 - ABSENT_BASE - 1
 _ABSENT_HOT = 1000
 
@@ -86,6 +95,19 @@ def catalogue(plan: Plan) -> list[Scenario]:
             )
         )
     scenarios += [
+        Scenario(
+            "forwarded_cached",
+            "forwarded look-up, cached at the asking node (Zipf)",
+            "node-fwd",
+            get_script("/api/handles/", hot),
+        ),
+        Scenario(
+            "forwarded_cold",
+            f"forwarded look-up, uncached at the asking node (uniform over the hot set, cache "
+            f"{plan.forward_cold_cache_entries:,})",
+            "node-fwd-cold",
+            get_script("/api/handles/", Keys.uniform(0, plan.hot_keys)),
+        ),
         Scenario(
             "cold",
             f"cold look-up (uniform, cache {plan.cold_cache_entries:,})",

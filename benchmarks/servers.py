@@ -149,15 +149,23 @@ async def idnode_server(
     cpus: str | None = None,
     taskset: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    upstream: str | None = None,
 ) -> AsyncIterator[Server]:
-    """``idnode serve`` on a free port over ``dsn``; ready when ``/readyz`` answers 200."""
+    """``idnode serve`` on a free port over ``dsn``; ready when ``/readyz`` answers 200. With ``upstream`` (a
+    node's base URL) it forwards every handle it does not home there (issue 9)."""
     port = free_port()
     argv = [*_idnode_argv(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     argv += ["--database-url", dsn, "--data-dir", str(workdir / "node-data")]
     env = {**os.environ, "IDNODE_LOG_LEVEL": "WARNING", **(extra_env or {})}
     if cache_max_entries is not None:
         env["IDNODE_CACHE_MAX_ENTRIES"] = str(cache_max_entries)
-    tag = f"idnode-w{workers}" + (f"-cache{cache_max_entries}" if cache_max_entries is not None else "")
+    if upstream is not None:
+        env["IDNODE_UPSTREAM"] = upstream
+    tag = (
+        f"idnode-w{workers}"
+        + (f"-cache{cache_max_entries}" if cache_max_entries is not None else "")
+        + ("-fwd" if upstream is not None else "")
+    )
     async with _run(
         tag, _command(argv, cpus, taskset), port=port, ready_path="/readyz", log=workdir / f"{tag}.log", env=env
     ) as server:

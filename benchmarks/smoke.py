@@ -8,7 +8,11 @@ tiny data set, ``idnode serve`` over ``--database-url``), makes requests with a 
 3. an absent handle is queried once, then answered from the negative cache without a query;
 4. the measurement plumbing works: a Meter run over the node's processes reports CPU per request;
 5. every wrk script of the catalogue is generated, and the wrk report parser reads a sample line;
-6. the results render as Markdown and JSON.
+6. the results render as Markdown and JSON;
+7. forwarding (issue 9), what the ``forwarded_*`` scenarios measure: a second node over its own empty database,
+   homing nothing, with the first as its upstream, answers look-ups 200 with the first node's exact bodies,
+   counts them ``forwarded``, and answers them again from its own cache (counted ``hit``); and a series against
+   such a node whose upstream is down (every answer 503) fails instead of reporting req/s.
 
 How queries are detected (pg_stat_statements is not available), two exact and immediate sources, either of
 which counts as "queried":
@@ -26,19 +30,19 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from benchmarks import dataset
-from benchmarks.client import fill_cache, get_many
+from benchmarks.client import fill_cache, get_answers, get_many
 from benchmarks.lua import parse_report
-from benchmarks.measure import Meter, Series
-from benchmarks.nodemetrics import scrape
+from benchmarks.measure import Load, Meter, Series
+from benchmarks.nodemetrics import NodeCounters, scrape
 from benchmarks.plan import Plan
 from benchmarks.postgres import BenchDatabase, bench_database
 from benchmarks.report import Results, markdown, write_json
 from benchmarks.scenarios import catalogue
-from benchmarks.servers import Server, idnode_server
+from benchmarks.servers import Server, free_port, idnode_server
 from benchmarks.writes import write_scenarios
 from benchmarks.wrk import LoadResult
 
@@ -99,6 +103,7 @@ async def run_smoke(database_url: str | None, *, say: Callable[[str], None]) -> 
             checks.check(report.rows == RECORDS, f"COPY of {RECORDS} records", f"{report.rows_per_second:,.0f} rows/s")
             async with idnode_server(db.dsn, workdir) as node:
                 await _node_checks(checks, db, node, workdir)
+                await _forwarding_checks(checks, db, node, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say(f"smoke: {checks.passed} passed, {checks.failed} failed in {time.perf_counter() - started:.1f} s")
@@ -126,11 +131,7 @@ async def _node_checks(checks: _Checks, db: BenchDatabase, node: Server, workdir
         f"first queried={queried_first}, repeats queried={queried_again}",
     )
 
-    async def load(_seconds: float) -> LoadResult:
-        begun = time.perf_counter()
-        statuses = await get_many(node.url, _api(range(RECORDS)))
-        return LoadResult(sum(statuses.values()), time.perf_counter() - begun, {}, {"status": 0})
-
+    load = _python_load(node.url, _api(range(RECORDS)))
     series = await Meter(node, db, busy_window=0.05).series("cached", "python", load, warmup=0, seconds=1, repeats=1)
     cpu = series.median("cpu_us_per_request")
     checks.check(
@@ -152,3 +153,59 @@ async def _node_checks(checks: _Checks, db: BenchDatabase, node: Server, workdir
     table = markdown(results)
     path = write_json(results, workdir / "results" / "smoke.json")
     checks.check("| cached | python |" in table and path.exists(), "results render as Markdown and JSON")
+
+
+def _python_load(url: str, paths: Sequence[str]) -> Load:
+    """A Meter load of one GET per path, for want of wrk; answers of 400 and up count as status errors, as in wrk."""
+
+    async def load(_seconds: float) -> LoadResult:
+        begun = time.perf_counter()
+        statuses = await get_many(url, paths)
+        errors = sum(count for status, count in statuses.items() if status >= 400)
+        return LoadResult(sum(statuses.values()), time.perf_counter() - begun, {}, {"status": errors})
+
+    return load
+
+
+async def _forwarding_checks(checks: _Checks, db: BenchDatabase, upstream: Server, workdir: Path) -> None:
+    paths = _api(range(0, RECORDS, 10))
+    async with db.sibling("fwd") as empty:
+        async with idnode_server(empty.dsn, workdir, upstream=upstream.url) as node:
+            before = await scrape(node.url)
+            asked = await get_answers(node.url, paths)
+            middle = await scrape(node.url)
+            again = await get_answers(node.url, paths)
+            after = await scrape(node.url)
+        async with idnode_server(empty.dsn, workdir, upstream=f"http://127.0.0.1:{free_port()}") as broken:
+            try:
+                series = await Meter(broken, empty, busy_window=0.05).series(
+                    "forwarded_cold", "python", _python_load(broken.url, paths), warmup=0, seconds=1, repeats=1
+                )
+                storm = f"the series reported {series.best.load.per_second if series.best else 0:,.0f} req/s"
+            except RuntimeError as exc:
+                storm = str(exc)
+    authoritative = await get_answers(upstream.url, paths)
+    same = sum(a == b for a, b in zip(asked, authoritative, strict=True))
+    checks.check(
+        same == len(paths) and all(status == 200 for status, _ in asked),
+        "forwarded look-ups answer 200 with the authoritative node's body",
+        f"{same} of {len(paths)} equal; statuses {sorted({status for status, _ in asked})}",
+    )
+    forwarded, hits = _outcome(before, middle, "forwarded"), _outcome(middle, after, "hit")
+    checks.check(
+        again == asked and forwarded == len(paths) and hits == len(paths),
+        "forwarded answers are counted forwarded, then served from the asking node's cache",
+        f"{len(paths)} look-ups: forwarded {forwarded}, then hits {hits}",
+    )
+    checks.check(
+        storm == f"{len(paths)} of {len(paths)} answers were 4xx/5xx",
+        "a series of failed forwards (upstream down) fails instead of reporting req/s",
+        storm,
+    )
+
+
+def _outcome(before: NodeCounters | None, after: NodeCounters | None, outcome: str) -> int | None:
+    """Look-ups with ``outcome`` between two scrapes of the node's counters; None when it has no /metrics."""
+    if before is None or after is None:
+        return None
+    return int(after.minus(before).lookups.get(outcome, 0.0))

@@ -5,8 +5,9 @@ Order, and why:
    idle server and every node starts with all data present.
 2. Baselines first (hello-world, nginx), as the anchors' method asks: ratios compare against them.
 3. The node with the default cache: memory per cached handle is measured while filling the hot set, before
-   any other scenario allocates; then the cached scenarios, the 404s, the batches, the fixed-rate run, and the
-   write-API probe.
+   any other scenario allocates; then the cached scenarios, the 404s, the batches, the fixed-rate run, the
+   forwarding targets (each a second node asking this one, while its hot set is still cached and before any
+   write changes a record), and the write-API probe.
 4. The node with a small cache (cold look-ups), then the two-worker pair, which uses both cores.
 
 Every process is started inside ``async with`` blocks, so an error or Ctrl-C at any point stops what was
@@ -39,7 +40,7 @@ from benchmarks.plan import Plan
 from benchmarks.postgres import BenchDatabase, bench_database
 from benchmarks.procfs import busy_others, rss_kib
 from benchmarks.report import Results
-from benchmarks.scenarios import Scenario, absent_hot_numbers, catalogue
+from benchmarks.scenarios import FORWARDING_TARGETS, Scenario, absent_hot_numbers, catalogue
 from benchmarks.servers import Server, hello_server, idnode_server, nginx_server
 from benchmarks.tools import Tools, find_tools
 from benchmarks.wrk import LoadResult, run_wrk
@@ -52,6 +53,7 @@ _PRIMER = 2000
 loads are not counted as cache memory."""
 _W2_PASSES = 8
 _RUN_ERRORS = (RuntimeError, ValueError, OSError, TimeoutError)
+_TARGET_ERRORS = (*_RUN_ERRORS, aiohttp.ClientError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,13 @@ class _Runner:
                 + (f"  [{'; '.join(dict.fromkeys(series.problems))}]" if series.problems else "")
             )
         return series
+
+    def target_failed(self, target: str, exc: BaseException) -> None:
+        """A target that could not be run: a note, and a row saying why in place of its scenarios."""
+        note = f"target {target} failed: {type(exc).__name__}: {exc}"
+        self.say(note)
+        self.results.notes.append(note)
+        self._record(Series(target, "-", skipped=f"target failed: {exc}"[:300]))
 
     async def wrk_series(self, meter: Meter, scenario: Scenario, server: Server) -> None:
         script = self.workdir / f"{scenario.name}.lua"
@@ -237,7 +246,7 @@ async def _workdir() -> AsyncIterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-async def _node_default(runner: _Runner, db: BenchDatabase, group: list[Scenario]) -> None:
+async def _node_default(runner: _Runner, db: BenchDatabase, group: list[Scenario], forwarding: list[Scenario]) -> None:
     plan, tools, say = runner.plan, runner.tools, runner.say
     unavailable = await writes.provision(db.dsn)
     async with idnode_server(
@@ -269,7 +278,43 @@ async def _node_default(runner: _Runner, db: BenchDatabase, group: list[Scenario
             await runner.wrk_series(meter, scenario, node)
             if scenario.name == "cached":
                 await runner.fixed_rate(meter, "cached", f"{node.url}/api/handles/{dataset.handle_of(0)}")
+        await _forwarding(runner, db, node, forwarding)
         await runner.writes(meter, node, unavailable)
+
+
+async def _forwarding(runner: _Runner, db: BenchDatabase, upstream: Server, scenarios: list[Scenario]) -> None:
+    """The forwarding targets: a node over its own empty database, homing nothing, that fetches every handle from
+    ``upstream`` (the ``node`` target). Pinned to the server core like ``upstream``, which answers on that core
+    too: both nodes' work shares one core, as the node and PostgreSQL share it in ``cold``."""
+    plan, tools, say = runner.plan, runner.tools, runner.say
+    if not scenarios:
+        return
+    async with db.sibling("fwd") as empty:
+        for target in dict.fromkeys(s.target for s in scenarios):
+            cold = target == "node-fwd-cold"
+            say(f"target {target}: {', '.join(s.name for s in scenarios if s.target == target)}")
+            try:
+                async with idnode_server(
+                    empty.dsn,
+                    runner.workdir,
+                    cache_max_entries=plan.forward_cold_cache_entries if cold else None,
+                    upstream=upstream.url,
+                    cpus=plan.server_cpus,
+                    taskset=tools.taskset,
+                ) as node:
+                    say(
+                        f"node: {node.url}, homes nothing, upstream {upstream.url}"
+                        + (f", cache of {plan.forward_cold_cache_entries:,} entries" if cold else "")
+                    )
+                    if not cold:  # through the asking node: one forwarded POST /api/resolve per 2,000 handles
+                        warm = await fill_cache(node.url, range(plan.hot_keys))
+                        say(f"  hot set forwarded and cached in {warm.seconds:.1f} s")
+                    meter = Meter(node, empty, upstream=upstream)
+                    for scenario in scenarios:
+                        if scenario.target == target:
+                            await runner.wrk_series(meter, scenario, node)
+            except _TARGET_ERRORS as exc:  # keep the node target's write scenarios
+                runner.target_failed(target, exc)
 
 
 async def _body_bytes(url: str) -> int:
@@ -277,7 +322,9 @@ async def _body_bytes(url: str) -> int:
         return len(await response.read())
 
 
-async def _run_target(runner: _Runner, db: BenchDatabase, target: str, group: list[Scenario]) -> None:
+async def _run_target(
+    runner: _Runner, db: BenchDatabase, target: str, group: list[Scenario], forwarding: list[Scenario]
+) -> None:
     plan, tools, say, workdir = runner.plan, runner.tools, runner.say, runner.workdir
     if target == "hello":
         async with hello_server(workdir, cpus=plan.server_cpus, taskset=tools.taskset) as server:
@@ -294,7 +341,7 @@ async def _run_target(runner: _Runner, db: BenchDatabase, target: str, group: li
             for scenario in group:
                 await runner.wrk_series(meter, scenario, server)
     elif target == "node":
-        await _node_default(runner, db, group)
+        await _node_default(runner, db, group, forwarding)
     elif target == "node-cold":
         async with idnode_server(
             db.dsn, workdir, cache_max_entries=plan.cold_cache_entries, cpus=plan.server_cpus, taskset=tools.taskset
@@ -351,14 +398,12 @@ async def run_suite(options: Options, say: Say) -> Results:
         say(f"data: COPY {report.rows_per_second:,.0f} rows/s ({report.copy_seconds:.1f} s)")
         runner = _Runner(options, tools, workdir, results, say)
         scenarios = catalogue(plan)
-        for target in dict.fromkeys(s.target for s in scenarios):
+        forwarding = [s for s in scenarios if s.target in FORWARDING_TARGETS]
+        for target in dict.fromkeys(s.target for s in scenarios if s.target not in FORWARDING_TARGETS):
             group = [s for s in scenarios if s.target == target]
             say(f"target {target}: {', '.join(s.name for s in group)}")
             try:
-                await _run_target(runner, db, target, group)
-            except (*_RUN_ERRORS, aiohttp.ClientError) as exc:  # keep the other targets' figures
-                note = f"target {target} failed: {type(exc).__name__}: {exc}"
-                say(note)
-                results.notes.append(note)
-                runner._record(Series(target, "-", skipped=f"target failed: {exc}"[:300]))
+                await _run_target(runner, db, target, group, forwarding)
+            except _TARGET_ERRORS as exc:  # keep the other targets' figures
+                runner.target_failed(target, exc)
     return results
