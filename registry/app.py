@@ -7,7 +7,7 @@
    session look-up), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes,
+5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes, change feed,
    OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent in the primary worker only.
@@ -15,11 +15,14 @@
 
 from __future__ import annotations
 
+import asyncpg
 from aiohttp import web
 
 from registry.auth import Authenticator, Channel, Identity
 from registry.batch import BatchWrites
 from registry.cached import CachedRecords
+from registry.feed import ChangeFeed, FeedWakeup
+from registry.feed_store import FeedStore
 from registry.handle_writes import HandleWrites
 from registry.history import HandleHistory
 from registry.jobs import Jobs
@@ -94,6 +97,7 @@ async def install(core: Core) -> Additions:
     recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
     watch = ChildWatch(store, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch)
+    wakeup = FeedWakeup(lambda: asyncpg.connect(core.dsn, timeout=settings.database.command_timeout))
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *Sessions(store, auth).routes(),
@@ -102,6 +106,7 @@ async def install(core: Core) -> Additions:
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),
         *NodesAPI(store, auth, operators, report_interval=settings.hierarchy.report_interval).routes(),
+        *ChangeFeed(FeedStore(core.store.pool, write_pool), wakeup, auth, operators).routes(),
         *OpenAPI().routes(),
     ]
 
@@ -112,8 +117,8 @@ async def install(core: Core) -> Additions:
         handles=hooks,
         routes=routes,
         secure_check=channel.is_secure,
-        on_startup=(jobs.start,),
-        on_cleanup=(jobs.stop, close_writes),
+        on_startup=(jobs.start, wakeup.start),
+        on_cleanup=(jobs.stop, wakeup.stop, close_writes),
         metrics=(metrics.collect, watch.collect),
     )
 

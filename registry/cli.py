@@ -17,6 +17,9 @@
     idnode upstream register          publish this node's site at its parent once (registry/upstream.py)
     idnode stats [--from D] [--to D] [--prefix P] [--node C] [--json]
                                       operation statistics per day and prefix (registry/statistics.py)
+    idnode feed prune --older-than DAYS
+                                      drop change-feed entries older than DAYS (registry/feed.py); followers
+                                      behind them are told to start over (410)
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -50,6 +53,7 @@ from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
+from registry.feed_store import FeedStore
 from registry.nodes import add_node
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
 from registry.store import Actor, RegistryStore
@@ -140,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     stats_cmd.add_argument("--prefix", help="only this prefix")
     stats_cmd.add_argument("--node", help="the totals the child node of this prefix reported")
     stats_cmd.add_argument("--json", action="store_true", help="print the JSON GET /api/stats answers")
+
+    feed_cmd = commands.add_parser("feed", help="the change feed (GET /api/changes)")
+    feed_actions = feed_cmd.add_subparsers(dest="action", required=True)
+    feed_prune = feed_actions.add_parser("prune", parents=[common], help="drop entries older than some days")
+    feed_prune.add_argument("--older-than", dest="days", type=float, required=True, metavar="DAYS")
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -408,6 +417,14 @@ def _resolve(settings: Settings, text: str, url_only: bool) -> int:
     return 0
 
 
+def _feed_prune(settings: Settings, days: float) -> int:
+    if not days >= 0:
+        raise ConfigError("feed prune: --older-than must be a number of days, 0 or more")
+    dropped, oldest = _with_store(settings, lambda store: FeedStore(store.pool).prune(days))
+    print(f"feed: dropped {dropped} entries; the oldest kept is number {oldest}")
+    return 0
+
+
 def _migrate(settings: Settings) -> int:
     with open_database(settings, serving=False) as dsn:
         result = asyncio.run(migrate(dsn))
@@ -434,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _upstream_register(settings)
         if args.command == "stats":
             return _stats(settings, args)
+        if args.command == "feed":
+            return _feed_prune(settings, args.days)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":

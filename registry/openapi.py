@@ -477,6 +477,26 @@ _PATHS: dict[str, Any] = {
             "responses": _answers({"200": _json(_OBJECT, "nodes")}, *_LIST_ERRORS),
         }
     },
+    "/api/changes": {
+        "get": {
+            "summary": "The change feed (operators): every change to homed data (handles, prefixes, enterprises,"
+            " templates, operators, child nodes) in commit order, numbered without gaps; entries seq, kind, op, key,"
+            " handle, version, values (handles) or data (the row), actor, at; next, oldest, newest",
+            "parameters": [
+                _query("after", "integer", "return entries numbered above this (default 0)"),
+                _query("limit", "integer", "at most this many entries, 1 to 10000 (default 1000)"),
+                _query("wait", "number", "when nothing is new, hold the answer up to this many seconds (0 to 30)"),
+            ],
+            "responses": _answers(
+                {
+                    "200": _json(_OBJECT, "changes, next, oldest, newest"),
+                    "409": _json(_ref("Error"), "rc 4: after is beyond the newest change of this node"),
+                    "410": _json(_ref("Error"), "rc 4: the changes after after were pruned (idnode feed prune)"),
+                },
+                *_LIST_ERRORS,
+            ),
+        }
+    },
     "/api/nodes/report": {
         "post": {
             "summary": "A child node's heartbeat and daily totals (authenticated as the identity of node add)",

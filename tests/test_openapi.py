@@ -31,6 +31,7 @@ SPEC_PATH = {
     "/api/stats": "/api/stats",
     "/api/nodes": "/api/nodes",
     "/api/nodes/report": "/api/nodes/report",
+    "/api/changes": "/api/changes",
     "/hrls/handles": "/hrls/handles",
     "/hrls/handles/": "/hrls/handles",
     "/hrls/ping": "/hrls/ping",
