@@ -22,10 +22,13 @@ _FEED_LOCK = int.from_bytes(b"idnode:f")
 """The sequencer's advisory lock (see the migration): pruning takes it too, so it never races a numbering."""
 _STATE = "SELECT last_seq, oldest FROM change_feed_state"
 _PAGE = (
+    "WITH f AS MATERIALIZED (SELECT * FROM change_feed WHERE seq > $1 ORDER BY seq LIMIT $2) "
     'SELECT f.seq, f.kind, f.op, f.key, h.handle, h.version, h."values"::text, f.data::text, f.actor, f.at '
-    "FROM change_feed f LEFT JOIN handle_history h ON h.seq = f.history_seq "
-    "WHERE f.seq > $1 ORDER BY f.seq LIMIT $2"
+    'FROM f LEFT JOIN LATERAL (SELECT handle, version, "values" FROM handle_history '
+    "WHERE seq = f.history_seq LIMIT 1) h ON true ORDER BY f.seq"
 )
+"""The page first, then each entry's history row by primary key (``LIMIT 1`` keeps the planner from flattening the
+look-up into a hash join over all of history, which it chose on a freshly imported, not yet analyzed feed)."""
 _PRUNE = """
 WITH cut AS (
     SELECT coalesce((SELECT min(seq) FROM change_feed WHERE at >= now() - $1::float8 * interval '1 day'),
