@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 
 from registry.auth import Authenticator, Channel, Identity
@@ -97,7 +96,7 @@ async def install(core: Core) -> Additions:
     recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
     watch = ChildWatch(store, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch)
-    wakeup = FeedWakeup(lambda: asyncpg.connect(core.dsn, timeout=settings.database.command_timeout))
+    wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *Sessions(store, auth).routes(),
@@ -117,7 +116,7 @@ async def install(core: Core) -> Additions:
         handles=hooks,
         routes=routes,
         secure_check=channel.is_secure,
-        on_startup=(jobs.start, wakeup.start),
+        on_startup=(jobs.start,),
         on_cleanup=(jobs.stop, wakeup.stop, close_writes),
         metrics=(metrics.collect, watch.collect),
     )

@@ -20,19 +20,23 @@ null`` (``"data": null``). ``data`` is the table row as stored (column names as 
 ``next`` is the number to pass as ``after`` next time (the last entry's, or ``after`` when there is none).
 ``oldest`` is the first number still kept, ``newest`` the last one given. With ``wait``, an empty answer is held
 until a change commits or ``wait`` seconds pass (woken by ``NOTIFY idnode_feed`` on a LISTEN connection of this
-process, and re-checking every ``RECHECK`` seconds anyway; while that connection is down every ``POLL_FALLBACK``
-seconds). ``after`` below
-``oldest - 1`` (the changes after it were pruned: ``idnode feed prune``) answers 410 rc 4; ``after`` beyond
-``newest`` (a follower of another history) 409 rc 4; a malformed parameter 400 rc 4. Authentication as every
-operator endpoint: over a secure channel, 401/403 rc 402 without credentials, 403 rc 401 for a non-operator.
+process, and re-checking every ``RECHECK`` seconds anyway; while that connection is down every
+``POLL_FALLBACK`` seconds). ``after`` below ``oldest - 1`` (the changes after it were pruned: ``idnode feed
+prune``) answers 410 rc 4; ``after`` beyond ``newest`` (a follower of another history) 409 rc 4; a malformed
+parameter 400 rc 4. Authentication as every operator endpoint: over a secure channel, 401/403 rc 402 without
+credentials, 403 rc 401 for a non-operator.
+
+Each request first runs the sequencer (``FeedStore.sequence``), which numbers the changes committed since the last
+run; why that order never skips or reorders a committed change is explained in ``schema/0007_change_feed.sql``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -47,7 +51,7 @@ from registry.permissions import Operators
 from resolver.errors import HandleError, InsufficientPermissions, ProtocolError
 from resolver.responses import answers_errors, json_response
 
-__all__ = ["CHANNEL", "DEFAULT_LIMIT", "MAX_LIMIT", "MAX_WAIT", "ChangeFeed", "FeedGone", "FeedWakeup"]
+__all__ = ["CHANNEL", "DEFAULT_LIMIT", "MAX_LIMIT", "MAX_WAIT", "ChangeFeed", "FeedAhead", "FeedGone", "FeedWakeup"]
 
 log = logging.getLogger("idnode.feed")
 
@@ -101,12 +105,15 @@ def _entry(row: FeedRow) -> dict[str, Any]:
 
 
 class FeedWakeup:
-    """One LISTEN connection per process on ``idnode_feed``; waiting requests wake when a change commits."""
+    """One LISTEN connection per process on ``idnode_feed``, opened by the first request that waits (a node nobody
+    follows holds no extra connection); waiting requests wake when a change commits."""
 
     __slots__ = ("_connect", "_event", "_job", "connected")
 
-    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
-        self._connect = connect
+    def __init__(self, dsn: str, timeout: float) -> None:
+        self._connect = functools.partial(
+            asyncpg.connect, dsn, timeout=timeout, server_settings={"application_name": "idnode-feed"}
+        )
         self._event = asyncio.Event()
         self._job = Background("idnode-feed-listen", self._run)
         self.connected = False
@@ -148,7 +155,8 @@ class FeedWakeup:
                 con.terminate()
             await asyncio.sleep(_RETRY)
 
-    async def start(self, _app: web.Application | None = None) -> None:
+    def start(self) -> None:
+        """Listen from now on (idempotent); a waiter that came first is covered by the wake-up on connecting."""
         self._job.start()
 
     async def stop(self, _app: web.Application | None = None) -> None:
@@ -184,6 +192,8 @@ class ChangeFeed:
         identity = await self.auth.require(request)
         if not await self.operators.includes(identity):
             raise InsufficientPermissions("Only a node operator may read the change feed")
+        if wait:
+            self.wakeup.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
