@@ -327,9 +327,10 @@ async def test_a_follower_under_concurrent_writers_ends_with_the_exact_state(fee
     ]
     state: dict[str, tuple[Any, int]] = {}
     applied = 0
+    reads_while_writing = 0  # answers with changes received before the writers were done
 
     async def follow(until: asyncio.Event) -> None:
-        nonlocal applied
+        nonlocal applied, reads_while_writing
         after = 0
         while True:
             status, body = await feed.get(f"?after={after}&limit=50&wait=0.5")
@@ -346,6 +347,7 @@ async def test_a_follower_under_concurrent_writers_ends_with_the_exact_state(fee
                 else:
                     state[e["key"]] = (e["values"], e["version"])
                 applied += 1
+            reads_while_writing += bool(body["changes"]) and not until.is_set()
             if until.is_set() and not body["changes"]:
                 return
 
@@ -370,4 +372,4 @@ async def test_a_follower_under_concurrent_writers_ends_with_the_exact_state(fee
     source = {r[0]: (orjson.loads(r[1]), r[2]) for r in rows}
     mirrored = {k: v for k, v in state.items() if k.startswith("88.A/K")}
     assert {k: v for k, v in source.items() if k.startswith("88.A/K")} == mirrored
-    assert applied > 100, applied  # the writers really ran concurrently with the follower
+    assert applied > 50 and reads_while_writing >= 5, (applied, reads_while_writing)  # really concurrent
