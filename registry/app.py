@@ -94,7 +94,7 @@ async def install(core: Core) -> Additions:
     batch = BatchWrites(store, stages, max_batch=settings.max_batch)
     stats = StatsStore(core.store.pool)
     recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
-    watch = ChildWatch(store, settings.hierarchy.report_interval)
+    watch = ChildWatch(stats, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch)
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
     routes = [
@@ -104,7 +104,9 @@ async def install(core: Core) -> Additions:
         *batch.routes(),
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),
-        *NodesAPI(store, auth, operators, report_interval=settings.hierarchy.report_interval).routes(),
+        *NodesAPI(
+            stats, StatsStore(write_pool), auth, operators, report_interval=settings.hierarchy.report_interval
+        ).routes(),
         *ChangeFeed(FeedStore(core.store.pool, write_pool), wakeup, auth, operators).routes(),
         *OpenAPI().routes(),
     ]

@@ -61,17 +61,6 @@ NODE_PERMISSIONS = "".join(
 SILENT_AFTER = 3
 HEALTH = ("ok", "silent", "never")
 MAX_REPORT_ROWS = 20_000
-_NODE_OF = "SELECT prefix FROM nodes WHERE upper(identity) = $1"
-_RECORD = "UPDATE nodes SET last_seen = now(), report = $2::jsonb WHERE prefix_key = $1"
-_LIST = (
-    "SELECT prefix, name, identity, created_at, last_seen, extract(epoch FROM now() - last_seen), report "
-    "FROM nodes ORDER BY prefix_key"
-)
-_HEALTH = (
-    "SELECT count(*) FILTER (WHERE last_seen IS NULL), "
-    "count(*) FILTER (WHERE last_seen >= now() - make_interval(secs => $1)), "
-    "count(*) FILTER (WHERE last_seen < now() - make_interval(secs => $1)) FROM nodes"
-)
 
 
 def health_of(seconds_since: float | None, report_interval: float) -> str:
@@ -135,13 +124,15 @@ class NodesAPI:
 
     def __init__(
         self,
-        store: RegistryStore,
+        store: StatsStore,
+        writes: StatsStore,
         auth: Authenticator,
         operators: Operators,
         *,
         report_interval: float,
     ) -> None:
         self.store = store
+        self.writes = writes
         self.auth = auth
         self.operators = operators
         self.report_interval = report_interval
@@ -152,13 +143,11 @@ class NodesAPI:
     @answers_errors
     async def report(self, request: web.Request) -> web.StreamResponse:
         identity = await self.auth.require(request)
-        prefix = await self.store.read.fetchval(_NODE_OF, ascii_upper(str(identity)))
+        prefix = await self.store.node_of(ascii_upper(str(identity)))
         if prefix is None:
             raise InvalidAdmin(f"{identity} is not the identity of a child node of this node (idnode node add)")
         status, days = _report(await json_body(request))
-        async with self.store.write.acquire() as con, con.transaction():
-            await StatsStore(con).put_node_days(prefix, days)
-            await con.execute(_RECORD, ascii_upper(prefix), orjson.dumps(status).decode())
+        await self.writes.record_report(prefix, orjson.dumps(status).decode(), days)
         return json_response({"responseCode": 1, "node": prefix, "days": len(days)})
 
     @answers_errors
@@ -167,7 +156,7 @@ class NodesAPI:
         if not await self.operators.includes(identity):
             raise InsufficientPermissions("Only a node operator may list child nodes")
         nodes = []
-        for prefix, name, ident, created, last_seen, since, report in await self.store.read.fetch(_LIST):
+        for prefix, name, ident, created, last_seen, since, report in await self.store.nodes():
             status = orjson.loads(report) if report else {}
             seconds = None if since is None else round(float(since), 3)
             nodes.append(
@@ -193,7 +182,7 @@ class ChildWatch:
 
     __slots__ = ("_job", "counts", "interval", "store")
 
-    def __init__(self, store: RegistryStore, interval: float) -> None:
+    def __init__(self, store: StatsStore, interval: float) -> None:
         self.store = store
         self.interval = interval
         self.counts: dict[str, int] | None = None
@@ -201,7 +190,7 @@ class ChildWatch:
         self._job = Background("idnode-child-watch", self._run)
 
     async def refresh(self) -> None:
-        never, ok, silent = await self.store.read.fetchrow(_HEALTH, SILENT_AFTER * self.interval)
+        never, ok, silent = await self.store.node_health(SILENT_AFTER * self.interval)
         self.counts = {"ok": ok, "silent": silent, "never": never}
 
     async def _refresh_or_keep(self) -> None:

@@ -172,9 +172,23 @@ def _utc_midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+_NODE_OF = "SELECT prefix FROM nodes WHERE upper(identity) = $1"
+_RECORD = "UPDATE nodes SET last_seen = now(), report = $2::jsonb WHERE prefix_key = $1"
+_LIST = (
+    "SELECT prefix, name, identity, created_at, last_seen, extract(epoch FROM now() - last_seen), report "
+    "FROM nodes ORDER BY prefix_key"
+)
+_HEALTH = (
+    "SELECT count(*) FILTER (WHERE last_seen IS NULL), "
+    "count(*) FILTER (WHERE last_seen >= now() - make_interval(secs => $1)), "
+    "count(*) FILTER (WHERE last_seen < now() - make_interval(secs => $1)) FROM nodes"
+)
+
+
 class StatsStore:
-    """The statements of the statistics, over a pool (writes: the registry's write pool) or one connection (to
-    join a transaction)."""
+    """The statements of the statistics and of the child nodes' run status (``nodes``, ``node_stats``), over a
+    pool (writes: the registry's write pool). Onboarding a child writes its ``nodes`` row in the registry's own
+    write transaction (``registry/store.py``), with its prefix handle."""
 
     __slots__ = ("pool",)
 
@@ -216,11 +230,27 @@ class StatsStore:
                 row(record[0], record[1]).registrations = {op: record[2 + i] for i, op in enumerate(REGISTRATION_OPS)}
         return [rows[key] for key in sorted(rows)]
 
-    async def put_node_days(self, node: str, days: Iterable[DayStats]) -> None:
-        """Replace a child's reported totals of those days (absolute, so a resent report changes nothing)."""
+    async def record_report(self, node: str, status: str, days: Iterable[DayStats]) -> None:
+        """In one transaction: a child's report (``status`` JSON) and its last-seen time, and its reported totals
+        of those days, replacing what it reported before (absolute, so a resent report changes nothing)."""
         days = list(days)
-        if not days:
-            return
         columns = [[d.lookups[name] for d in days] for name in OUTCOMES]
         columns += [[d.registrations[op] for d in days] for op in REGISTRATION_OPS]
-        await self.pool.execute(_PUT_NODE, ascii_upper(node), [d.day for d in days], [d.prefix for d in days], *columns)
+        key = ascii_upper(node)
+        async with self.pool.acquire() as con, con.transaction():
+            if days:
+                await con.execute(_PUT_NODE, key, [d.day for d in days], [d.prefix for d in days], *columns)
+            await con.execute(_RECORD, key, status)
+
+    async def node_of(self, identity_key: str) -> str | None:
+        """The prefix of the child node whose identity this is, or None."""
+        return await self.pool.fetchval(_NODE_OF, identity_key)
+
+    async def nodes(self) -> list[asyncpg.Record]:
+        """Every child: prefix, name, identity, created, last seen, seconds since, last report (JSON text)."""
+        return await self.pool.fetch(_LIST)
+
+    async def node_health(self, silent_after: float) -> tuple[int, int, int]:
+        """How many children were never heard from, heard from within ``silent_after`` seconds, and not since."""
+        never, ok, silent = await self.pool.fetchrow(_HEALTH, silent_after)
+        return never, ok, silent

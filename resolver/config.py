@@ -404,6 +404,12 @@ def load_settings(
         )
     if (hierarchy.upstream_identity is None) != (hierarchy.upstream_secret is None):
         raise ConfigError("config: upstream_identity and upstream_secret go together")
+    plain = [url for url in hierarchy.upstream if not url.startswith("https://")]
+    if hierarchy.upstream_identity is not None and plain:
+        raise ConfigError(
+            f"config: upstream {plain[0]} is plain HTTP; the upstream identity's secret is only sent over HTTPS "
+            "(give the parent's https:// URL, and upstream_ca for a self-signed certificate)"
+        )
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"config: database_pool_min={settings.database.pool_min} exceeds "

@@ -3,7 +3,8 @@
 The site is built from ``advertise_url`` (``sites.own_site``), the same value the node publishes on its prefix
 handles at the parent. A node without ``advertise_url`` describes itself as the client reached it (the request's
 host and scheme), which is right for a client on the same network and says so in the site's description.
-Other methods answer 404 rc 4 "Unknown HTTP API endpoint", as Handle.Net does (transcript F9).
+Other methods answer 405 rc 4 "Unknown HTTP API endpoint" with ``Allow`` (the ``/api`` catch-all), as Handle.Net
+does (transcript F9).
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from resolver.errors import UnknownEndpoint
-from resolver.responses import error_response, is_secure, json_response
+from resolver.responses import is_secure, json_response
 from resolver.sites import base_url, own_site
 
 __all__ = ["SiteInfo"]
@@ -23,12 +23,9 @@ class SiteInfo:
         self._advertised = orjson.dumps({"responseCode": 1, "site": own_site(advertise_url)}) if advertise_url else None
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.route("*", "/api/site", self.site)]
+        return [web.get("/api/site", self.site)]
 
     async def site(self, request: web.Request) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):  # not 405: Handle.Net knows /api/site only as a GET
-            error = UnknownEndpoint(f"Unknown HTTP API endpoint {request.method} {request.path}")
-            return error_response(error, request)
         if self._advertised is not None:
             return json_response(self._advertised)
         scheme = "https" if is_secure(request) else "http"

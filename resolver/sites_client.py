@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from yarl import URL
 
 from resolver import __version__
 from resolver.errors import ReferralFailed, SiteUnreachable
@@ -145,7 +146,8 @@ class SitesClient:
         headers = {HOP_HEADER: str(hops)}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        async with self._client().request(method, server + path, data=data, headers=headers) as response:
+        url = URL(server + path, encoded=True)  # already percent-encoded: not parsed and quoted again
+        async with self._client().request(method, url, data=data, headers=headers) as response:
             body = await response.content.read(self._max_bytes + 1)
             status = response.status
         if len(body) > self._max_bytes:

@@ -265,3 +265,17 @@ def test_a_bad_value_is_explained_once() -> None:
 def test_a_path_option_given_a_number_is_refused_as_a_path(tmp_path: Path) -> None:
     message = _refused(config_file=_toml(tmp_path, "data_dir = 5\n"))
     assert message.endswith("expected a file system path")
+
+
+def test_hierarchy_options_are_read_and_checked() -> None:
+    settings = load_settings(
+        {"upstream": "https://parent.example.cn:8443/, https://[2001:db8::1]", "advertise_url": "http://10.0.0.5:8000"}
+    )
+    assert settings.hierarchy.upstream == ("https://parent.example.cn:8443", "https://[2001:db8::1]:443")
+    assert settings.hierarchy.advertise_url == "http://10.0.0.5:8000"
+    assert "scheme://host[:port]" in _refused(flags={"advertise_url": "http://10.0.0.5:8000/idnode"})
+    assert "exceeds forward_max_ttl" in _refused(flags={"forward_min_ttl": "10", "forward_max_ttl": "5"})
+    assert "go together" in _refused(flags={"upstream_identity": "300:0.NA/88.118"})
+    secret = {"upstream_identity": "300:0.NA/88.118", "upstream_secret": "s"}
+    assert "plain HTTP" in _refused(flags={**secret, "upstream": "http://parent:8000"})
+    assert load_settings({**secret, "upstream": "https://parent:8443"}).hierarchy.upstream_secret == "s"

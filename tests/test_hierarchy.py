@@ -13,11 +13,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import asyncpg
 import orjson
 import pytest
+import yarl
 from aiohttp import web
 
 from registry.delegations import delegate
@@ -327,8 +329,8 @@ async def test_api_site_describes_the_node_as_handle_net_does(tree: Topology) ->
     status, body, _ = await tree.get("A", "/api/site", params={"x": "1"})
     assert status == 200
     async with tree.http.delete(tree["A"].url + "/api/site") as response:
-        assert response.status == 404  # as Handle.Net answers (transcript F9)
-        assert (await response.json())["responseCode"] == 4
+        assert (response.status, response.headers["Allow"]) == (405, "GET, HEAD")  # as Handle.Net (transcript F9)
+        assert await response.json() == {"responseCode": 4, "message": "Unknown HTTP API endpoint DELETE /api/site"}
 
 
 async def test_an_operator_put_of_a_prefix_handle_delegates(server_dsn: str, template_database: str) -> None:
@@ -412,3 +414,13 @@ async def test_a_site_whose_first_server_is_down_is_reached_through_the_next(
         requests = nodes["X"].app[FORWARDER].metrics.requests  # type: ignore[index]
         site = f"{dead} {nodes['Y'].url}"
         assert (requests[(site, "unreachable")], requests[(site, "200")]) == (1, 1)
+
+
+async def test_handles_with_any_characters_travel_intact(tree: Topology) -> None:
+    handle = "88.118.8/泵 A?b#c%d+e/f"
+    await put_record(tree["E"].dsn, handle, _url_record("https://e.example.cn/odd", "E"))
+    path = "/api/handles/" + quote(handle, safe="/")
+    _, expected, _ = await tree.get("E", path)
+    assert b"e.example.cn/odd" in expected
+    async with tree.http.get(yarl.URL(tree["B"].url + path, encoded=True)) as response:
+        assert (response.status, await response.read()) == (200, expected)

@@ -50,7 +50,6 @@ ANY_METHOD = {
     "/api/prefixes/{prefix}": set(),
     "/api/sessions": set(),
     "/api/sessions/{which}": {"get", "put", "delete"},
-    "/api/site": {"get"},
 }
 """What a ``*`` route really serves (the others answer 405); empty: only 405s, so any described operation will do."""
 
