@@ -74,6 +74,11 @@ def _query(name: str, kind: str = "string", description: str = "", *, repeat: bo
     return {"name": name, "in": "query", "schema": schema, "description": description}
 
 
+def _bounded(parameter: dict[str, Any], low: float, high: float) -> dict[str, Any]:
+    """``parameter`` with its number schema limited to ``low``..``high``."""
+    return {**parameter, "schema": {**parameter["schema"], "minimum": low, "maximum": high}}
+
+
 def _flag(name: str, description: str = "") -> dict[str, Any]:
     """A Handle.Net boolean parameter (``resolver.responses.flag``): present and empty, ``true`` or ``yes`` (any
     case) is true, anything else false; so any text is a valid value."""
@@ -483,9 +488,9 @@ _PATHS: dict[str, Any] = {
             " templates, operators, child nodes) in commit order, numbered without gaps; entries seq, kind, op, key,"
             " handle, version, values (handles) or data (the row), actor, at; next, oldest, newest",
             "parameters": [
-                _query("after", "integer", "return entries numbered above this (default 0)"),
-                _query("limit", "integer", "at most this many entries, 1 to 10000 (default 1000)"),
-                _query("wait", "number", "when nothing is new, hold the answer up to this many seconds (0 to 30)"),
+                _bounded(_query("after", "integer", "return entries numbered above this (default 0)"), 0, 2**62),
+                _bounded(_query("limit", "integer", "at most this many entries (default 1000)"), 1, 10_000),
+                _bounded(_query("wait", "number", "when nothing is new, hold the answer this long (seconds)"), 0, 30),
             ],
             "responses": _answers(
                 {
