@@ -7,12 +7,15 @@ when none answered at all. Every request says how many nodes have forwarded it s
 than the request it serves carried): a node forwards a request on only below ``max_referrals`` hops, so two nodes
 configured to forward to each other stop after that many.
 
-Answers are read up to ``max_bytes`` and parsed as JSON; anything else is a ``ReferralFailed`` (the other side is
-not the Handle API). Metrics: requests by site and outcome, latency, errors (``ForwardMetrics``).
+Answers are read up to ``max_bytes`` (a larger one is a failed request, as an unreachable server is) and parsed as
+JSON; anything else is a ``ReferralFailed`` (the other side is not the Handle API). The HTTP itself is
+``http_client.Connections``, keep-alive connections per server. Metrics: requests by site and outcome, latency,
+errors (``ForwardMetrics``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,14 +23,13 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from yarl import URL
 
 from resolver import __version__
 from resolver.errors import ReferralFailed, SiteUnreachable
+from resolver.http_client import Connections
 from resolver.metrics import LATENCY_BUCKETS, PlainHistogram
 
 __all__ = ["HOP_HEADER", "ForwardMetrics", "Reply", "SitesClient", "hops_of"]
@@ -92,25 +94,17 @@ class ForwardMetrics:
 
 
 class SitesClient:
-    """Requests to sites, with one aiohttp session (a pool per server) for the node's lifetime."""
+    """Requests to sites over keep-alive connections per server (``http_client.Connections``)."""
 
     def __init__(self, *, timeout: float, max_bytes: int, ca_file: Path | None, metrics: ForwardMetrics) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._max_bytes = max_bytes
-        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-        self._session: aiohttp.ClientSession | None = None
+        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        self._connections = Connections(ssl_context=context, max_bytes=max_bytes)
         self.metrics = metrics
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ssl=self._ssl, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS, timeout=self._timeout)
-        return self._session
+        await self._connections.close()
 
     async def get(self, servers: Sequence[str], path: str, *, hops: int) -> Reply:
         return await self.request(servers, "GET", path, hops=hops)
@@ -124,7 +118,7 @@ class SitesClient:
             started = perf_counter()
             try:
                 reply = await self._send(server, method, path, payload, hops)
-            except (aiohttp.ClientError, TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 self.metrics.upstream_errors += 1
                 self.metrics.count(site, "unreachable")
                 continue
@@ -143,16 +137,11 @@ class SitesClient:
 
     async def _send(self, server: str, method: str, path: str, payload: Any, hops: int) -> Reply:
         data = orjson.dumps(payload) if payload is not None else None
-        headers = {HOP_HEADER: str(hops)}
+        headers = {**_HEADERS, HOP_HEADER: str(hops)}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        url = URL(server + path, encoded=True)  # already percent-encoded: not parsed and quoted again
-        async with self._client().request(method, url, data=data, headers=headers) as response:
-            body = await response.content.read(self._max_bytes + 1)
-            status = response.status
-        if len(body) > self._max_bytes:
-            self.metrics.upstream_errors += 1
-            raise ReferralFailed(f"{server} answered more than {self._max_bytes} bytes")
+        async with asyncio.timeout(self._timeout):
+            status, body = await self._connections.request(server, method, path, headers, data)
         try:
             parsed = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
