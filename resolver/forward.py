@@ -149,15 +149,15 @@ class Forwarder:
         if reply.status == 200 and code in (1, 200):
             values = self._values(body.get("values"), site)
             entry = build_entry(_record(handle, values), values, redirects=self._redirects)
-            self.cache.put(handle.key, entry, self._ttl(values))
+            self._remember(handle, entry, self._ttl(values))
             return entry
         if reply.status == 404 and code == 100:
-            self.cache.put_absent(handle.key, self.settings.forward_negative_ttl)
+            self._remember(handle, None, self.settings.forward_negative_ttl)
             raise HandleNotFound(handle=handle.text)
         if code == _NOT_HERE:
             if site.named:
                 raise ReferralFailed(f"The site named for this prefix ({site}) does not serve it", handle=handle.text)
-            self.cache.put_absent(handle.key, self.settings.forward_negative_ttl)
+            self._remember(handle, None, self.settings.forward_negative_ttl)
             raise HandleNotFound(handle=handle.text)
         raise _passed_on(reply.status, body, handle.text, site)
 
@@ -166,12 +166,23 @@ class Forwarder:
         part of the tree), not something the prefix's own site holds."""
         _, answer, ttl = await self._walk(governing_prefix(handle), hops)
         if not answer.values:
-            self.cache.put_absent(handle.key, self.settings.forward_negative_ttl)
+            self._remember(handle, None, self.settings.forward_negative_ttl)
             raise HandleNotFound(handle=handle.text)
         values = list(answer.values)
         entry = build_entry(_record(handle, values), values, redirects=self._redirects)
-        self.cache.put(handle.key, entry, ttl)
+        self._remember(handle, entry, ttl)
         return entry
+
+    def _remember(self, handle: Handle, entry: CacheEntry | None, ttl: float) -> None:
+        """Cache a foreign answer (None: an absence) for ``ttl`` seconds, unless the handle became this node's
+        own while it was fetched (a delegation taken back): another node's copy must never stand in for a local
+        record, which authorization reads through the same cache."""
+        if self._holds(handle):
+            return
+        if entry is None:
+            self.cache.put_absent(handle.key, ttl)
+        else:
+            self.cache.put(handle.key, entry, ttl)
 
     def _values(self, raw: Any, site: Site) -> list[HandleValue]:
         """The values of a site's answer, validated as any input is (a site is not trusted), with the site's
@@ -259,10 +270,10 @@ class Forwarder:
             if code in (1, 200):
                 values = self._values(result.get("values"), site)
                 entry = build_entry(_record(handle, values), values, redirects=self._redirects)
-                self.cache.put(handle.key, entry, self._ttl(values))
+                self._remember(handle, entry, self._ttl(values))
                 return entry
             if code == 100 or (code == _NOT_HERE and not site.named):
-                self.cache.put_absent(handle.key, self.settings.forward_negative_ttl)
+                self._remember(handle, None, self.settings.forward_negative_ttl)
                 return HandleNotFound(handle=handle.text)
             if code == _NOT_HERE:
                 return ReferralFailed(f"The site named for this prefix ({site}) does not serve it", handle=handle.text)
