@@ -424,3 +424,12 @@ async def test_handles_with_any_characters_travel_intact(tree: Topology) -> None
     assert b"e.example.cn/odd" in expected
     async with tree.http.get(yarl.URL(tree["B"].url + path, encoded=True)) as response:
         assert (response.status, await response.read()) == (200, expected)
+
+
+async def test_concurrent_misses_share_one_walk_and_one_fetch(tree: Topology) -> None:
+    handle = RECORDS["E"][1]
+    answers = await asyncio.gather(*(tree.get("B", f"/api/handles/{handle}") for _ in range(20)))
+    assert {status for status, _, _ in answers} == {200}
+    requests = tree["B"].app[FORWARDER].metrics.requests  # type: ignore[index]
+    assert sum(n for (site, _), n in requests.items() if site == tree["E"].url) == 1
+    assert tree["B"].app[FORWARDER].metrics.referrals == 1  # type: ignore[index]
