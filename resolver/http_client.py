@@ -25,6 +25,9 @@ __all__ = ["Connections", "HttpFailure"]
 
 _MAX_HEAD = 64 * 1024
 _IDLE_PER_SERVER = 32
+_OPEN_PER_SERVER = 64
+"""Requests in flight to one server at a time (others wait their turn): a burst of misses must not open a
+connection each, on either side."""
 
 
 class HttpFailure(OSError):
@@ -32,7 +35,7 @@ class HttpFailure(OSError):
 
 
 class _Server:
-    __slots__ = ("authority", "host", "idle", "port", "tls")
+    __slots__ = ("authority", "host", "idle", "port", "tls", "turns")
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
@@ -41,6 +44,7 @@ class _Server:
         self.port = parts.port or (443 if self.tls else 80)
         self.authority = parts.netloc.encode("idna")
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.turns = asyncio.Semaphore(_OPEN_PER_SERVER)
 
 
 class Connections:
@@ -65,7 +69,10 @@ class Connections:
         server = self._servers.get(base)
         if server is None:
             server = self._servers[base] = _Server(base)
-        message = _message(server, method, target, headers, body)
+        async with server.turns:
+            return await self._request(server, _message(server, method, target, headers, body))
+
+    async def _request(self, server: _Server, message: bytes) -> tuple[int, bytes]:
         while server.idle:
             reader, writer = server.idle.pop()
             if reader.at_eof() or writer.is_closing():
@@ -79,7 +86,7 @@ class Connections:
         try:
             return await self._exchange(server, reader, writer, message)
         except _Stale as exc:
-            raise HttpFailure(f"{base} closed the connection without answering") from exc.__cause__
+            raise HttpFailure(f"{server.host}:{server.port} closed the connection without answering") from exc.__cause__
 
     async def _open(self, server: _Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if server.tls:

@@ -169,3 +169,31 @@ async def test_https_with_a_trusted_self_signed_certificate(tmp_path: Path) -> N
         await trusting.close()
         with pytest.raises(ssl.SSLError):  # the system's CAs do not know it
             await Connections(ssl_context=None, max_bytes=1000).request(url, "GET", "/h", {})
+
+
+async def test_a_burst_opens_at_most_the_per_server_bound_of_connections() -> None:
+    in_flight = peak = 0
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal in_flight, peak
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                in_flight += 1
+                peak = max(peak, in_flight)
+                await asyncio.sleep(0.02)
+                in_flight -= 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    listening = await asyncio.start_server(slow, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+    client = Connections(ssl_context=None, max_bytes=1000)
+    answers = await asyncio.gather(*(client.request(url, "GET", "/i", {}) for _ in range(200)))
+    assert set(answers) == {(200, b"ok")}
+    assert 1 < peak <= 64
+    await client.close()
+    listening.close()
+    await listening.wait_closed()
