@@ -46,7 +46,7 @@ from registry.escrow_format import (
     trailer_line,
     verify,
 )
-from registry.feed_store import FeedStore
+from registry.feed_store import SEQUENCE_BATCH, FeedStore
 
 __all__ = ["Deposit", "EscrowError", "export_deposit", "import_deposit"]
 
@@ -105,8 +105,10 @@ def _diff_contents(table: _Table) -> str:
 
 
 async def _number_pending_changes(con: asyncpg.Connection) -> None:
+    """Number what has committed, batch by batch, until a batch is not full (under a steady write load there is
+    always more; what is numbered later is the next DIFF's)."""
     feed = FeedStore(con)  # type: ignore[arg-type]  # a connection answers fetchval like a pool
-    while await feed.sequence():
+    while await feed.sequence() == SEQUENCE_BATCH:
         pass
 
 
