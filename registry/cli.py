@@ -23,7 +23,9 @@
     idnode escrow export --full FILE | --since SEQ FILE
                                       write an escrow deposit: every record, or what changed after feed number
                                       SEQ (registry/escrow.py)
-    idnode escrow import FILE         verify and apply a deposit (a DIFF only on top of its predecessor)
+    idnode escrow import FILE [--slice RECORDS]
+                                      verify and apply a deposit (a DIFF only on top of its predecessor), in
+                                      slices of RECORDS lines; run again, a killed import continues
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -59,7 +61,7 @@ from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
-from registry.escrow import Deposit, EscrowError, export_deposit, import_deposit
+from registry.escrow import IMPORT_SLICE, Deposit, EscrowError, export_deposit, import_deposit
 from registry.feed_store import FeedStore
 from registry.nodes import add_node
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
@@ -166,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     escrow_export.add_argument("file", type=Path)
     escrow_import = escrow_actions.add_parser("import", parents=[common], help="verify and apply a deposit")
     escrow_import.add_argument("file", type=Path)
+    escrow_import.add_argument(
+        "--slice", type=int, default=IMPORT_SLICE, metavar="RECORDS", help="records applied per transaction"
+    )
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -451,7 +456,7 @@ def _escrow(settings: Settings, args: argparse.Namespace) -> int:
         try:
             if args.action == "export":
                 return await export_deposit(con, args.file, since=None if args.full else args.since)
-            return await import_deposit(con, args.file)
+            return await import_deposit(con, args.file, slice_records=args.slice)
         finally:
             await con.close()
 

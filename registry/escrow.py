@@ -14,21 +14,27 @@ it again (applying a row twice gives the same row). Rows go from PostgreSQL to t
 constant memory, into ``FILE.part``, renamed to FILE once complete. A DIFF names the deposit it applies on: the
 last one this node exported that ended at SEQ (``escrow_exports``); a SEQ no deposit ended at is refused.
 
-Import. The file is verified first (``verify``: header, structure, counts, SHA-256); then, in one transaction,
-its lines are copied into a temporary table (hashed again on the way, and the transaction is abandoned if the
-file changed in between) and applied: a FULL replaces every row of the six tables, a DIFF deletes its deletes and
-the rows its contents replace, then inserts the contents with their own versions (so the node's version sequence
-is moved past them) and ids. The deposit is recorded in ``escrow_imports`` in the same transaction. A DIFF is
-accepted only when its previous deposit is the last one applied, and a deposit already applied is refused, so
-nothing is applied twice. Resumable in the simplest way: a killed import leaves nothing behind (its transaction
-never commits) and running it again applies it whole. Writes are attributed to ``escrow:<deposit id>``.
+Import. The file is verified first (``verify``: header, structure, counts, SHA-256), so a truncated or altered
+deposit is refused before anything is written. It is then applied in slices of ``IMPORT_SLICE`` lines, one
+transaction each: the slice is copied into a temporary table and applied (a FULL's first slice empties the six
+tables; a DIFF deletes its deletes and the rows its contents replace), the contents keeping their own versions
+(the node's version sequence is moved past them) and ids. Each slice records in the same transaction how many
+lines have been applied (``escrow_progress``), so an import that is killed continues after the last slice that
+committed when it is run again, and no line is applied twice; meanwhile any other deposit is refused. The last
+slice checks that the file read is the file verified and records the deposit in ``escrow_imports``. A DIFF is
+accepted only when its previous deposit is the last one applied, and a deposit already applied is refused.
+While a deposit is partly applied the node holds part of it (the escrow node is an archive, not a server of
+these prefixes; a deposit smaller than a slice is applied at once). Writes go through the node's triggers
+(history, search index, feed, cache notifications) and are attributed to ``escrow:<deposit id>``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,12 +54,16 @@ from registry.escrow_format import (
 )
 from registry.feed_store import SEQUENCE_BATCH, FeedStore
 
-__all__ = ["Deposit", "EscrowError", "export_deposit", "import_deposit"]
+__all__ = ["IMPORT_SLICE", "Deposit", "EscrowError", "export_deposit", "import_deposit"]
 
 _RAW_LINES = {"format": "csv", "delimiter": "\x02", "quote": "\x01"}
 """COPY options that pass a line of JSON through unchanged: CSV whose quote and delimiter never occur in JSON text
 (PostgreSQL escapes control characters in JSON), so nothing is quoted or escaped either way."""
 _COPY_CHUNK = 1 << 20
+IMPORT_SLICE = 100_000
+"""Lines applied per transaction: a killed import continues after the last slice that committed."""
+
+log = logging.getLogger("idnode.escrow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,35 +194,71 @@ async def _export_header(con: asyncpg.Connection, since: int | None) -> Header:
     return Header("DIFF" if since is not None else "FULL", str(uuid.uuid4()), previous, watermark, created)
 
 
-async def import_deposit(con: asyncpg.Connection, path: Path) -> Deposit:
-    """Verify the deposit at ``path`` and apply it in one transaction; raises ``EscrowError`` if it is refused."""
+async def import_deposit(con: asyncpg.Connection, path: Path, *, slice_records: int = IMPORT_SLICE) -> Deposit:
+    """Verify the deposit at ``path`` and apply it, ``slice_records`` lines per transaction, continuing after the
+    last slice applied if it was partly applied before; raises ``EscrowError`` if it is refused."""
+    if slice_records < 1:
+        raise EscrowError(f"--slice {slice_records}: must be 1 or more")
     deposit = verify(path)
+    header = deposit.header
+    done = await _start(con, deposit)
+    if done:
+        log.info("escrow: deposit %s was applied up to line %d of %d; continuing", header.id, done, deposit.records)
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        first = stream.readline()
+        digest.update(first)
+        lines = _hashed(body_lines(stream), digest.update)
+        for _ in itertools.islice(lines, done):
+            pass
+        while True:
+            async with con.transaction():
+                recorded = "SELECT lines_done FROM escrow_progress WHERE id = $1 FOR UPDATE"
+                if await con.fetchval(recorded, header.id) != done:
+                    raise EscrowError(f"another import of deposit {header.id} is applying it")
+                await con.execute("SELECT set_config('idnode.actor', $1, true)", f"escrow:{header.id}")
+                await con.execute("CREATE TEMP TABLE escrow_lines (line jsonb NOT NULL) ON COMMIT DROP")
+                status = await con.copy_to_table(
+                    "escrow_lines", source=_chunks(itertools.islice(lines, slice_records)), **_RAW_LINES
+                )
+                await con.execute("ANALYZE escrow_lines")
+                await _apply(con, wipe=header.type == "FULL" and done == 0, replace=header.type == "DIFF")
+                copied = int(status.rsplit(" ", 1)[1])
+                done += copied
+                if done < deposit.records and copied:
+                    await con.execute("UPDATE escrow_progress SET lines_done = $1", done)
+                    continue
+                if done != deposit.records or digest.hexdigest() != deposit.sha256:
+                    raise EscrowError("the deposit changed while it was being imported; its last part was not applied")
+                await _finish(con, deposit)
+                return deposit
+
+
+async def _start(con: asyncpg.Connection, deposit: Deposit) -> int:
+    """The lines of ``deposit`` already applied here (0 for a new one, recorded in ``escrow_progress``). Refuses a
+    deposit already applied, a DIFF not on top of the last deposit applied, and any other deposit while one is
+    partly applied."""
     header = deposit.header
     async with con.transaction():
         await con.execute("LOCK TABLE escrow_imports IN EXCLUSIVE MODE")
+        partial = await con.fetchrow("SELECT id, sha256, lines_done, records FROM escrow_progress")
+        if partial is not None:
+            if partial["id"] != header.id:
+                raise EscrowError(
+                    f"deposit {partial['id']} is partly applied ({partial['lines_done']} of {partial['records']} "
+                    "records); import it again to finish it first; nothing was applied"
+                )
+            if partial["sha256"] != deposit.sha256:
+                raise EscrowError(f"deposit {header.id} is partly applied from a different file; nothing was applied")
+            return partial["lines_done"]
         await _check_order(con, header)
-        await con.execute("SELECT set_config('idnode.actor', $1, true)", f"escrow:{header.id}")
-        await con.execute("CREATE TEMP TABLE escrow_lines (line jsonb NOT NULL) ON COMMIT DROP")
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            first = stream.readline()
-            digest.update(first)
-            await con.copy_to_table("escrow_lines", source=_chunks(body_lines(stream), digest.update), **_RAW_LINES)
-        if digest.hexdigest() != deposit.sha256:
-            raise EscrowError("the deposit changed while it was being imported; nothing was applied")
-        await con.execute("ANALYZE escrow_lines")
-        await _apply(con, header.type)
         await con.execute(
-            "INSERT INTO escrow_imports (id, type, previous, watermark, records, sha256) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO escrow_progress (id, sha256, records, lines_done) VALUES ($1, $2, $3, 0)",
             header.id,
-            header.type,
-            header.previous,
-            header.watermark,
-            deposit.records,
             deposit.sha256,
+            deposit.records,
         )
-    return deposit
+        return 0
 
 
 async def _check_order(con: asyncpg.Connection, header: Header) -> None:
@@ -228,12 +274,32 @@ async def _check_order(con: asyncpg.Connection, header: Header) -> None:
             )
 
 
-async def _chunks(lines: Iterable[bytes], hash_line: Callable[[bytes], None]) -> AsyncIterator[bytes]:
-    """``lines`` joined into COPY-sized chunks, each line hashed on the way."""
+async def _finish(con: asyncpg.Connection, deposit: Deposit) -> None:
+    """The last slice's bookkeeping: the deposit is applied, nothing is in progress."""
+    header = deposit.header
+    await con.execute("DELETE FROM escrow_progress")
+    await con.execute(
+        "INSERT INTO escrow_imports (id, type, previous, watermark, records, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
+        header.id,
+        header.type,
+        header.previous,
+        header.watermark,
+        deposit.records,
+        deposit.sha256,
+    )
+
+
+def _hashed(lines: Iterable[bytes], hash_line: Callable[[bytes], None]) -> Iterator[bytes]:
+    for line in lines:
+        hash_line(line)
+        yield line
+
+
+async def _chunks(lines: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """``lines`` joined into COPY-sized chunks."""
     buffer: list[bytes] = []
     size = 0
     for line in lines:
-        hash_line(line)
         buffer.append(line)
         size += len(line)
         if size >= _COPY_CHUNK:
@@ -244,12 +310,13 @@ async def _chunks(lines: Iterable[bytes], hash_line: Callable[[bytes], None]) ->
         yield b"".join(buffer)
 
 
-async def _apply(con: asyncpg.Connection, deposit_type: str) -> None:
-    """Deletes first (for a FULL: every row), then the rows the contents replace, then the contents."""
-    if deposit_type == "FULL":
+async def _apply(con: asyncpg.Connection, *, wipe: bool, replace: bool) -> None:
+    """One slice: deletes first (``wipe``: every row, a FULL's first slice), then the rows its contents replace
+    (``replace``, a DIFF's: a FULL's rows are all new once the tables were wiped), then the contents."""
+    if wipe:
         for kind in reversed(CONTENT_KINDS):
             await con.execute(f"DELETE FROM {_TABLES[kind].table}")
-    else:
+    if replace:
         for kind in reversed(CONTENT_KINDS):
             table = _TABLES[kind]
             await con.execute(

@@ -154,8 +154,8 @@ async def test_full_then_two_diffs_reproduce_the_source_exactly(database: str, t
     await _second_changes(database)
     diff2, _ = _export(database, tmp_path, "diff2.jsonl", "--since", str(second))
 
-    for deposit in (full, diff1, diff2):
-        result = _import(target, tmp_path, deposit)
+    for deposit in (full, diff1, diff2):  # in slices of two lines: deletes and contents cross slice boundaries
+        result = idnode(target, tmp_path, "escrow", "import", "--slice", "2", str(deposit))
         assert result.returncode == 0, result.stderr
     source_state = await _state(database)
     assert source_state["handles"] and source_state["templates"] and source_state["enterprises"]
@@ -234,7 +234,7 @@ async def test_truncated_and_tampered_deposits_are_refused_and_nothing_is_applie
     assert _import(target, tmp_path, full).returncode == 0
 
 
-async def test_a_killed_import_leaves_nothing_and_runs_again_to_the_end(
+async def test_a_killed_import_continues_after_its_last_slice_and_applies_nothing_twice(
     database: str, target: str, tmp_path: Path
 ) -> None:
     await home(database, "88.TEST")
@@ -244,23 +244,21 @@ async def test_a_killed_import_leaves_nothing_and_runs_again_to_the_end(
         "SELECT '88.TEST/H' || i, '88.test/h' || i, '88.TEST', "
         """jsonb_build_array(jsonb_build_object('index', 1, 'type', 'URL', 'data', """
         """jsonb_build_object('format', 'string', 'value', 'https://example.org/' || i))) """
-        "FROM generate_series(1, 50000) i",
+        "FROM generate_series(1, 40000) i",
     )
     full, _ = _export(database, tmp_path, "full.jsonl", "--full")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
     env.update(IDNODE_DATABASE_URL=target, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "registry.cli", "escrow", "import", str(full)]
+    command = [sys.executable, "-m", "registry.cli", "escrow", "import", "--slice", "4000", str(full)]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     watcher = await asyncpg.connect(target)
     try:
 
-        async def inserting() -> bool:
-            query = await watcher.fetchval(
-                "SELECT query FROM pg_stat_activity WHERE application_name = 'idnode-escrow' AND state = 'active'"
-            )
-            return query is not None and query.startswith("INSERT INTO handles")
+        async def two_slices_applied() -> bool:
+            done = await watcher.fetchval("SELECT lines_done FROM escrow_progress")
+            return done is not None and done >= 8000
 
-        assert await eventually(inserting, timeout=60, interval=0.005)
+        assert await eventually(two_slices_applied, timeout=60, interval=0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
@@ -269,12 +267,23 @@ async def test_a_killed_import_leaves_nothing_and_runs_again_to_the_end(
             return await watcher.fetchval(count) == 0
 
         assert await eventually(backend_gone, timeout=60, interval=0.05)
-        assert await watcher.fetchval("SELECT count(*) FROM handles") == 0
+        done = await watcher.fetchval("SELECT lines_done FROM escrow_progress")
+        assert 8000 <= done < 40001
+        assert await watcher.fetchval("SELECT count(*) FROM handles") == done - 1  # the prefix came first
     finally:
         await watcher.close()
     assert await _applied(target) == []
+    other, _ = _export(database, tmp_path, "other.jsonl", "--full")
+    _refused(_import(target, tmp_path, other), "partly applied")
 
-    result = await asyncio.to_thread(_import, target, tmp_path, full)
+    result = await asyncio.to_thread(idnode, target, tmp_path, "escrow", "import", "--slice", "4000", str(full))
     assert result.returncode == 0, result.stderr
+    assert "continuing" in result.stderr
     assert await _state(target) == await _state(database)
+    con = await asyncpg.connect(target)
+    try:
+        writes = await con.fetch("SELECT op, count(*) FROM handle_history GROUP BY op")
+    finally:
+        await con.close()
+    assert {row["op"]: row["count"] for row in writes} == {"create": 40000}
     _refused(_import(target, tmp_path, full), "already applied")

@@ -2,7 +2,9 @@
 --
 -- escrow_exports lists the deposits this node wrote, so that a DIFF from feed number N names the deposit it
 -- applies on (the one that ended at N). escrow_imports lists the deposits applied here, in order (n): a DIFF is
--- accepted only on top of the last one, and a deposit already applied is refused. Neither table is fed
+-- accepted only on top of the last one, and a deposit already applied is refused. escrow_progress holds the deposit
+-- being applied (at most one), slice by slice: how many of its lines have committed, so that a killed import
+-- continues after them and no line is applied twice. None of these tables is fed
 -- (the change feed carries the registry's data, not the bookkeeping of copies of it).
 
 CREATE TABLE escrow_exports (
@@ -25,4 +27,12 @@ CREATE TABLE escrow_imports (
     records    bigint NOT NULL,
     sha256     text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE escrow_progress (
+    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    id         text NOT NULL,
+    sha256     text NOT NULL,
+    records    bigint NOT NULL,
+    lines_done bigint NOT NULL
 );
