@@ -145,25 +145,19 @@ async def export_deposit(con: asyncpg.Connection, path: Path, *, since: int | No
     """Write a FULL deposit (``since`` None) or a DIFF from feed number ``since`` to ``path``; what was written."""
     await _number_pending_changes(con)
     part = path.with_name(path.name + ".part")
-    with part.open("wb", buffering=_COPY_CHUNK) as out:
-        sink = _Sink(out)
-        async with con.transaction(isolation="repeatable_read", readonly=True):
-            header = await _export_header(con, since)
-            sink.put(header_line(header))
-            if since is not None:
-                for kind in reversed(CONTENT_KINDS):
-                    query = _diff_deletes(_TABLES[kind])
-                    await con.copy_from_query(query, since, header.watermark, output=sink.copy, **_RAW_LINES)
-            deletes = sink.lines
-            for kind in CONTENT_KINDS:
-                if since is None:
-                    await con.copy_from_query(_full_contents(_TABLES[kind]), output=sink.copy, **_RAW_LINES)
-                else:
-                    query = _diff_contents(_TABLES[kind])
-                    await con.copy_from_query(query, since, header.watermark, output=sink.copy, **_RAW_LINES)
-        deposit = Deposit(header, deletes, sink.lines - deletes, sink.digest.hexdigest())
-        out.write(trailer_line(deposit.deletes, deposit.contents, deposit.sha256))
-    part.replace(path)
+    try:
+        out = part.open("wb", buffering=_COPY_CHUNK)
+    except OSError as exc:
+        raise EscrowError(f"cannot write {part}: {exc.strerror}") from None
+    try:
+        with out:
+            deposit = await _write(con, _Sink(out), since)
+            out.write(trailer_line(deposit.deletes, deposit.contents, deposit.sha256))
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    header = deposit.header
     await con.execute(
         "INSERT INTO escrow_exports (id, type, previous, watermark, records, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
         header.id,
@@ -174,6 +168,25 @@ async def export_deposit(con: asyncpg.Connection, path: Path, *, since: int | No
         deposit.sha256,
     )
     return deposit
+
+
+async def _write(con: asyncpg.Connection, sink: _Sink, since: int | None) -> Deposit:
+    """The header, deletes and contents, read in one snapshot (the trailer is the caller's)."""
+    async with con.transaction(isolation="repeatable_read", readonly=True):
+        header = await _export_header(con, since)
+        sink.put(header_line(header))
+        if since is not None:
+            for kind in reversed(CONTENT_KINDS):
+                query = _diff_deletes(_TABLES[kind])
+                await con.copy_from_query(query, since, header.watermark, output=sink.copy, **_RAW_LINES)
+        deletes = sink.lines
+        for kind in CONTENT_KINDS:
+            if since is None:
+                await con.copy_from_query(_full_contents(_TABLES[kind]), output=sink.copy, **_RAW_LINES)
+            else:
+                query = _diff_contents(_TABLES[kind])
+                await con.copy_from_query(query, since, header.watermark, output=sink.copy, **_RAW_LINES)
+    return Deposit(header, deletes, sink.lines - deletes, sink.digest.hexdigest())
 
 
 async def _export_header(con: asyncpg.Connection, since: int | None) -> Header:

@@ -128,6 +128,13 @@ def body_lines(stream: IO[bytes]) -> Iterator[bytes]:
 def verify(path: Path) -> Deposit:
     """Read the whole deposit and check it: header, structure (deletes, then contents, then the trailer), counts and
     checksum. Raises ``EscrowError`` naming the first fault; reads in constant memory."""
+    try:
+        return _verify(path)
+    except OSError as exc:
+        raise EscrowError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _verify(path: Path) -> Deposit:
     digest = hashlib.sha256()
     deletes = contents = 0
     with path.open("rb") as stream:

@@ -196,7 +196,7 @@ async def test_a_diff_needs_a_deposit_that_ended_where_it_starts(database: str, 
     await home(database, "88.TEST")
     _refused(idnode(database, tmp_path, "escrow", "export", "--since", "0", str(tmp_path / "d")), "export --full")
     _refused(idnode(database, tmp_path, "escrow", "export", "--since", "99", str(tmp_path / "d")), "feed ends")
-    assert not (tmp_path / "d").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _flip_one_byte(path: Path, marker: bytes) -> Path:
@@ -226,6 +226,9 @@ async def test_truncated_and_tampered_deposits_are_refused_and_nothing_is_applie
     _refused(_import(target, tmp_path, cut_mid_line), "truncated")
     _refused(_import(target, tmp_path, cut_at_line), "truncated")
     _refused(_import(target, tmp_path, empty), "not an escrow deposit")
+    _refused(_import(target, tmp_path, tmp_path / "missing.jsonl"), "cannot read")
+    unwritable = idnode(database, tmp_path, "escrow", "export", "--full", str(tmp_path / "no-such-dir" / "d"))
+    _refused(unwritable, "cannot write")
     _refused(_import(target, tmp_path, _flip_one_byte(full, b"pump-")), "altered")
     _refused(_import(target, tmp_path, _flip_one_byte(full, b'"created":"')), "altered")
     _refused(_import(target, tmp_path, _flip_one_byte(full, b'"sha256":"')), "altered")
