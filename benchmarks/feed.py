@@ -30,7 +30,7 @@ from resolver.store import apply_migrations
 from tests.support import behind_trusted_proxy, secure_basic, start_node, with_database
 
 
-async def _import(con: asyncpg.Connection, records: int, tag: str) -> float:
+async def copy_import(con: asyncpg.Connection, records: int, tag: str) -> float:
     """Seconds to import ``records`` handles under 88.BENCH as ``idnode import`` does."""
     rows = [
         (
@@ -79,7 +79,7 @@ async def _run(args: argparse.Namespace) -> None:
         async with pool.acquire() as con:
             await con.execute("INSERT INTO prefixes (prefix_key, prefix) VALUES ('88.BENCH', '88.BENCH'), ('99', '99')")
             await con.execute("ALTER TABLE handle_history DISABLE TRIGGER handle_history_feed")
-            without = await _import(con, args.records, "off")
+            without = await copy_import(con, args.records, "off")
             await con.execute("DELETE FROM handles WHERE prefix_key = '88.BENCH'")
             await con.execute("ALTER TABLE handle_history ENABLE TRIGGER handle_history_feed")
             await con.execute("DELETE FROM change_pending")
@@ -87,7 +87,7 @@ async def _run(args: argparse.Namespace) -> None:
             operator = await add_operator(RegistryStore(pool), "99/OPERATOR", actor=Actor("bench"))
             await con.execute("SELECT idnode_sequence_changes(1000000)")
             start = await con.fetchval("SELECT last_seq FROM change_feed_state")
-            with_feed = await _import(con, args.records, "on")
+            with_feed = await copy_import(con, args.records, "on")
             pending = await con.fetchval("SELECT count(*) FROM change_pending")
             started = time.perf_counter()
             while await con.fetchval("SELECT idnode_sequence_changes($1)", SEQUENCE_BATCH):

@@ -20,6 +20,12 @@
     idnode feed prune --older-than DAYS
                                       drop change-feed entries older than DAYS (registry/feed.py); followers
                                       behind them are told to start over (410)
+    idnode escrow export --full FILE | --since SEQ FILE
+                                      write an escrow deposit: every record, or what changed after feed number
+                                      SEQ (registry/escrow.py)
+    idnode escrow import FILE [--slice RECORDS]
+                                      verify and apply a deposit (a DIFF only on top of its predecessor), in
+                                      slices of RECORDS lines; run again, a killed import continues
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -38,6 +44,7 @@ import asyncio
 import getpass
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -45,6 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import asyncpg
 import orjson
 
 from registry import progress
@@ -53,6 +61,7 @@ from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
+from registry.escrow import IMPORT_SLICE, Deposit, EscrowError, export_deposit, import_deposit
 from registry.feed_store import FeedStore
 from registry.nodes import add_node
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
@@ -149,6 +158,19 @@ def _parser() -> argparse.ArgumentParser:
     feed_actions = feed_cmd.add_subparsers(dest="action", required=True)
     feed_prune = feed_actions.add_parser("prune", parents=[common], help="drop entries older than some days")
     feed_prune.add_argument("--older-than", dest="days", type=float, required=True, metavar="DAYS")
+
+    escrow_cmd = commands.add_parser("escrow", help="escrow deposits (FULL and DIFF)")
+    escrow_actions = escrow_cmd.add_subparsers(dest="action", required=True)
+    escrow_export = escrow_actions.add_parser("export", parents=[common], help="write a deposit to FILE")
+    escrow_scope = escrow_export.add_mutually_exclusive_group(required=True)
+    escrow_scope.add_argument("--full", action="store_true", help="every record (a FULL deposit)")
+    escrow_scope.add_argument("--since", type=int, metavar="SEQ", help="changes after feed number SEQ (a DIFF)")
+    escrow_export.add_argument("file", type=Path)
+    escrow_import = escrow_actions.add_parser("import", parents=[common], help="verify and apply a deposit")
+    escrow_import.add_argument("file", type=Path)
+    escrow_import.add_argument(
+        "--slice", type=int, default=IMPORT_SLICE, metavar="RECORDS", help="records applied per transaction"
+    )
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -425,6 +447,32 @@ def _feed_prune(settings: Settings, days: float) -> int:
     return 0
 
 
+def _escrow(settings: Settings, args: argparse.Namespace) -> int:
+    """Export or import a deposit on one connection of its own (no statement timeout: a deposit may be large)."""
+
+    async def run(dsn: str) -> Deposit:
+        await migrate(dsn)
+        con = await asyncpg.connect(dsn, server_settings={"application_name": "idnode-escrow"})
+        try:
+            if args.action == "export":
+                return await export_deposit(con, args.file, since=None if args.full else args.since)
+            return await import_deposit(con, args.file, slice_records=args.slice)
+        finally:
+            await con.close()
+
+    started = time.perf_counter()
+    with open_database(settings, serving=False) as dsn:
+        deposit = asyncio.run(run(dsn))
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    header = deposit.header
+    done = "wrote" if args.action == "export" else "applied"
+    print(
+        f"escrow: {done} {header.type} deposit {header.id} (watermark {header.watermark}): {deposit.deletes} deletes, "
+        f"{deposit.contents} records in {elapsed:.2f} s ({deposit.records / elapsed:,.0f} records/s)"
+    )
+    return 0
+
+
 def _migrate(settings: Settings) -> int:
     with open_database(settings, serving=False) as dsn:
         result = asyncio.run(migrate(dsn))
@@ -453,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stats(settings, args)
         if args.command == "feed":
             return _feed_prune(settings, args.days)
+        if args.command == "escrow":
+            return _escrow(settings, args)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":
@@ -463,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except HandleError as exc:
         print(f"idnode: {exc.message}", file=sys.stderr)
+        return 2
+    except EscrowError as exc:
+        print(f"idnode: escrow: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
