@@ -1,4 +1,4 @@
--- idnode schema, version 8: escrow deposits (registry/escrow.py, `idnode escrow export|import`).
+-- idnode schema, version 9: escrow deposits (registry/escrow.py, `idnode escrow export|import`).
 --
 -- escrow_exports lists the deposits this node wrote, so that a DIFF from feed number N names the deposit it
 -- applies on (the one that ended at N). escrow_imports lists the deposits applied here, in order (n): a DIFF is
