@@ -20,6 +20,8 @@
     idnode feed prune --older-than DAYS
                                       drop change-feed entries older than DAYS (registry/feed.py); followers
                                       behind them are told to start over (410)
+    idnode takeover                   make this mirror the primary: stop following for good, accept writes
+                                      (registry/mirror.py; with or without the mirror node running)
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -54,6 +56,7 @@ from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.feed_store import FeedStore
+from registry.mirror_store import MirrorStore, NotAMirror
 from registry.nodes import add_node
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
 from registry.store import Actor, RegistryStore
@@ -149,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     feed_actions = feed_cmd.add_subparsers(dest="action", required=True)
     feed_prune = feed_actions.add_parser("prune", parents=[common], help="drop entries older than some days")
     feed_prune.add_argument("--older-than", dest="days", type=float, required=True, metavar="DAYS")
+
+    commands.add_parser("takeover", parents=[common], help="make this mirror the primary (stops following)")
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -425,6 +430,19 @@ def _feed_prune(settings: Settings, days: float) -> int:
     return 0
 
 
+def _takeover(settings: Settings) -> int:
+    try:
+        state = _with_store(settings, lambda store: MirrorStore(store.pool).takeover())
+    except NotAMirror as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"took over from {state.source} at its change {state.watermark} ({state.taken_over_at:%Y-%m-%d %H:%M:%S %Z});"
+        " this node no longer follows it and accepts writes (a running node from its next write on)"
+    )
+    return 0
+
+
 def _migrate(settings: Settings) -> int:
     with open_database(settings, serving=False) as dsn:
         result = asyncio.run(migrate(dsn))
@@ -453,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stats(settings, args)
         if args.command == "feed":
             return _feed_prune(settings, args.days)
+        if args.command == "takeover":
+            return _takeover(settings)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":

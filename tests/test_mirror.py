@@ -1,0 +1,305 @@
+"""registry/mirror.py, replication.py and schema 0008: a mirror follows a primary, and takes over from it.
+
+Real nodes over HTTPS on 127.0.0.1 and real PostgreSQL databases, one per node. The primary is onboarded with an
+enterprise (``88.A``, whose admin writes) and an operator identity (which the mirror follows the feed as). A mirror
+must end with exactly its primary's state: the same rows (handles with spelling and values, prefixes, enterprises,
+operators) and byte-identical answers to the same reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from registry.enterprises import Credentials
+from registry.tls import ensure_self_signed
+from resolver.config import RegistrySettings, Settings
+from resolver.mirror_settings import MirrorSettings
+from tests.support import (
+    SECURE,
+    basic,
+    enterprises_and_operator,
+    eventually,
+    free_port,
+    fresh_database,
+    put_record,
+    running_node,
+    self_signed_context,
+    spawn_node,
+    start_node,
+)
+
+_TABLES = {
+    "handles": 'SELECT handle_key, handle, "values"::text FROM handles ORDER BY handle_key',
+    "prefixes": "SELECT to_jsonb(p)::text FROM prefixes p ORDER BY prefix_key",
+    "enterprises": "SELECT to_jsonb(e)::text FROM enterprises e ORDER BY prefix_key",
+    "operators": "SELECT to_jsonb(o)::text FROM operators o ORDER BY identity_key",
+}
+
+
+def _values(n: int) -> list[dict[str, Any]]:
+    return [
+        {"index": 1, "type": "URL", "data": {"format": "string", "value": f"https://example.org/p/{n}"}},
+        {"index": 2, "type": "DESC", "data": {"format": "string", "value": f"product {n}: 1.10 µm"}},
+    ]
+
+
+@dataclass
+class Primary:
+    url: str
+    dsn: str
+    cert: Path
+    roles: dict[str, Credentials]
+
+    def mirror_settings(self) -> MirrorSettings:
+        operator = self.roles["operator"]
+        return MirrorSettings(
+            mirror_of=self.url, mirror_identity=operator.identity, mirror_secret=operator.secret, mirror_ca=self.cert
+        )
+
+    def mirror_env(self) -> dict[str, str]:
+        operator = self.roles["operator"]
+        return {
+            "IDNODE_MIRROR_OF": self.url,
+            "IDNODE_MIRROR_IDENTITY": operator.identity,
+            "IDNODE_MIRROR_SECRET": operator.secret,
+            "IDNODE_MIRROR_CA": str(self.cert),
+        }
+
+
+async def _rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    con = await asyncpg.connect(dsn)
+    try:
+        return {name: [tuple(row) for row in await con.fetch(query)] for name, query in _TABLES.items()}
+    finally:
+        await con.close()
+
+
+async def _scalar(dsn: str, query: str) -> Any:
+    con = await asyncpg.connect(dsn)
+    try:
+        return await con.fetchval(query)
+    finally:
+        await con.close()
+
+
+async def _newest(dsn: str) -> int:
+    """The primary's feed, numbered up to now (as a feed request would), and its last number."""
+    con = await asyncpg.connect(dsn)
+    try:
+        await con.fetchval("SELECT idnode_sequence_changes(1000000)")
+        return await con.fetchval("SELECT last_seq FROM change_feed_state")
+    finally:
+        await con.close()
+
+
+async def _watermark(dsn: str) -> int:
+    return await _scalar(dsn, "SELECT coalesce((SELECT watermark FROM mirror_state), -1)")
+
+
+async def _caught_up(primary_dsn: str, mirror_dsn: str, timeout: float = 10.0) -> bool:
+    async def check() -> bool:
+        return await _watermark(mirror_dsn) == await _newest(primary_dsn)
+
+    return bool(await eventually(check, timeout=timeout, interval=0.05))
+
+
+async def _same_state(http: aiohttp.ClientSession, primary: str, mirror: str, primary_dsn: str, mirror_dsn: str) -> int:
+    """Assert the mirror holds the primary's rows and answers its bytes; how many handles were compared."""
+    source, copy = await _rows(primary_dsn), await _rows(mirror_dsn)
+    for table in _TABLES:
+        assert copy[table] == source[table], table
+    for key, _handle, _values in source["handles"]:
+        bodies = []
+        for base in (primary, mirror):
+            async with http.get(f"{base}/api/handles/{key}") as response:
+                bodies.append((response.status, await response.read()))
+        assert bodies[0] == bodies[1], key
+    return len(source["handles"])
+
+
+@contextlib.asynccontextmanager
+async def _primary(dsn: str, directory: Path, **mirror: Any) -> AsyncIterator[tuple[Primary, aiohttp.ClientSession]]:
+    roles = await enterprises_and_operator(dsn)
+    cert, _key = ensure_self_signed(directory)
+    settings = Settings(mirror=MirrorSettings(**mirror))
+    async with running_node(dsn, settings, ssl_context=self_signed_context(directory)) as node:
+        yield Primary(node.url, dsn, cert, roles), node.http
+
+
+async def _put(http: aiohttp.ClientSession, base: str, who: Credentials, handle: str, n: int) -> int:
+    body = orjson.dumps({"values": _values(n)})
+    headers = {**basic(who.identity, who.secret), "Content-Type": "application/json", **SECURE}
+    async with http.put(f"{base}/api/handles/{handle}", data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def _delete(http: aiohttp.ClientSession, base: str, who: Credentials, handle: str) -> int:
+    async with http.delete(f"{base}/api/handles/{handle}", headers={**basic(who.identity, who.secret)}) as response:
+        await response.read()
+        return response.status
+
+
+async def _load(http: aiohttp.ClientSession, primary: Primary, count: int, *, tag: str = "w") -> None:
+    """Creates, updates, deletes and re-creates (in a new spelling) under 88.A, one request at a time."""
+    admin = primary.roles["A"]
+    for n in range(count):
+        assert await _put(http, primary.url, admin, f"88.A/{tag}-{n % 40}", n) in (200, 201)
+        if n % 7 == 3:
+            assert await _delete(http, primary.url, admin, f"88.A/{tag}-{(n - 3) % 40}") == 200
+        if n % 11 == 5:
+            assert await _put(http, primary.url, admin, f"88.a/{tag.upper()}-{(n - 3) % 40}", n) in (200, 201)
+
+
+# --- following ---------------------------------------------------------------------------------------------
+
+
+async def test_a_mirror_follows_under_load_within_a_second_and_ends_with_the_primary_state(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        _primary(database, tmp_path) as (primary, http),
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+    ):
+        async with running_node(mirror_dsn, Settings(mirror=primary.mirror_settings())) as mirror:
+            load = asyncio.create_task(_load(http, primary, 400))
+            lags = []
+            admin = primary.roles["A"]
+            for n in range(15):  # while the load runs: a write's time from its acknowledgement to the mirror
+                handle = f"88.A/probe-{n}"
+                assert await _put(http, primary.url, admin, handle, n) == 201
+                acknowledged = time.monotonic()
+
+                async def arrived(handle: str = handle) -> bool:
+                    async with mirror.http.get(f"{mirror.url}/api/handles/{handle}") as response:
+                        return response.status == 200
+
+                assert await eventually(arrived, timeout=5.0, interval=0.01)
+                lags.append(time.monotonic() - acknowledged)
+            await load
+            assert await _caught_up(database, mirror_dsn)
+            compared = await _same_state(http, primary.url, mirror.url, database, mirror_dsn)
+            status, ready, _ = await mirror.get("/readyz")
+            assert status == 200
+            assert ready["mirror"]["of"] == primary.url and ready["mirror"]["following"] is True
+            assert ready["mirror"]["watermark"] == await _newest(database)
+            async with mirror.http.get(f"{mirror.url}/metrics") as response:
+                assert "idnode_mirror_lag_seconds 0.0" in await response.text()
+        with capsys.disabled():
+            print(
+                f"\nmirror lag under load (acknowledged on the primary → readable on the mirror, {len(lags)} probes): "
+                f"max {max(lags) * 1000:.0f} ms, mean {sum(lags) / len(lags) * 1000:.0f} ms; {compared} handles equal"
+            )
+        assert max(lags) <= 1.0
+
+
+async def test_writes_to_a_mirror_are_refused_naming_the_primary(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path
+) -> None:
+    async with (
+        _primary(database, tmp_path) as (primary, http),
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+    ):
+        settings = Settings(mirror=primary.mirror_settings(), registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
+        async with running_node(mirror_dsn, settings) as mirror:
+            assert await _put(http, primary.url, primary.roles["A"], "88.A/one", 1) == 201
+            assert await _caught_up(database, mirror_dsn)
+            admin = primary.roles["A"]
+            headers = {**basic(admin.identity, admin.secret), **SECURE, "Content-Type": "application/json"}
+            status, body, _ = await mirror.call(
+                "PUT", "/api/handles/88.A/two", data=orjson.dumps({"values": _values(2)}), headers=headers
+            )
+            assert (status, body["responseCode"]) == (403, 401)
+            assert primary.url in body["message"]
+            status, body, _ = await mirror.call("DELETE", "/api/handles/88.A/one", headers=headers)
+            assert status == 403 and primary.url in body["message"]
+            items = {"items": [{"op": "delete", "handle": "88.A/one"}]}
+            status, body, _ = await mirror.call("POST", "/api/handles:batch", data=orjson.dumps(items), headers=headers)
+            assert status == 403 and primary.url in body["message"]
+            status, _, _ = await mirror.get("/api/handles/88.A/one")
+            assert status == 200
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+async def test_a_killed_mirror_resumes_without_gap_or_duplicate(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path
+) -> None:
+    async with (
+        _primary(database, tmp_path) as (primary, http),
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+    ):
+        env = primary.mirror_env()
+        load = asyncio.create_task(_load(http, primary, 300))
+        for _ in range(3):  # killed while it applies, at whatever point the load has reached
+            with spawn_node(mirror_dsn, env=env) as (_url, process):
+                start = await _watermark(mirror_dsn)
+                assert await eventually(lambda start=start: _moved(mirror_dsn, start, database), timeout=10.0)
+                _kill(process)
+        await load
+        with spawn_node(mirror_dsn, env=env) as (url, _process):
+            assert await _caught_up(database, mirror_dsn)
+            await _same_state(http, primary.url, url, database, mirror_dsn)
+        # every handle change applied exactly once: the mirror wrote one history row per change of the primary
+        history = "SELECT count(*) FROM handle_history"
+        assert await _scalar(mirror_dsn, history) == await _scalar(database, history)
+
+
+async def _moved(dsn: str, start: int, primary_dsn: str) -> bool:
+    """The mirror applied something since ``start``, or has nothing left to apply."""
+    watermark = await _watermark(dsn)
+    return watermark > max(start, 0) or watermark == await _newest(primary_dsn)
+
+
+async def test_an_unreachable_primary_leaves_the_mirror_serving_and_it_catches_up(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path
+) -> None:
+    roles = await enterprises_and_operator(database)
+    cert, _ = ensure_self_signed(tmp_path)
+    context = self_signed_context(tmp_path)
+    port = free_port()
+    runner, url, _app = await start_node(database, ssl_context=context, port=port)
+    primary = Primary(url, database, cert, roles)
+    async with (
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+        running_node(mirror_dsn, Settings(mirror=primary.mirror_settings())) as mirror,
+    ):
+        await put_record(database, "88.A/before", _values(1))
+        assert await _caught_up(database, mirror_dsn)
+        await runner.cleanup()  # the primary is away; its database takes writes from elsewhere
+        await put_record(database, "88.A/during", _values(2))
+        status, _, _ = await mirror.get("/api/handles/88.A/before")
+        assert status == 200  # serves what it has
+        status, _, _ = await mirror.get("/api/handles/88.A/during")
+        assert status == 404
+
+        async def lagging() -> bool:
+            _, ready, _ = await mirror.get("/readyz")
+            return ready["mirror"]["lag_seconds"] > 0.5
+
+        assert await eventually(lagging, timeout=5.0)
+        runner, _url, _app = await start_node(database, ssl_context=context, port=port)
+        try:
+            assert await _caught_up(database, mirror_dsn, timeout=20.0)
+            status, _, _ = await mirror.get("/api/handles/88.A/during")
+            assert status == 200
+            _, ready, _ = await mirror.get("/readyz")
+            assert ready["mirror"]["lag_seconds"] == 0
+        finally:
+            await runner.cleanup()
