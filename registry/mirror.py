@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import ssl
 import time
@@ -169,6 +170,8 @@ class Follower:
                     log.warning("mirror: %s: %r; retrying in %.1fs", self.source, exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_RETRY)
+                    with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await self._reload()  # a takeover while the primary is away (idnode takeover) ends it too
                     continue
                 delay = FIRST_RETRY
                 if not applied:
@@ -181,7 +184,7 @@ class Follower:
                     self._behind(asked)
 
     async def _reload(self) -> None:
-        """The page was refused by the database: taken over, or another process moved the watermark."""
+        """After a refused page or a failed request: taken over, or another process moved the watermark?"""
         state = await self.store.state()
         if state is None or state.taken_over_at is not None:
             log.warning("mirror: taken over; no longer following %s", self.source)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import ssl
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from registry.tls import ensure_self_signed
 from resolver.config import RegistrySettings, Settings
 from resolver.mirror_settings import MirrorSettings
 from tests.support import (
+    REPO,
     SECURE,
     basic,
     enterprises_and_operator,
@@ -39,6 +44,7 @@ from tests.support import (
     self_signed_context,
     spawn_node,
     start_node,
+    stop_process,
 )
 
 _TABLES = {
@@ -303,3 +309,198 @@ async def test_an_unreachable_primary_leaves_the_mirror_serving_and_it_catches_u
             assert ready["mirror"]["lag_seconds"] == 0
         finally:
             await runner.cleanup()
+
+
+# --- synchronous mode --------------------------------------------------------------------------------------
+
+
+async def _timed_puts(http: aiohttp.ClientSession, primary: Primary, count: int, tag: str) -> list[float]:
+    times = []
+    for n in range(count):
+        started = time.perf_counter()
+        assert await _put(http, primary.url, primary.roles["A"], f"88.A/{tag}-{n}", n) == 201
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+async def test_sync_mirrors_holds_the_answer_until_a_mirror_has_the_write_and_what_it_costs(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        _primary(database, tmp_path / "sync", sync_mirrors=1, sync_mirror_timeout=0.5) as (sync, http),
+        fresh_database(server_dsn, template_database) as plain_dsn,
+        _primary(plain_dsn, tmp_path / "plain") as (plain, _),
+        fresh_database(server_dsn, template_database) as sync_mirror_dsn,
+        fresh_database(server_dsn, template_database) as plain_mirror_dsn,
+    ):
+        # no mirror: committed here, but not acknowledged
+        started = time.monotonic()
+        headers = {**basic(sync.roles["A"].identity, sync.roles["A"].secret), "Content-Type": "application/json"}
+        body = orjson.dumps({"values": _values(0)})
+        async with http.put(f"{sync.url}/api/handles/88.A/unconfirmed", data=body, headers=headers) as response:
+            answer = orjson.loads(await response.read())
+            assert (response.status, answer["responseCode"]) == (503, 3)
+            assert "not acknowledged" in answer["message"]
+        assert 0.5 <= time.monotonic() - started < 2.0
+        async with http.get(f"{sync.url}/api/handles/88.A/unconfirmed") as response:
+            assert response.status == 200  # as with synchronous_commit: committed on the primary all the same
+        async with (
+            running_node(sync_mirror_dsn, Settings(mirror=sync.mirror_settings())),
+            running_node(plain_mirror_dsn, Settings(mirror=plain.mirror_settings())),
+        ):
+            assert await _caught_up(database, sync_mirror_dsn)
+            assert await _caught_up(plain_dsn, plain_mirror_dsn)
+            for tag in ("warm", "a", "b"):  # alternated, so both see the same moments of this shared machine
+                with_sync = await _timed_puts(http, sync, 40, f"{tag}-sync")
+                without = await _timed_puts(http, plain, 40, f"{tag}-plain")
+            # each acknowledged write was already on the mirror when its answer came
+            source, copy = await _rows(database), await _rows(sync_mirror_dsn)
+            assert copy["handles"] == source["handles"]
+    with capsys.disabled():
+        print(
+            f"\nsingle PUT over HTTPS, median (p90) of 40: sync_mirrors=1 {with_sync[20] * 1000:.1f} "
+            f"({with_sync[36] * 1000:.1f}) ms, sync_mirrors=0 {without[20] * 1000:.1f} ({without[36] * 1000:.1f}) ms"
+        )
+
+
+# --- takeover ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _spawn_tls(dsn: str, directory: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``idnode serve --tls ARGS`` as its own process over ``dsn``; its URL and process once it is ready."""
+    cert, key = ensure_self_signed(directory)
+    port = free_port()
+    command = [sys.executable, "-m", "registry.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--tls"]
+    command += ["--tls-cert", str(cert), "--tls-key", str(key), *args]
+    env = {**os.environ, "IDNODE_DATABASE_URL": dsn, "IDNODE_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "the primary exited"
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1, context=context) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "the primary did not get ready"
+                time.sleep(0.1)
+        yield url, process
+    finally:
+        stop_process(process)
+
+
+async def _stop_database(server_dsn: str, dsn: str) -> None:
+    """Nobody can use the primary's database any more: connections refused, the open ones ended."""
+    name = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await admin.close()
+
+
+async def _drill(
+    server_dsn: str, template_database: str, directory: Path, sync_mirrors: int
+) -> tuple[int, int, float, float | None]:
+    """Writes under way, the primary SIGKILLed and its database stopped, takeover: (acknowledged, missing on the
+    mirror, seconds between the last acknowledged write the mirror holds and the kill, seconds between the
+    first acknowledged write it lacks and the kill)."""
+    async with (
+        fresh_database(server_dsn, template_database) as primary_dsn,
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+    ):
+        roles = await enterprises_and_operator(primary_dsn)
+        args = ("--sync-mirrors", str(sync_mirrors))
+        with _spawn_tls(primary_dsn, directory, *args) as (url, process):
+            primary = Primary(url, primary_dsn, ensure_self_signed(directory)[0], roles)
+            settings = Settings(
+                mirror=primary.mirror_settings(), registry=RegistrySettings(trusted_proxies=("127.0.0.1",))
+            )
+            async with running_node(mirror_dsn, settings) as mirror:
+                assert await _caught_up(primary_dsn, mirror_dsn)
+                acknowledged: dict[str, float] = {}
+                stop = asyncio.Event()
+
+                async def write() -> None:
+                    n = 0
+                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+                        while not stop.is_set():
+                            handle = f"88.A/drill-{n}"
+                            n += 1
+                            try:
+                                status = await _put(http, url, roles["A"], handle, n)
+                            except aiohttp.ClientError:
+                                await asyncio.sleep(0.01)
+                                continue
+                            if 200 <= status < 300:
+                                acknowledged[handle.upper()] = time.monotonic()
+
+                writer = asyncio.create_task(write())
+                await asyncio.sleep(2.0)
+                process.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                process.wait()
+                await _stop_database(server_dsn, primary_dsn)
+                await asyncio.sleep(0.3)
+                stop.set()
+                await writer
+                env = {**os.environ, "IDNODE_DATABASE_URL": mirror_dsn, "IDNODE_LOG_LEVEL": "WARNING"}
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "registry.cli", "takeover"],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert done.returncode == 0, done.stderr
+                held = {key for (key,) in await _fetch(mirror_dsn, "SELECT handle_key FROM handles")}
+                missing = [key for key in acknowledged if key not in held]
+                survived = max(at for key, at in acknowledged.items() if key in held)
+                first_lost = min((acknowledged[key] for key in missing), default=None)
+                # the new primary takes writes, and its own feed moves on past everything it applied
+                newest = await _newest(mirror_dsn)
+                admin = roles["A"]
+                assert await _put(mirror.http, mirror.url, admin, "88.A/after-takeover", 0) == 201
+                assert await _newest(mirror_dsn) > newest
+
+                async def stopped() -> bool:  # the follower notices at its next retry
+                    _, ready, _ = await mirror.get("/readyz")
+                    return ready["mirror"]["following"] is False
+
+                assert await eventually(stopped, timeout=12.0, interval=0.1)
+        return len(acknowledged), len(missing), killed - survived, None if first_lost is None else killed - first_lost
+
+
+async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
+    con = await asyncpg.connect(dsn)
+    try:
+        return await con.fetch(query)
+    finally:
+        await con.close()
+
+
+@pytest.mark.parametrize("sync_mirrors", [1, 0])
+async def test_takeover_drill(
+    server_dsn: str, template_database: str, tmp_path: Path, sync_mirrors: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acknowledged, missing, recovery_point, lost_window = await _drill(
+        server_dsn, template_database, tmp_path, sync_mirrors
+    )
+    with capsys.disabled():
+        lost = (
+            "" if lost_window is None else f"; the lost ones were acknowledged in the last {lost_window * 1000:.0f} ms"
+        )
+        print(
+            f"\ntakeover drill, sync_mirrors={sync_mirrors}: {acknowledged} writes acknowledged, {missing} missing on "
+            f"the mirror after takeover; recovery point {recovery_point * 1000:.0f} ms before the kill{lost}"
+        )
+    assert acknowledged > 20
+    if sync_mirrors:
+        assert missing == 0
