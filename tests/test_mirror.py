@@ -504,3 +504,40 @@ async def test_takeover_drill(
     assert acknowledged > 20
     if sync_mirrors:
         assert missing == 0
+
+
+async def test_takeover_over_http_is_for_operators_persists_and_is_refused_on_a_node_that_is_no_mirror(
+    database: str, server_dsn: str, template_database: str, tmp_path: Path
+) -> None:
+    async with (
+        _primary(database, tmp_path) as (primary, http),
+        fresh_database(server_dsn, template_database) as mirror_dsn,
+    ):
+        operator, admin = primary.roles["operator"], primary.roles["A"]
+        status, body = await _post_takeover(http, primary.url, operator)
+        assert (status, body["responseCode"]) == (409, 4)  # the primary itself is no mirror
+        assert await _put(http, primary.url, admin, "88.A/before", 1) == 201
+        settings = Settings(mirror=primary.mirror_settings(), registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
+        async with running_node(mirror_dsn, settings) as mirror:
+            assert await _caught_up(database, mirror_dsn)
+            status, body = await _post_takeover(mirror.http, mirror.url, admin, secure=True)
+            assert (status, body["responseCode"]) == (403, 401)  # an enterprise admin may not
+            status, body = await _post_takeover(mirror.http, mirror.url, operator, secure=True)
+            assert status == 200
+            assert (body["source"], body["watermark"]) == (primary.url, await _newest(database))
+            assert await _put(mirror.http, mirror.url, admin, "88.A/on-the-mirror", 2) == 201
+        assert await _put(http, primary.url, admin, "88.A/after", 3) == 201
+        async with running_node(mirror_dsn, settings) as restarted:  # mirror_of still set: it does not follow again
+            _, ready, _ = await restarted.get("/readyz")
+            assert ready["mirror"]["following"] is False
+            assert await _put(restarted.http, restarted.url, admin, "88.A/again", 4) == 201
+            status, _, _ = await restarted.get("/api/handles/88.A/after")
+            assert status == 404
+
+
+async def _post_takeover(
+    http: aiohttp.ClientSession, base: str, who: Credentials, *, secure: bool = False
+) -> tuple[int, Any]:
+    headers = {**basic(who.identity, who.secret), **(SECURE if secure else {})}
+    async with http.post(f"{base}/api/takeover", headers=headers) as response:
+        return response.status, orjson.loads(await response.read())
