@@ -124,7 +124,8 @@ class BatchWrites:
         with self.stages.metrics.counting("batch"):
             await self._write(request, identity, items, results)
         self.stages.metrics.batch_items += len(raw_items)
-        await self.stages.replication.settle()
+        if any(result is not None and result["responseCode"] == 1 for result in results):
+            await self.stages.replication.settle()  # "unchanged" too: a retry after a 503 waits for the mirrors
         return json_response({"responseCode": 1, "results": results})
 
     def _parse(self, position: int, raw: Any) -> _Item:

@@ -353,6 +353,12 @@ async def test_sync_mirrors_holds_the_answer_until_a_mirror_has_the_write_and_wh
             for tag in ("warm", "a", "b"):  # alternated, so both see the same moments of this shared machine
                 with_sync = await _timed_puts(http, sync, 40, f"{tag}-sync")
                 without = await _timed_puts(http, plain, 40, f"{tag}-plain")
+            items = {"items": [{"op": "create", "handle": "88.A/batch-1", "values": _values(1)}]}
+            async with http.post(
+                f"{sync.url}/api/handles:batch", data=orjson.dumps(items), headers=headers
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["results"][0]["status"] == 201
             # each acknowledged write was already on the mirror when its answer came
             source, copy = await _rows(database), await _rows(sync_mirror_dsn)
             assert copy["handles"] == source["handles"]
