@@ -85,11 +85,10 @@ class Follower:
         self.behind_since: float | None = None
         token = f"{quote(settings.mirror_identity, safe='')}:{settings.mirror_secret}".encode()
         self._authorization = "Basic " + base64.b64encode(token).decode()
+        self._ssl: ssl.SSLContext | bool = (
+            True if settings.mirror_ca is None else ssl.create_default_context(cafile=str(settings.mirror_ca))
+        )
         self._job = Background("idnode-mirror", self.run)
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        ca = self.settings.mirror_ca
-        return True if ca is None else ssl.create_default_context(cafile=str(ca))
 
     # --- state --------------------------------------------------------------------------------------------
 
@@ -119,7 +118,7 @@ class Follower:
 
     async def _fetch(self, session: aiohttp.ClientSession, after: int) -> str:
         url = f"{self.source}/api/changes?after={after}&limit={PAGE}&wait={WAIT:g}"
-        async with session.get(url, headers={"Authorization": self._authorization}, ssl=self._ssl()) as response:
+        async with session.get(url, headers={"Authorization": self._authorization}, ssl=self._ssl) as response:
             body = await response.text()
             if response.status != 200:
                 raise SourceRefused(f"{response.status} {body[:200]}")
@@ -157,8 +156,12 @@ class Follower:
                 try:
                     body = await self._fetch(session, self.watermark)
                     page = orjson.loads(body)
+                    upto, newest = int(page["next"]), int(page["newest"])
                     applied = await self.store.apply(self.watermark, body)
                 except (
+                    ValueError,  # not a feed answer (orjson's error is one)
+                    KeyError,
+                    TypeError,
                     aiohttp.ClientError,
                     TimeoutError,
                     SourceRefused,
@@ -177,7 +180,7 @@ class Follower:
                 if not applied:
                     await self._reload()
                     continue
-                self.watermark, self.newest = int(page["next"]), int(page["newest"])
+                self.watermark, self.newest = upto, newest
                 if self.watermark >= self.newest:
                     self.behind_since = None
                 else:

@@ -434,13 +434,17 @@ async def _drill(
 
                 async def write() -> None:
                     n = 0
-                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+                    timeout = aiohttp.ClientTimeout(
+                        total=10
+                    )  # a write, even one waiting for the mirror, answers in 5 s
+                    connector = aiohttp.TCPConnector(ssl=False)
+                    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                         while not stop.is_set():
                             handle = f"88.A/drill-{n}"
                             n += 1
                             try:
                                 status = await _put(http, url, roles["A"], handle, n)
-                            except aiohttp.ClientError:
+                            except (aiohttp.ClientError, TimeoutError):
                                 await asyncio.sleep(0.01)
                                 continue
                             if 200 <= status < 300:
@@ -496,9 +500,10 @@ async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
 async def test_takeover_drill(
     server_dsn: str, template_database: str, tmp_path: Path, sync_mirrors: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    acknowledged, missing, recovery_point, lost_window = await _drill(
-        server_dsn, template_database, tmp_path, sync_mirrors
-    )
+    async with asyncio.timeout(90):  # a stuck step fails here, with its traceback, instead of stalling the run
+        acknowledged, missing, recovery_point, lost_window = await _drill(
+            server_dsn, template_database, tmp_path, sync_mirrors
+        )
     with capsys.disabled():
         lost = (
             "" if lost_window is None else f"; the lost ones were acknowledged in the last {lost_window * 1000:.0f} ms"
