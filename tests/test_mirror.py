@@ -415,7 +415,8 @@ async def _drill(
 ) -> tuple[int, int, float, float | None]:
     """Writes under way, the primary SIGKILLed and its database stopped, takeover: (acknowledged, missing on the
     mirror, seconds between the last acknowledged write the mirror holds and the kill, seconds between the
-    first acknowledged write it lacks and the kill)."""
+    first acknowledged write it lacks and the kill). An answer read just after the kill was sent before it: times
+    are when the client read the answer, so the figures are at least 0."""
     async with (
         fresh_database(server_dsn, template_database) as primary_dsn,
         fresh_database(server_dsn, template_database) as mirror_dsn,
@@ -485,7 +486,8 @@ async def _drill(
                     return ready["mirror"]["following"] is False
 
                 assert await eventually(stopped, timeout=12.0, interval=0.1)
-        return len(acknowledged), len(missing), killed - survived, None if first_lost is None else killed - first_lost
+        lost_window = None if first_lost is None else max(0.0, killed - first_lost)
+        return len(acknowledged), len(missing), max(0.0, killed - survived), lost_window
 
 
 async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
