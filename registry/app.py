@@ -10,7 +10,9 @@
 5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes, change feed,
    OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
-   with ``upstream_identity``, the publisher/reporter to the parent in the primary worker only.
+   with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
+   in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a
+   mirror, held for ``sync_mirrors`` on a primary.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from registry.history import HandleHistory
 from registry.jobs import Jobs
 from registry.listing import HandleListing
 from registry.metrics import RegistryMetrics
+from registry.mirror import Follower, TakeoverAPI, mirror_metrics
+from registry.mirror_store import MirrorStore
 from registry.nodes import ChildWatch, NodesAPI
 from registry.openapi import OpenAPI
 from registry.permissions import Operators, Perm, Permissions
 from registry.prefix_api import PrefixesAPI
 from registry.recorder import StatsRecorder
+from registry.replication import MirrorAcks, Replication
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
 from registry.statistics import StatsStore
@@ -81,8 +86,20 @@ async def install(core: Core) -> Additions:
     metrics = RegistryMetrics(lambda: auth.failures)
     check_template = TemplateCheck(store, metrics)
     writer = Writer(store)
+    feed = FeedStore(core.store.pool, write_pool)
+    acks = MirrorAcks()
+    mirror_store = MirrorStore(write_pool)
+    replication = Replication(settings.mirror, mirror_store, feed, acks)
+    follower = Follower(settings.mirror, mirror_store) if settings.mirror.mirror_of is not None else None
     stages = WriteStages(
-        prefixes, records, auth, permissions, check_template, metrics, max_handle_bytes=settings.max_handle_bytes
+        prefixes,
+        records,
+        auth,
+        permissions,
+        check_template,
+        metrics,
+        max_handle_bytes=settings.max_handle_bytes,
+        replication=replication,
     )
     writes = HandleWrites(writer, stages)
     hooks = HandleHooks(
@@ -95,7 +112,7 @@ async def install(core: Core) -> Additions:
     stats = StatsStore(core.store.pool)
     recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
     watch = ChildWatch(stats, settings.hierarchy.report_interval)
-    jobs = Jobs(core, recorder, stats, watch)
+    jobs = Jobs(core, recorder, stats, watch, follower)
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
@@ -107,7 +124,8 @@ async def install(core: Core) -> Additions:
         *NodesAPI(
             stats, StatsStore(write_pool), auth, operators, report_interval=settings.hierarchy.report_interval
         ).routes(),
-        *ChangeFeed(FeedStore(core.store.pool, write_pool), wakeup, auth, operators).routes(),
+        *ChangeFeed(feed, wakeup, auth, operators, acks).routes(),
+        *TakeoverAPI(mirror_store, follower, replication, auth, operators).routes(),
         *OpenAPI().routes(),
     ]
 
@@ -120,7 +138,8 @@ async def install(core: Core) -> Additions:
         secure_check=channel.is_secure,
         on_startup=(jobs.start,),
         on_cleanup=(jobs.stop, wakeup.stop, close_writes),
-        metrics=(metrics.collect, watch.collect),
+        metrics=(metrics.collect, watch.collect, lambda: mirror_metrics(follower)),
+        ready_details=() if follower is None else (lambda: {"mirror": follower.detail()},),
     )
 
 

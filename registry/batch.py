@@ -96,6 +96,7 @@ class BatchWrites:
 
     @answers_errors
     async def batch(self, request: web.Request) -> web.StreamResponse:
+        await self.stages.replication.refuse_on_mirror()
         payload = await json_body(request, require_json_type=True)
         raw_items = payload.get("items") if isinstance(payload, dict) else payload
         if not isinstance(raw_items, list):
@@ -123,6 +124,8 @@ class BatchWrites:
         with self.stages.metrics.counting("batch"):
             await self._write(request, identity, items, results)
         self.stages.metrics.batch_items += len(raw_items)
+        if any(result is not None and result["responseCode"] == 1 for result in results):
+            await self.stages.replication.settle()  # "unchanged" too: a retry after a 503 waits for the mirrors
         return json_response({"responseCode": 1, "results": results})
 
     def _parse(self, position: int, raw: Any) -> _Item:

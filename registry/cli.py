@@ -26,6 +26,8 @@
     idnode escrow import FILE [--slice RECORDS]
                                       verify and apply a deposit (a DIFF only on top of its predecessor), in
                                       slices of RECORDS lines; run again, a killed import continues
+    idnode takeover                   make this mirror the primary: stop following for good, accept writes
+                                      (registry/mirror.py; with or without the mirror node running)
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
@@ -63,6 +65,7 @@ from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_d
 from registry.enterprises import Credentials, add_operator, home_prefix, onboard
 from registry.escrow import IMPORT_SLICE, Deposit, EscrowError, export_deposit, import_deposit
 from registry.feed_store import FeedStore
+from registry.mirror_store import MirrorStore, NotAMirror
 from registry.nodes import add_node
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
 from registry.store import Actor, RegistryStore
@@ -171,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     escrow_import.add_argument(
         "--slice", type=int, default=IMPORT_SLICE, metavar="RECORDS", help="records applied per transaction"
     )
+    commands.add_parser("takeover", parents=[common], help="make this mirror the primary (stops following)")
 
     import_cmd = commands.add_parser("import", parents=[common], help="import JSON Lines records")
     import_cmd.add_argument("file", type=Path)
@@ -473,6 +477,19 @@ def _escrow(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _takeover(settings: Settings) -> int:
+    try:
+        state = _with_store(settings, lambda store: MirrorStore(store.pool).takeover())
+    except NotAMirror as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"took over from {state.source} at its change {state.watermark} ({state.taken_over_at:%Y-%m-%d %H:%M:%S %Z});"
+        " this node no longer follows it and accepts writes (a running node from its next write on)"
+    )
+    return 0
+
+
 def _migrate(settings: Settings) -> int:
     with open_database(settings, serving=False) as dsn:
         result = asyncio.run(migrate(dsn))
@@ -503,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _feed_prune(settings, args.days)
         if args.command == "escrow":
             return _escrow(settings, args)
+        if args.command == "takeover":
+            return _takeover(settings)
         if args.command == "import":
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":

@@ -26,8 +26,10 @@ prune``) answers 410 rc 4; ``after`` beyond ``newest`` (a follower of another hi
 parameter 400 rc 4. Authentication as every operator endpoint: over a secure channel, 401/403 rc 402 without
 credentials, 403 rc 401 for a non-operator.
 
-Each request first runs the sequencer (``FeedStore.sequence``), which numbers the changes committed since the last
-run; why that order never skips or reorders a committed change is explained in ``schema/0007_change_feed.sql``.
+The ``after`` of each request is noted as what its identity holds (``registry/replication.py``: a primary with
+``sync_mirrors`` waits for that). Each request first runs the sequencer (``FeedStore.sequence``), which numbers
+the changes committed since the last run; why that order never skips or reorders a committed change is explained
+in ``schema/0007_change_feed.sql``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from registry.auth import Authenticator
 from registry.feed_store import FeedPage, FeedRow, FeedStore
 from registry.periodic import Background
 from registry.permissions import Operators
+from registry.replication import MirrorAcks
 from resolver.errors import HandleError, InsufficientPermissions, ProtocolError
 from resolver.responses import answers_errors, json_response
 
@@ -166,8 +169,11 @@ class FeedWakeup:
 class ChangeFeed:
     """``GET /api/changes``."""
 
-    def __init__(self, feed: FeedStore, wakeup: FeedWakeup, auth: Authenticator, operators: Operators) -> None:
+    def __init__(
+        self, feed: FeedStore, wakeup: FeedWakeup, auth: Authenticator, operators: Operators, acks: MirrorAcks
+    ) -> None:
         self.feed = feed
+        self.acks = acks
         self.wakeup = wakeup
         self.auth = auth
         self.operators = operators
@@ -199,6 +205,7 @@ class ChangeFeed:
         while True:
             moment = self.wakeup.moment()
             page = await self._read(after, limit)
+            self.acks.report(identity.key, after)  # holds everything up to after (checked by _read): replication.py
             remaining = deadline - loop.time()
             if page.rows or remaining <= 0:
                 break

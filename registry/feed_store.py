@@ -79,6 +79,10 @@ class FeedStore:
         """Number the committed pending changes (at most ``batch``); how many. Cheap when there are none."""
         return await self.write.fetchval("SELECT idnode_sequence_changes($1)", batch)
 
+    async def newest(self) -> int:
+        """The last number given (on the write pool: right after ``sequence``)."""
+        return await self.write.fetchval("SELECT last_seq FROM change_feed_state")
+
     async def page(self, after: int, limit: int) -> FeedPage:
         """Up to ``limit`` entries numbered above ``after``, with the bounds read before them."""
         async with self.read.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):

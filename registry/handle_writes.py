@@ -94,8 +94,10 @@ class HandleWrites:
     # --- PUT ----------------------------------------------------------------------------------------------
 
     async def put(self, request: web.Request) -> web.StreamResponse:
+        await self.stages.replication.refuse_on_mirror()
         with self.stages.metrics.counting("add_values" if _indexes(request) else "create") as tally:
             response, tally.op = await self._put(request, tally.op)
+        await self.stages.replication.settle()
         return response
 
     async def _put(self, request: web.Request, op: str) -> tuple[web.StreamResponse, str]:
@@ -179,8 +181,11 @@ class HandleWrites:
     # --- DELETE -------------------------------------------------------------------------------------------
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
+        await self.stages.replication.refuse_on_mirror()
         with self.stages.metrics.counting("delete_values" if _indexes(request) else "delete"):
-            return await self._delete(request)
+            response = await self._delete(request)
+        await self.stages.replication.settle()
+        return response
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         handle = self._target(request)

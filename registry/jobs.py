@@ -3,7 +3,8 @@
 - the statistics recorder (``registry/recorder.py``) in every worker: each rolls up its own tallies;
 - in the primary worker only (``resolver.serve.WORKER_INDEX`` 0, or a single process): the child-health count
   (``registry/nodes.ChildWatch``) and, with ``upstream`` and ``upstream_identity`` set, the publisher and reporter
-  to the parent (``registry/upstream.py``); several workers doing that would publish and report several times.
+  to the parent (``registry/upstream.py``); several workers doing that would publish and report several times;
+  and, with ``mirror_of`` set, the mirror's follower (``registry/mirror.py``): one process applies the feed.
 
 They stop before the registry's write pool closes, the recorder last, so its final flush still has a database.
 """
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from registry.mirror import Follower
 from registry.nodes import ChildWatch
 from registry.recorder import StatsRecorder
 from registry.statistics import DayStats, StatsStore
@@ -28,8 +30,11 @@ __all__ = ["Jobs"]
 class Jobs:
     """The registry's background jobs, started with the app and stopped (recorder flushed) before its pools close."""
 
-    def __init__(self, core: Core, recorder: StatsRecorder, stats: StatsStore, watch: ChildWatch) -> None:
+    def __init__(
+        self, core: Core, recorder: StatsRecorder, stats: StatsStore, watch: ChildWatch, follower: Follower | None
+    ) -> None:
         self.core = core
+        self.follower = follower
         self.recorder = recorder
         self.stats = stats
         self.watch = watch
@@ -40,6 +45,8 @@ class Jobs:
         if app.get(WORKER_INDEX, 0) != 0:
             return
         await self.watch.start()
+        if self.follower is not None:
+            self.follower.start()
         hierarchy = self.core.settings.hierarchy
         if hierarchy.upstream and hierarchy.upstream_identity is not None:
             listener = app[LISTENER]
@@ -62,6 +69,8 @@ class Jobs:
         return await self.stats.days(today - timedelta(days=1), today)
 
     async def stop(self, _app: web.Application) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
         if self.upstream is not None:
             await self.upstream.close()
         await self.watch.stop()

@@ -502,6 +502,19 @@ _PATHS: dict[str, Any] = {
             ),
         }
     },
+    "/api/takeover": {
+        "post": {
+            "summary": "Take over (operators, on a mirror): stop following the primary for good and accept writes;"
+            " answers source, watermark (the primary's last change held here) and takenOver",
+            "responses": _answers(
+                {
+                    "200": _json(_OBJECT, "source, watermark, takenOver"),
+                    "409": _json(_ref("Error"), "rc 4: this node is not a mirror"),
+                },
+                *_LIST_ERRORS,
+            ),
+        }
+    },
     "/api/nodes/report": {
         "post": {
             "summary": "A child node's heartbeat and daily totals (authenticated as the identity of node add)",

@@ -1,4 +1,8 @@
-"""The stages every handle write passes through, built once and shared by the single and the batch endpoints."""
+"""The stages every handle write passes through, built once and shared by the single and the batch endpoints.
+
+``replication`` brackets each write: refused on a mirror before anything else, and after its commit held until
+``sync_mirrors`` mirrors have it (``registry/replication.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from registry.auth import Authenticator
 from registry.cached import CachedRecords
 from registry.metrics import RegistryMetrics
 from registry.permissions import Permissions
+from registry.replication import Replication
 from registry.templates import TemplateCheck
 from resolver.prefixes import PrefixTable
 
@@ -16,7 +21,8 @@ __all__ = ["WriteStages"]
 
 @dataclass(frozen=True, slots=True)
 class WriteStages:
-    """Who may write (auth, permissions), what is valid (prefixes, templates, size) and what is counted."""
+    """Who may write (auth, permissions), what is valid (prefixes, templates, size), what is counted, and where the
+    write must also be before it is acknowledged (replication)."""
 
     prefixes: PrefixTable
     records: CachedRecords
@@ -25,3 +31,4 @@ class WriteStages:
     check_template: TemplateCheck
     metrics: RegistryMetrics
     max_handle_bytes: int
+    replication: Replication

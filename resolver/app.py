@@ -9,8 +9,8 @@
 4. ``ChangeListener``: must be LISTENing before the first request is answered, or a change committed
    between a miss and the LISTEN could be missed; it is started in ``on_startup`` and awaited.
 5. Extensions (the registry): each is handed the stages above as a ``Core`` and returns its ``Additions``
-   (hooks into ``/api/handles``, routes, start/stop steps, metric sources), so the endpoint below is built
-   complete and nothing is patched afterwards.
+   (hooks into ``/api/handles``, routes, start/stop steps, metric sources, ``/readyz`` details), so the
+   endpoint below is built complete and nothing is patched afterwards.
 6. Routes: the API (its hot GET route first), health, ``/api/site``, then the extensions' routes, then ``/api``
    errors, and last the proxy's catch-all ``/{handle}``.
 
@@ -72,6 +72,7 @@ ENDPOINT: web.AppKey[HandlesEndpoint] = web.AppKey("endpoint")
 METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
 COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
+READY_DETAILS: web.AppKey[list[Callable[[], dict[str, object]]]] = web.AppKey("ready_details")
 
 AppHook = Callable[[web.Application], Awaitable[None]]
 
@@ -99,6 +100,8 @@ class Additions:
     on_startup: Sequence[AppHook] = ()
     on_cleanup: Sequence[AppHook] = ()
     metrics: Sequence[Callable[[], Iterator[Metric]]] = ()
+    ready_details: Sequence[Callable[[], dict[str, object]]] = ()
+    """Parts added to every ``/readyz`` answer (information: they do not decide readiness), e.g. a mirror's lag."""
 
 
 Extension = Callable[[Core], Awaitable[Additions]]
@@ -177,6 +180,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app[LOOKUP], app[LISTENER], app[ENDPOINT] = lookup, listener, endpoint
     app[METRICS], app[COLLECTOR], app[PROMETHEUS_REGISTRY] = metrics, collector, new_registry(collector)
     app[FORWARDER] = forwarder
+    app[READY_DETAILS] = [detail for added in additions for detail in added.ready_details]
     app[BODY_TIMEOUT] = settings.body_timeout
 
     router.set_hot(HANDLES_PREFIX, endpoint.get_handle)
@@ -217,8 +221,9 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
 
 async def readyz(request: web.Request) -> web.StreamResponse:
     """Ready when the database answers (within ``READY_TIMEOUT``), the schema is migrated and the change listener
-    is connected; otherwise 503 rc 3 with Retry-After. A node that lost its LISTEN connection still answers from
-    its cache, but is not ready: it cannot hear about changes until it reconnects."""
+    is connected; otherwise 503 rc 3 with Retry-After. Extensions' details (a mirror's lag) are added without
+    deciding readiness: a mirror that lags still serves what it holds. A node that lost its LISTEN connection still
+    answers from its cache, but is not ready: it cannot hear about changes until it reconnects."""
     checks: dict[str, object] = {}
     try:
         async with asyncio.timeout(READY_TIMEOUT):
@@ -229,6 +234,8 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["listening"] = bool(request.app[LISTENER].connected)
+    for detail in request.app[READY_DETAILS]:
+        checks.update(detail())
     if checks["database"] == "ok" and bool(checks.get("schema_version")) and checks["listening"]:
         return json_response({"status": "ready", **checks})
     body = {"responseCode": DatabaseUnavailable.response_code, "status": "not ready", **checks}

@@ -27,6 +27,7 @@ from resolver.changes import ChangesSettings
 from resolver.errors import ConfigError
 from resolver.forward_settings import HierarchySettings
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
+from resolver.mirror_settings import MirrorSettings
 from resolver.sites import base_url
 from resolver.store import DatabaseSettings
 
@@ -77,6 +78,12 @@ forward_negative_ttl        60                 seconds a handle the authoritativ
 serve_stale                 86400              seconds an expired forwarded answer may answer while its site is away
 max_referrals               8                  referrals followed to find a prefix's site before giving up
 stats_interval              60                 seconds between roll-ups of the operation statistics into PostgreSQL
+mirror_of                   (none)             base URL of the primary this node mirrors (a DR node; writes refused)
+mirror_identity             (none)             operator identity at the primary that reads its change feed
+mirror_secret               (none)             that identity's secret
+mirror_ca                   (none)             PEM file of CAs trusted for the primary (HTTPS)
+sync_mirrors                0                  mirrors that must hold a handle write before it is acknowledged
+sync_mirror_timeout         5                  seconds a write waits for them (then 503 rc 3, not acknowledged)
 ==========================  =================  =====================================================
 """
 """Every option with its default and meaning, read by ``--help``; data rather than this module's docstring, which
@@ -130,6 +137,7 @@ class Settings:
     changes: ChangesSettings = field(default_factory=ChangesSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     hierarchy: HierarchySettings = field(default_factory=HierarchySettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], int]:
@@ -285,6 +293,12 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "serve_stale": ("hierarchy", "serve_stale", _non_negative_float),
     "max_referrals": ("hierarchy", "max_referrals", _int_in(1, 64)),
     "stats_interval": (None, "stats_interval", _positive_float),
+    "mirror_of": ("mirror", "mirror_of", _base_url),
+    "mirror_identity": ("mirror", "mirror_identity", _text),
+    "mirror_secret": ("mirror", "mirror_secret", _text),
+    "mirror_ca": ("mirror", "mirror_ca", _path),
+    "sync_mirrors": ("mirror", "sync_mirrors", _int_in(0, 64)),
+    "sync_mirror_timeout": ("mirror", "sync_mirror_timeout", _positive_float),
 }
 
 
@@ -378,7 +392,14 @@ def load_settings(
             raise ConfigError(f"config: unknown option {name}")
         merged[name] = (value, _flag(name))
     top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"database": {}, "cache": {}, "changes": {}, "registry": {}, "hierarchy": {}}
+    sections: dict[str, dict[str, Any]] = {
+        "database": {},
+        "cache": {},
+        "changes": {},
+        "registry": {},
+        "hierarchy": {},
+        "mirror": {},
+    }
     for name, (raw, source) in merged.items():
         section, attr, cast = _OPTIONS[name]
         try:
@@ -395,6 +416,7 @@ def load_settings(
         changes=replace(settings.changes, **sections["changes"]),
         registry=replace(settings.registry, **sections["registry"]),
         hierarchy=replace(settings.hierarchy, **sections["hierarchy"]),
+        mirror=replace(settings.mirror, **sections["mirror"]),
     )
     hierarchy = settings.hierarchy
     if hierarchy.forward_min_ttl > hierarchy.forward_max_ttl:
@@ -410,9 +432,30 @@ def load_settings(
             f"config: upstream {plain[0]} is plain HTTP; the upstream identity's secret is only sent over HTTPS "
             "(give the parent's https:// URL, and upstream_ca for a self-signed certificate)"
         )
+    _check_mirror(settings)
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"config: database_pool_min={settings.database.pool_min} exceeds "
             f"database_pool_max={settings.database.pool_max}"
         )
     return settings
+
+
+def _check_mirror(settings: Settings) -> None:
+    """A mirror authenticates at its primary, only over HTTPS; a primary's mirrors report to the one process that
+    waits for them."""
+    mirror = settings.mirror
+    if mirror.mirror_of is not None and (mirror.mirror_identity is None or mirror.mirror_secret is None):
+        raise ConfigError("config: mirror_of needs mirror_identity and mirror_secret (an operator identity there)")
+    if mirror.mirror_of is None and mirror.mirror_identity is not None:
+        raise ConfigError("config: mirror_identity is given without mirror_of")
+    if mirror.mirror_identity is not None and not str(mirror.mirror_of).startswith("https://"):
+        raise ConfigError(
+            f"config: mirror_of {mirror.mirror_of} is plain HTTP; the mirror identity's secret is only sent over "
+            "HTTPS (give the primary's https:// URL, and mirror_ca for a self-signed certificate)"
+        )
+    if mirror.sync_mirrors and settings.workers != 1:
+        raise ConfigError(
+            f"config: sync_mirrors={mirror.sync_mirrors} needs workers=1 "
+            "(mirrors confirm to the process they read the feed from)"
+        )

@@ -279,3 +279,16 @@ def test_hierarchy_options_are_read_and_checked() -> None:
     secret = {"upstream_identity": "300:0.NA/88.118", "upstream_secret": "s"}
     assert "plain HTTP" in _refused(flags={**secret, "upstream": "http://parent:8000"})
     assert load_settings({**secret, "upstream": "https://parent:8443"}).hierarchy.upstream_secret == "s"
+
+
+def test_mirror_options_are_read_and_checked() -> None:
+    identity = {"mirror_identity": "300:99.OPS/MIRROR", "mirror_secret": "s"}
+    settings = load_settings({**identity, "mirror_of": "https://primary:8443", "mirror_ca": "/etc/idnode/primary.pem"})
+    assert settings.mirror.mirror_of == "https://primary:8443"
+    assert settings.mirror.mirror_ca == Path("/etc/idnode/primary.pem")
+    assert (settings.mirror.sync_mirrors, settings.mirror.sync_mirror_timeout) == (0, 5.0)
+    assert "plain HTTP" in _refused(flags={**identity, "mirror_of": "http://primary:8000"})
+    assert "needs mirror_identity" in _refused(flags={"mirror_of": "https://primary:8443"})
+    assert "without mirror_of" in _refused(flags=identity)
+    assert "needs workers=1" in _refused(flags={"sync_mirrors": "1", "workers": "2"})
+    assert load_settings({"sync_mirrors": "2", "sync_mirror_timeout": "0.5"}).mirror.sync_mirrors == 2

@@ -32,6 +32,7 @@ SPEC_PATH = {
     "/api/nodes": "/api/nodes",
     "/api/nodes/report": "/api/nodes/report",
     "/api/changes": "/api/changes",
+    "/api/takeover": "/api/takeover",
     "/hrls/handles": "/hrls/handles",
     "/hrls/handles/": "/hrls/handles",
     "/hrls/ping": "/hrls/ping",
