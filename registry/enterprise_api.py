@@ -18,6 +18,7 @@ prefix is 404 rc 100. What each operation does and why: ``registry/lifecycle.py`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -75,10 +76,11 @@ class EnterprisesAPI:
         state = request.query.get("state")
         if state is not None and state not in STATES:
             raise ProtocolError(f"state must be one of {', '.join(STATES)}")
+        name, credit_code = (_text(request.query, key) for key in ("name", "creditCode"))
         await self._operator(request)
         total, rows = await self.store.enterprises(
-            name=request.query.get("name"),
-            credit_code=request.query.get("creditCode"),
+            name=name,
+            credit_code=credit_code,
             status=state,
             limit=None if page is None else page.size,
             offset=0 if page is None else page.offset,
@@ -127,3 +129,10 @@ class EnterprisesAPI:
     @staticmethod
     def _answer(row: Any) -> web.StreamResponse:
         return json_response({"responseCode": 1, "enterprise": enterprise_json(row)})
+
+
+def _text(query: Mapping[str, str], key: str) -> str | None:
+    value = query.get(key)
+    if value is not None and "\x00" in value:
+        raise ProtocolError(f"{key} must not contain NUL characters")
+    return value

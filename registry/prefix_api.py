@@ -82,6 +82,8 @@ class PrefixesAPI:
                 raise ProtocolError('Expected {"name": ..., "creditCode": ..., "contact": ...}')
         name = payload.get("name")
         if name is None:
+            for field in _FIELDS:  # typed even when only homing, as the document types them
+                _optional(payload, field)
             added = await home_prefix(self.store, prefix)
             return json_response({"responseCode": 1, "prefix": prefix}, status=201 if added else 200)
         enterprise = _enterprise(payload)
@@ -118,13 +120,15 @@ class PrefixesAPI:
         raise MethodNotAllowed(request.method, request.path, allow=_ITEM_ALLOW)
 
 
+_FIELDS = ("creditCode", "contact", "address")
+"""The optional fields of an enterprise, in ``Enterprise``'s order."""
+
+
 def _enterprise(payload: dict[str, Any]) -> Enterprise:
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ProtocolError("name must be a non-empty string")
-    return Enterprise(
-        name, _optional(payload, "creditCode"), _optional(payload, "contact"), _optional(payload, "address")
-    )
+    return Enterprise(name, *(_optional(payload, field) for field in _FIELDS))
 
 
 def _optional(payload: dict[str, Any], key: str) -> str | None:

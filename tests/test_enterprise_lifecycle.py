@@ -340,3 +340,22 @@ async def test_only_operators_manage_enterprises(site: Site, method: str, path: 
 async def _still_one(site: Site) -> bool:
     _, body = await site.op("GET", "/api/enterprises")
     return body["totalCount"] == "1"
+
+
+async def test_a_nul_in_a_listing_filter_is_400_rc_4(site: Site) -> None:
+    status, body = await site.op("GET", "/api/enterprises?name=a%00b")
+    assert (status, body["responseCode"]) == (400, 4)
+    assert "name" in body["message"]
+
+
+async def test_homing_a_prefix_with_a_mistyped_field_is_refused(site: Site) -> None:
+    status, body = await site.op("POST", "/api/prefixes/88.118.30", json={"creditCode": 5})
+    assert (status, body["responseCode"]) == (400, 4)
+    assert "creditCode" in body["message"]
+
+
+async def test_a_suspended_enterprise_cannot_rewrite_a_handle_with_the_same_values_either(site: Site) -> None:
+    assert (await site.write("88.118.7/same", site.admin))[0] == 201
+    await site.op("POST", "/api/enterprises/88.118.7/suspend")
+    status, body = await site.write("88.118.7/same", site.admin)
+    assert (status, body["responseCode"]) == (403, 401)
