@@ -28,7 +28,7 @@ from registry.cached import CachedRecords
 from registry.lifecycle import STATES, Suspensions, enterprise_json, rotate_secret, set_state, show, update
 from registry.paging import paging
 from registry.permissions import Operators
-from registry.store import Actor, RegistryStore
+from registry.store import Actor, EnterpriseRow, RegistryStore
 from resolver.errors import InsufficientPermissions, ProtocolError
 from resolver.identifiers import ascii_upper
 from resolver.responses import answers_errors, json_body, json_response
@@ -127,7 +127,7 @@ class EnterprisesAPI:
         return json_response({"responseCode": 1, "prefix": prefix, **credentials.as_json()})
 
     @staticmethod
-    def _answer(row: Any) -> web.StreamResponse:
+    def _answer(row: EnterpriseRow) -> web.StreamResponse:
         return json_response({"responseCode": 1, "enterprise": enterprise_json(row)})
 
 

@@ -294,12 +294,18 @@ _ENTERPRISE_FIELDS = {
 }
 _ENTERPRISE_ERRORS = (400, 401, 403, 404, 429, 503)
 _ENTERPRISE_ANSWER = _json(_OBJECT, "enterprise: prefix, name, creditCode, contact, address, state, admin, createdAt")
-_ENTERPRISE_STATE_PATH = {
-    "post": {
-        "parameters": [_PREFIX],
-        "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
+
+
+def _state_change(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [_PREFIX],
+            "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
+        }
     }
-}
+
+
 _ENTERPRISE_PATHS: dict[str, Any] = {
     "/api/enterprises": {
         "get": {
@@ -334,12 +340,8 @@ _ENTERPRISE_PATHS: dict[str, Any] = {
             "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
         },
     },
-    "/api/enterprises/{prefix}/suspend": {
-        "post": {**_ENTERPRISE_STATE_PATH["post"], "summary": "Suspend: its writes are refused, its handles resolve"}
-    },
-    "/api/enterprises/{prefix}/resume": {
-        "post": {**_ENTERPRISE_STATE_PATH["post"], "summary": "Resume a suspended enterprise"}
-    },
+    "/api/enterprises/{prefix}/suspend": _state_change("Suspend: its writes are refused, its handles resolve"),
+    "/api/enterprises/{prefix}/resume": _state_change("Resume a suspended enterprise"),
     "/api/enterprises/{prefix}/rotate-secret": {
         "post": {
             "summary": "A new secret for the enterprise's admin identity (shown once); the old one and its sessions"
