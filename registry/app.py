@@ -7,8 +7,8 @@
    session look-up), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, sessions, templates, batch, reverse look-up, statistics, child nodes, change feed,
-   OpenAPI) and metric sources;
+5. returns its own routes (prefixes, enterprises, sessions, templates, batch, reverse look-up, statistics, child
+   nodes, change feed, OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
    in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a
@@ -22,11 +22,13 @@ from aiohttp import web
 from registry.auth import Authenticator, Channel, Identity
 from registry.batch import BatchWrites
 from registry.cached import CachedRecords
+from registry.enterprise_api import EnterprisesAPI
 from registry.feed import ChangeFeed, FeedWakeup
 from registry.feed_store import FeedStore
 from registry.handle_writes import HandleWrites
 from registry.history import HandleHistory
 from registry.jobs import Jobs
+from registry.lifecycle import Suspensions
 from registry.listing import HandleListing
 from registry.metrics import RegistryMetrics
 from registry.mirror import Follower, TakeoverAPI, mirror_metrics
@@ -81,7 +83,8 @@ async def install(core: Core) -> Additions:
     prefixes = core.lookup.prefixes
     records = CachedRecords(core.lookup)
     operators = Operators(store, settings.registry.operators)
-    permissions = Permissions(records.values_of, operators.includes)
+    suspensions = Suspensions(store)
+    permissions = Permissions(records.values_of, operators.includes, suspensions.covering)
     auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store))
     metrics = RegistryMetrics(lambda: auth.failures)
     check_template = TemplateCheck(store, metrics)
@@ -116,6 +119,7 @@ async def install(core: Core) -> Additions:
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
     routes = [
         *PrefixesAPI(store, core.store, auth, operators).routes(),
+        *EnterprisesAPI(store, records, auth, operators, suspensions).routes(),
         *Sessions(store, auth).routes(),
         *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
         *batch.routes(),

@@ -70,3 +70,7 @@ class CachedRecords:
         """A deleted handle: gone from the cache, and remembered as absent."""
         self._lookup.cache.evict(key)
         self._lookup.cache.put_absent(key)
+
+    def evict(self, key: str) -> None:
+        """A handle changed by a write that did not build its new record here: the next look-up loads it."""
+        self._lookup.cache.evict(key)

@@ -8,8 +8,17 @@
     idnode prefix delegate PREFIX --site URL [--site URL2] [--derived]
                                       let another node serve PREFIX (its 0.NA/PREFIX names that node's site)
     idnode prefix undelegate PREFIX
-    idnode enterprise add --prefix P --name N [--credit-code C] [--contact C] [--json]
-                                      onboard an enterprise; prints its identity and secret (shown once)
+    idnode enterprise add (--prefix P | [--under P]) --name N [--credit-code C] [--contact C] [--address A] [--json]
+                                      onboard an enterprise (without --prefix: on the next free number under
+                                      --under, default the node prefix); prints its identity and secret (shown once)
+    idnode enterprise list [--name S] [--credit-code C] [--state active|suspended] [--page N --page-size N] [--json]
+    idnode enterprise show PREFIX [--json]
+    idnode enterprise update PREFIX [--name N] [--contact C] [--address A] [--credit-code C] [--json]
+                                      change those fields ("" removes one, the name excepted)
+    idnode enterprise suspend|resume PREFIX
+                                      refuse (or allow again) the enterprise's writes; its handles keep resolving
+    idnode enterprise rotate-secret PREFIX [--json]
+                                      a new secret for P/ADMIN (shown once); the old one and its sessions stop
     idnode operator add HANDLE [--json]
                                       create a node-operator identity; prints its secret (shown once)
     idnode node add --prefix P --name N [--json]
@@ -57,25 +66,27 @@ from urllib.parse import quote
 import asyncpg
 import orjson
 
-from registry import progress
+from registry import lifecycle, progress
 from registry.app import extensions
 from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
-from registry.enterprises import Credentials, add_operator, home_prefix, onboard
+from registry.enterprises import Credentials, Enterprise, add_operator, home_prefix, onboard, onboard_next
 from registry.escrow import IMPORT_SLICE, Deposit, EscrowError, export_deposit, import_deposit
 from registry.feed_store import FeedStore
+from registry.lifecycle import STATES, enterprise_json
 from registry.mirror_store import MirrorStore, NotAMirror
 from registry.nodes import add_node
+from registry.paging import paging
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
-from registry.store import Actor, RegistryStore
+from registry.store import Actor, EnterpriseRow, RegistryStore
 from registry.tls import server_context
 from registry.upstream import Published, Upstream, UpstreamError
 from resolver import __version__
 from resolver.answers import Redirects, build_entry, render
 from resolver.config import Settings, add_option_flags, given_flags, load_settings
 from resolver.database import migrate, open_database
-from resolver.errors import ConfigError, HandleError
+from resolver.errors import ConfigError, HandleError, HandleNotFound
 from resolver.identifiers import parse, validate_text
 from resolver.prefixes import PrefixTable
 from resolver.records import ValueFilter
@@ -124,14 +135,37 @@ def _parser() -> argparse.ArgumentParser:
     prefix_undelegate = prefix_actions.add_parser("undelegate", parents=[common], help="remove a prefix's delegation")
     prefix_undelegate.add_argument("prefix")
 
-    enterprise_cmd = commands.add_parser("enterprise", help="onboard enterprises")
+    # --- enterprise (registry/lifecycle.py) ---
+    enterprise_cmd = commands.add_parser("enterprise", help="onboard and manage enterprises")
     enterprise_actions = enterprise_cmd.add_subparsers(dest="action", required=True)
     enterprise_add = enterprise_actions.add_parser("add", parents=[common], help="onboard an enterprise")
-    enterprise_add.add_argument("--prefix", required=True, help="the enterprise prefix, e.g. 88.118.8")
+    enterprise_add.add_argument("--prefix", help="the enterprise prefix, e.g. 88.118.8 (default: the next free one)")
+    enterprise_add.add_argument("--under", help="without --prefix: number under this prefix (default: the node's)")
     enterprise_add.add_argument("--name", required=True)
-    enterprise_add.add_argument("--credit-code", dest="credit_code", help="unified social credit code")
-    enterprise_add.add_argument("--contact")
-    enterprise_add.add_argument("--json", action="store_true", help='print {"identity": ..., "secret": ...}')
+    for field in ("--credit-code", "--contact", "--address"):
+        enterprise_add.add_argument(field, help="unified social credit code" if field == "--credit-code" else None)
+    enterprise_add.add_argument("--json", action="store_true", help='print {"prefix", "identity", "secret"}')
+    enterprise_list = enterprise_actions.add_parser("list", parents=[common], help="list enterprises")
+    enterprise_list.add_argument("--name", help="a substring of the name, any case")
+    enterprise_list.add_argument("--credit-code")
+    enterprise_list.add_argument("--state", choices=STATES)
+    enterprise_list.add_argument("--page", type=int)
+    enterprise_list.add_argument("--page-size", type=int)
+    enterprise_list.add_argument("--json", action="store_true", help="print the enterprises as JSON Lines")
+    enterprise_actions.add_parser("show", parents=[common], help="show one enterprise")
+    enterprise_update = enterprise_actions.add_parser("update", parents=[common], help="change an enterprise")
+    for field in ("--name", "--contact", "--address", "--credit-code"):
+        enterprise_update.add_argument(field)
+    for action, what in (
+        ("suspend", "refuse the enterprise's writes (its handles keep resolving)"),
+        ("resume", "allow a suspended enterprise's writes again"),
+        ("rotate-secret", "a new secret for its admin identity (shown once); the old one stops working"),
+    ):
+        enterprise_actions.add_parser(action, parents=[common], help=what)
+    for name, sub in enterprise_actions.choices.items():
+        if name not in ("add", "list"):
+            sub.add_argument("prefix")
+            sub.add_argument("--json", action="store_true", help="print JSON")
 
     operator_cmd = commands.add_parser("operator", help="node-operator identities")
     operator_actions = operator_cmd.add_subparsers(dest="action", required=True)
@@ -295,21 +329,114 @@ def _print_credentials(credentials: Credentials, as_json: bool, what: str) -> No
         print(f"secret (shown once, store it now): {credentials.secret}")
 
 
+# --- enterprise (registry/lifecycle.py) ---
+
+
+def _cli_actor() -> Actor:
+    return Actor(f"cli:{getpass.getuser()}")
+
+
 def _enterprise_add(settings: Settings, args: argparse.Namespace) -> int:
-    actor = Actor(f"cli:{getpass.getuser()}")
-    credentials = _with_store(
-        settings,
-        lambda store: onboard(
-            RegistryStore(store.pool),
+    enterprise = Enterprise(args.name, args.credit_code, args.contact, args.address)
+
+    async def work(store: Store) -> tuple[str, Credentials]:
+        registry = RegistryStore(store.pool)
+        if args.prefix is None:
+            return await onboard_next(registry, enterprise, under=args.under, actor=_cli_actor())
+        credentials = await onboard(
+            registry,
             args.prefix,
+            name=enterprise.name,
+            credit_code=enterprise.credit_code,
+            contact=enterprise.contact,
+            address=enterprise.address,
+            actor=_cli_actor(),
+        )
+        return args.prefix, credentials
+
+    if args.prefix is not None and args.under is not None:
+        raise ConfigError("enterprise add: give --prefix or --under, not both")
+    prefix, credentials = _with_store(settings, work)
+    if args.json:
+        print(orjson.dumps({"prefix": prefix, **credentials.as_json()}).decode())
+    else:
+        _print_credentials(credentials, False, f"enterprise {prefix}")
+    return 0
+
+
+def _print_enterprise(row: EnterpriseRow, as_json: bool) -> None:
+    shown = enterprise_json(row)
+    if as_json:
+        print(orjson.dumps(shown).decode())
+    else:
+        for key, value in shown.items():
+            print(f"{key}\t{'' if value is None else value}")
+
+
+def _enterprise_list(settings: Settings, args: argparse.Namespace) -> int:
+    page = paging({k: str(v) for k, v in (("page", args.page), ("pageSize", args.page_size)) if v is not None})
+    total, rows = _with_store(
+        settings,
+        lambda store: RegistryStore(store.pool).enterprises(
             name=args.name,
             credit_code=args.credit_code,
-            contact=args.contact,
-            actor=actor,
+            status=args.state,
+            limit=None if page is None else page.size,
+            offset=0 if page is None else page.offset,
         ),
+    )
+    for row in rows:
+        if args.json:
+            print(orjson.dumps(enterprise_json(row)).decode())
+        else:
+            print("\t".join((row.prefix, row.status, row.name, row.credit_code or "")))
+    if not args.json:
+        print(f"{total} enterprise(s)", file=sys.stderr)
+    return 0
+
+
+def _enterprise_change(settings: Settings, args: argparse.Namespace) -> int:
+    """show, update, suspend, resume: the enterprise as it is afterwards."""
+    fields = {"name": "name", "contact": "contact", "address": "address", "creditCode": "credit_code"}
+    patch = {key: getattr(args, attr, None) for key, attr in fields.items()}
+    patch = {key: value or None for key, value in patch.items() if value is not None}
+
+    def work(store: Store) -> Awaitable[EnterpriseRow]:
+        registry = RegistryStore(store.pool)
+        if args.action == "update":
+            return lifecycle.update(registry, args.prefix, patch, actor=_cli_actor())
+        if args.action == "show":
+            return lifecycle.show(registry, args.prefix)
+        state = "suspended" if args.action == "suspend" else "active"
+        return lifecycle.set_state(registry, args.prefix, state, actor=_cli_actor())
+
+    _print_enterprise(_with_store(settings, work), args.json)
+    return 0
+
+
+def _enterprise_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    credentials = _with_store(
+        settings, lambda store: lifecycle.rotate_secret(RegistryStore(store.pool), args.prefix, actor=_cli_actor())
     )
     _print_credentials(credentials, args.json, f"enterprise {args.prefix}")
     return 0
+
+
+def _enterprise(settings: Settings, args: argparse.Namespace) -> int:
+    """``idnode enterprise ACTION``: exit status 1 when the enterprise does not exist."""
+    actions: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "add": _enterprise_add,
+        "list": _enterprise_list,
+        "rotate-secret": _enterprise_rotate,
+    }
+    try:
+        return actions.get(args.action, _enterprise_change)(settings, args)
+    except HandleNotFound as exc:
+        print(f"idnode: {exc.message}", file=sys.stderr)
+        return 1
+
+
+# --- end of enterprise ---
 
 
 def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -507,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "prefix":
             return _PREFIX_ACTIONS[args.action](settings, args)
         if args.command == "enterprise":
-            return _enterprise_add(settings, args)
+            return _enterprise(settings, args)
         if args.command == "operator":
             return _operator_add(settings, args)
         if args.command == "node":

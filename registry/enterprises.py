@@ -12,7 +12,14 @@ Node operators are identities the same way (``idnode operator add``), recorded i
 An enterprise prefix must lie under a prefix this node homes (a secondary node allocates from its own range),
 and tenants never nest: no enterprise may sit on a prefix derived from another's (``88.118.8.1`` while
 ``88.118.8`` belongs to someone else), nor above one, since the enterprise wall (``permissions.within_prefix``)
-lets an identity act on the prefixes derived from its own.
+lets an identity act on the prefixes derived from its own. The unified social credit code, when given, must pass
+GB 32100's checks (``registry/credit_codes.py``).
+
+``onboard_next`` numbers the prefix itself: the smallest ``n >= 1`` for which ``<under>.n`` is free (neither homed,
+delegated nor an enterprise's, with nothing derived from it taken either), so ``88.118.1``, ``88.118.2``, …
+``under`` defaults to the node prefix: the one homed prefix that is neither an enterprise's nor under another
+homed prefix (400 when there are none or several). Numbering happens under the tenancy lock, so two concurrent
+allocations get different numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import secrets
 from dataclasses import dataclass
 
 from registry.auth import hash_secret
+from registry.credit_codes import validate_credit_code
 from registry.store import Actor, RegistryStore, WriteTransaction
 from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidHandle, PrefixNotHomed, ProtocolError
 from resolver.identifiers import ascii_upper, parse, prefix_chain, validate_text
@@ -36,6 +44,7 @@ __all__ = [
     "insert_handle",
     "new_secret",
     "onboard",
+    "onboard_next",
     "remove_prefix",
     "renew_secret",
     "validate_prefix",
@@ -143,24 +152,78 @@ async def _check_tenancy(tx: WriteTransaction, prefix: str, key: str) -> None:
         )
 
 
-async def onboard(
-    store: RegistryStore, prefix: str, *, name: str, credit_code: str | None, contact: str | None, actor: Actor
-) -> Credentials:
-    """Create the enterprise of ``prefix`` as described in the module docstring; 409 when it exists."""
-    validate_prefix(prefix)
-    if "\x00" in name:
-        raise ProtocolError("name must not contain NUL characters")
+@dataclass(frozen=True, slots=True)
+class Enterprise:
+    """What onboarding records about an enterprise besides its prefix."""
+
+    name: str
+    credit_code: str | None = None
+    contact: str | None = None
+    address: str | None = None
+
+    def checked(self) -> Enterprise:
+        """This enterprise with its name trimmed and credit code validated; 400 rc 4 otherwise."""
+        if not self.name.strip() or "\x00" in self.name:
+            raise ProtocolError("name must be a non-empty string without NUL characters")
+        code = None if self.credit_code is None else validate_credit_code(self.credit_code)
+        return Enterprise(self.name.strip(), code, self.contact, self.address)
+
+
+async def _create(tx: WriteTransaction, prefix: str, enterprise: Enterprise, actor: Actor) -> Credentials:
+    """Onboard ``prefix`` inside ``tx``, which holds the tenancy lock."""
     key = ascii_upper(prefix)
     admin = f"{prefix}/{ADMIN_SUFFIX}"
     secret, hashed = await new_secret()
+    await _check_tenancy(tx, prefix, key)
+    await tx.add_prefix(prefix, key, next(iter(prefix_chain(key)[1:]), None))
+    await tx.add_enterprise(key, enterprise, actor.name)
+    await insert_handle(tx, f"0.NA/{prefix}", _prefix_handle_values(prefix, admin))
+    await insert_handle(tx, admin, identity_values(admin, hashed))
+    return Credentials(f"300:{admin}", secret)
+
+
+async def onboard(
+    store: RegistryStore,
+    prefix: str,
+    *,
+    name: str,
+    credit_code: str | None,
+    contact: str | None,
+    actor: Actor,
+    address: str | None = None,
+) -> Credentials:
+    """Create the enterprise of ``prefix`` as described in the module docstring; 409 when it exists."""
+    validate_prefix(prefix)
+    enterprise = Enterprise(name, credit_code, contact, address).checked()
     async with store.transaction(actor) as tx:
         await tx.lock_tenancy()
-        await _check_tenancy(tx, prefix, key)
-        await tx.add_prefix(prefix, key, next(iter(prefix_chain(key)[1:]), None))
-        await tx.add_enterprise(key, name, credit_code, contact, actor.name)
-        await insert_handle(tx, f"0.NA/{prefix}", _prefix_handle_values(prefix, admin))
-        await insert_handle(tx, admin, identity_values(admin, hashed))
-    return Credentials(f"300:{admin}", secret)
+        return await _create(tx, prefix, enterprise, actor)
+
+
+async def onboard_next(
+    store: RegistryStore, enterprise: Enterprise, *, under: str | None, actor: Actor
+) -> tuple[str, Credentials]:
+    """Onboard ``enterprise`` on the next free number under ``under`` (see the module docstring); its prefix and
+    credentials."""
+    enterprise = enterprise.checked()
+    async with store.transaction(actor) as tx:
+        await tx.lock_tenancy()
+        if under is None:
+            under = await _node_prefix(tx)
+        validate_prefix(under)
+        taken = await tx.numbered_under(ascii_upper(under))
+        number = next(n for n in range(1, len(taken) + 2) if n not in taken)
+        prefix = f"{under}.{number}"
+        return prefix, await _create(tx, prefix, enterprise, actor)
+
+
+async def _node_prefix(tx: WriteTransaction) -> str:
+    """The one homed prefix that is not an enterprise's and lies under no other homed prefix."""
+    tops = await tx.node_prefixes()
+    if len(tops) != 1:
+        found = ", ".join(tops) or "none"
+        raise ProtocolError(f"under: give the prefix to number under (this node homes several or none: {found})")
+    return tops[0]
 
 
 async def home_prefix(store: RegistryStore, prefix: str) -> bool:

@@ -286,6 +286,73 @@ _ANSWER_CHALLENGE: dict[str, Any] = {
     ),
 }
 
+# --- enterprises (registry/enterprise_api.py) -------------------------------------------------------------------
+_ENTERPRISE_FIELDS = {
+    "creditCode": {"type": ["string", "null"], "description": "unified social credit code (GB 32100)"},
+    "contact": {"type": ["string", "null"]},
+    "address": {"type": ["string", "null"]},
+}
+_ENTERPRISE_ERRORS = (400, 401, 403, 404, 429, 503)
+_ENTERPRISE_ANSWER = _json(_OBJECT, "enterprise: prefix, name, creditCode, contact, address, state, admin, createdAt")
+
+
+def _state_change(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [_PREFIX],
+            "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
+        }
+    }
+
+
+_ENTERPRISE_PATHS: dict[str, Any] = {
+    "/api/enterprises": {
+        "get": {
+            "summary": "Enterprises onboarded here (node operators), in prefix order",
+            "parameters": [
+                _query("page", "integer"),
+                _query("pageSize", "integer"),
+                _query("name", description="a substring of the name, any case"),
+                _query("creditCode", description="the exact credit code"),
+                {"name": "state", "in": "query", "schema": {"enum": ["active", "suspended"]}},
+            ],
+            "responses": _answers({"200": _json(_OBJECT, "totalCount, enterprises")}, *_LIST_ERRORS),
+        }
+    },
+    "/api/enterprises/{prefix}": {
+        "get": {
+            "summary": "One enterprise",
+            "parameters": [_PREFIX],
+            "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
+        },
+        "patch": {
+            "summary": "Change name, contact, address or credit code (JSON merge patch; null removes)",
+            "parameters": [_PREFIX],
+            "requestBody": _json(
+                {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, **_ENTERPRISE_FIELDS},
+                    "additionalProperties": False,
+                },
+                "changes",
+            ),
+            "responses": _answers({"200": _ENTERPRISE_ANSWER}, *_ENTERPRISE_ERRORS),
+        },
+    },
+    "/api/enterprises/{prefix}/suspend": _state_change("Suspend: its writes are refused, its handles resolve"),
+    "/api/enterprises/{prefix}/resume": _state_change("Resume a suspended enterprise"),
+    "/api/enterprises/{prefix}/rotate-secret": {
+        "post": {
+            "summary": "A new secret for the enterprise's admin identity (shown once); the old one and its sessions"
+            " stop working",
+            "parameters": [_PREFIX],
+            "responses": _answers({"200": _json(_OBJECT, "prefix, identity, secret")}, *_ENTERPRISE_ERRORS),
+        }
+    },
+}
+# --- end of enterprises -------------------------------------------------------------------------------------------
+
 _PATHS: dict[str, Any] = {
     "/api/handles/{handle}": {
         "get": {
@@ -369,7 +436,23 @@ _PATHS: dict[str, Any] = {
             "summary": "Prefixes homed here (node operators)",
             "parameters": [_query("page", "integer"), _query("pageSize", "integer")],
             "responses": _answers({"200": _json(_OBJECT, "totalCount, prefixes")}, *_LIST_ERRORS),
-        }
+        },
+        "post": {
+            "summary": "Onboard an enterprise on the next free prefix under `under` (default: the node prefix)",
+            "requestBody": _json(
+                {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "under": {"type": ["string", "null"], "description": "e.g. 88.118: allocates 88.118.N"},
+                        **_ENTERPRISE_FIELDS,
+                    },
+                },
+                "enterprise",
+            ),
+            "responses": _answers({"201": _json(_OBJECT, "prefix, identity, secret")}, *_CREATE_ERRORS),
+        },
     },
     "/api/prefixes/{prefix}": {
         "post": {
@@ -380,8 +463,7 @@ _PATHS: dict[str, Any] = {
                     "type": "object",
                     "properties": {
                         "name": {"type": ["string", "null"], "description": "absent or null: only home the prefix"},
-                        "creditCode": {"type": ["string", "null"]},
-                        "contact": {"type": ["string", "null"]},
+                        **_ENTERPRISE_FIELDS,
                     },
                 },
                 "enterprise",
@@ -597,7 +679,7 @@ SPEC: dict[str, Any] = {
         "version": __version__,
         "description": "Industrial-internet identifier resolution node; wire-compatible with the Handle.Net REST API.",
     },
-    "paths": _PATHS,
+    "paths": _PATHS | _ENTERPRISE_PATHS,
     "components": {
         "schemas": _SCHEMAS,
         "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "username index:handle"}},

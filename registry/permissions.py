@@ -13,6 +13,10 @@ On top of that, an enterprise identity (anyone but a node operator) can only eve
 prefix of its identity handle, or a prefix derived from it. Whatever HS_ADMIN values a request carries, it cannot
 reach another enterprise's handles. Node operators (configured, or listed in the ``operators`` table) may do
 anything.
+
+A suspended enterprise (``registry/lifecycle.py``) may not change anything under its prefix: every write, single
+or batch, handle or template, passes through ``Permissions.require``, which refuses it there (403 rc 401) before
+looking at HS_ADMIN values. Reading and listing are not changes and stay allowed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ MAX_VLIST_DEPTH = 5
 OPERATORS_TTL = 5.0
 """Seconds the ``operators`` table is trusted before it is read again (a new operator works within that)."""
 
+Suspended = Callable[[str], Awaitable[str | None]]
+"""The suspended enterprise prefix a prefix is or lies under, None when there is none (``Suspensions.covering``)."""
 Fetch = Callable[[str], Awaitable[Sequence[HandleValue] | None]]
 """Values of a handle by name (None when absent); the caller decides whether it reads the cache or the database."""
 
@@ -101,6 +107,7 @@ def needed_for_change(before: Sequence[HandleValue], after: Sequence[HandleValue
 
 
 _VERBS = {Perm.LIST_HANDLES: "list handles", Perm.READ_VALUE: "read values"}
+_READS = frozenset(_VERBS)
 
 
 def _refusal(identity: Identity, prefix: str, needed: Iterable[Perm]) -> str:
@@ -145,11 +152,12 @@ def within_prefix(identity: Identity, prefix: str) -> bool:
 class Permissions:
     """Answers "may this identity do that" from HS_ADMIN/HS_VLIST values fetched through ``fetch``."""
 
-    __slots__ = ("fetch", "is_operator")
+    __slots__ = ("fetch", "is_operator", "suspended")
 
-    def __init__(self, fetch: Fetch, is_operator: Callable[[Identity], Awaitable[bool]]) -> None:
+    def __init__(self, fetch: Fetch, is_operator: Callable[[Identity], Awaitable[bool]], suspended: Suspended) -> None:
         self.fetch = fetch
         self.is_operator = is_operator
+        self.suspended = suspended
 
     async def authorize_change(
         self,
@@ -200,6 +208,13 @@ class Permissions:
             return
         if not within_prefix(identity, prefix):
             raise InvalidAdmin(_refusal(identity, prefix, needed), handle=handle)
+        if not (needed and _READS.issuperset(needed)):  # a write, even one that changes nothing
+            suspended = await self.suspended(prefix)
+            if suspended is not None:
+                raise InsufficientPermissions(
+                    f"Enterprise {suspended} is suspended: its handles cannot be changed until an operator resumes it",
+                    handle=handle,
+                )
         granted = await self._granted(identity, admins)
         if granted is None:
             raise InvalidAdmin(handle=handle)

@@ -4,6 +4,9 @@
 - ``POST /api/prefixes/{prefix}`` with ``{"name", "creditCode", "contact"}`` onboards an enterprise
   (``registry/enterprises.py``) and answers 201 with its identity and secret, shown this once; without a name it
   only homes the prefix, as Handle.Net's does.
+- ``POST /api/prefixes`` with ``{"name", "creditCode", "contact", "address", "under"}`` onboards an enterprise on
+  the next free number under ``under`` (default: the node prefix), ``88.118.1``, ``88.118.2``, …
+  (``enterprises.onboard_next``), and answers 201 with the prefix it got, its identity and secret.
 - ``DELETE /api/prefixes/{prefix}[?force=true]`` unhomes it (409 while it has handles, unless forced),
   and with it the prefixes, enterprises, templates and handles under it (history stays).
 - ``GET /api/prefixes/{prefix}`` is 405, as in Handle.Net.
@@ -18,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from registry.auth import Authenticator, actor_of
-from registry.enterprises import home_prefix, onboard, remove_prefix, validate_prefix
+from registry.enterprises import Enterprise, home_prefix, onboard, onboard_next, remove_prefix, validate_prefix
 from registry.paging import paging
 from registry.permissions import Operators
 from registry.store import Actor, RegistryStore
@@ -43,6 +46,7 @@ class PrefixesAPI:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/prefixes", self.list),
+            web.post("/api/prefixes", self.allocate),
             web.post("/api/prefixes/{prefix}", self.create),
             web.delete("/api/prefixes/{prefix}", self.delete),
             web.route("*", "/api/prefixes/{prefix}", self.not_allowed),
@@ -78,18 +82,30 @@ class PrefixesAPI:
                 raise ProtocolError('Expected {"name": ..., "creditCode": ..., "contact": ...}')
         name = payload.get("name")
         if name is None:
+            for field in _FIELDS:  # typed even when only homing, as the document types them
+                _optional(payload, field)
             added = await home_prefix(self.store, prefix)
             return json_response({"responseCode": 1, "prefix": prefix}, status=201 if added else 200)
-        if not isinstance(name, str) or not name.strip():
-            raise ProtocolError("name must be a non-empty string")
+        enterprise = _enterprise(payload)
         credentials = await onboard(
             self.store,
             prefix,
-            name=name.strip(),
-            credit_code=_optional(payload, "creditCode"),
-            contact=_optional(payload, "contact"),
+            name=enterprise.name,
+            credit_code=enterprise.credit_code,
+            contact=enterprise.contact,
+            address=enterprise.address,
             actor=actor,
         )
+        return json_response({"responseCode": 1, "prefix": prefix, **credentials.as_json()}, status=201)
+
+    @answers_errors
+    async def allocate(self, request: web.Request) -> web.StreamResponse:
+        actor = await self._operator(request, None)
+        payload = await json_body(request)
+        if not isinstance(payload, dict):
+            raise ProtocolError('Expected {"name": ..., "under": ...}')
+        under = _optional(payload, "under")
+        prefix, credentials = await onboard_next(self.store, _enterprise(payload), under=under, actor=actor)
         return json_response({"responseCode": 1, "prefix": prefix, **credentials.as_json()}, status=201)
 
     @answers_errors
@@ -102,6 +118,17 @@ class PrefixesAPI:
     @answers_errors
     async def not_allowed(self, request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(request.method, request.path, allow=_ITEM_ALLOW)
+
+
+_FIELDS = ("creditCode", "contact", "address")
+"""The optional fields of an enterprise, in ``Enterprise``'s order."""
+
+
+def _enterprise(payload: dict[str, Any]) -> Enterprise:
+    name = payload.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ProtocolError("name must be a non-empty string")
+    return Enterprise(name, *(_optional(payload, field) for field in _FIELDS))
 
 
 def _optional(payload: dict[str, Any], key: str) -> str | None:

@@ -23,12 +23,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+if TYPE_CHECKING:
+    from registry.enterprises import Enterprise
+
 __all__ = [
     "Actor",
+    "EnterpriseRow",
     "HistoryRow",
     "RegistryStore",
     "TemplateRow",
@@ -102,6 +106,28 @@ class HistoryRow:
     at: datetime
     request_id: str | None
     values: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnterpriseRow:
+    """An enterprise as ``GET /api/enterprises`` shows it (``prefix`` spelled as it was homed)."""
+
+    prefix: str
+    name: str
+    credit_code: str | None
+    contact: str | None
+    address: str | None
+    status: str
+    created_at: datetime
+    created_by: str | None
+
+
+_ENTERPRISE_COLUMNS = (
+    "p.prefix, e.name, e.credit_code, e.contact, e.address, e.status, e.created_at, e.created_by "
+    "FROM enterprises e JOIN prefixes p USING (prefix_key)"
+)
+ENTERPRISE_FIELDS = ("name", "credit_code", "contact", "address")
+"""The columns ``RegistryStore.update_enterprise`` may change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +227,40 @@ class WriteTransaction:
         )
         return status.endswith(" 1")
 
-    async def add_enterprise(
-        self, key: str, name: str, credit_code: str | None, contact: str | None, created_by: str
-    ) -> None:
+    async def add_enterprise(self, key: str, enterprise: Enterprise, created_by: str) -> None:
         await self._con.execute(
-            "INSERT INTO enterprises (prefix_key, name, credit_code, contact, created_by) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO enterprises (prefix_key, name, credit_code, contact, address, created_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             key,
-            name,
-            credit_code,
-            contact,
+            enterprise.name,
+            enterprise.credit_code,
+            enterprise.contact,
+            enterprise.address,
             created_by,
         )
+
+    async def node_prefixes(self) -> list[str]:
+        """Homed prefixes that are no enterprise's and lie under no other homed prefix (the node's own range)."""
+        rows = await self._con.fetch(
+            "SELECT p.prefix FROM prefixes p WHERE p.kind = 'homed' "
+            "AND NOT EXISTS (SELECT 1 FROM enterprises e WHERE e.prefix_key = p.prefix_key) "
+            "AND NOT EXISTS (SELECT 1 FROM prefixes q "
+            "WHERE q.kind = 'homed' AND starts_with(p.prefix_key, q.prefix_key || '.')) "
+            "ORDER BY p.prefix_key"
+        )
+        return [row[0] for row in rows]
+
+    async def numbered_under(self, prefix_key: str) -> set[int]:
+        """The numbers ``n`` for which ``<prefix_key>.n`` or a prefix derived from it is taken (homed, delegated,
+        or an enterprise's): what the allocation of the next enterprise prefix skips."""
+        rows = await self._con.fetch(
+            "SELECT substr(prefix_key, $2) FROM prefixes WHERE prefix_key LIKE $1 "
+            "UNION SELECT substr(prefix_key, $2) FROM enterprises WHERE prefix_key LIKE $1",
+            like_pattern(prefix_key) + ".%",
+            len(prefix_key) + 2,
+        )
+        first = (row[0].split(".", 1)[0] for row in rows)
+        return {int(part) for part in first if part.isascii() and part.isdigit() and len(part) < 10}
 
     async def add_node(self, key: str, prefix: str, name: str, identity: str, created_by: str) -> None:
         """Record a child node (``registry/nodes.py``); its prefix is the primary key."""
@@ -435,6 +484,62 @@ class RegistryStore:
         await self.write.execute("DELETE FROM sessions WHERE id = $1", session_id)
 
     # --- operators and tenants ------------------------------------------------------------------------------
+
+    async def enterprises(
+        self, *, name: str | None, credit_code: str | None, status: str | None, limit: int | None, offset: int
+    ) -> tuple[int, list[EnterpriseRow]]:
+        """``(how many match, the page of them in prefix order)``; ``name`` matches a substring, case-insensitively."""
+        clauses, args = ["true"], []
+        for column, value, op in (
+            ("e.name", None if name is None else f"%{like_pattern(name)}%", "ILIKE"),
+            ("e.credit_code", credit_code, "="),
+            ("e.status", status, "="),
+        ):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} {op} ${len(args)}")
+        where = " AND ".join(clauses)
+        async with self.read.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):
+            total = await con.fetchval(
+                f"SELECT count(*) FROM enterprises e JOIN prefixes p USING (prefix_key) WHERE {where}", *args
+            )
+            rows = await con.fetch(
+                f"SELECT {_ENTERPRISE_COLUMNS} WHERE {where} ORDER BY e.prefix_key "
+                f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                *args,
+                limit,
+                offset,
+            )
+        return total, [EnterpriseRow(*row) for row in rows]
+
+    async def enterprise(self, prefix_key: str) -> EnterpriseRow | None:
+        row = await self.write.fetchrow(f"SELECT {_ENTERPRISE_COLUMNS} WHERE e.prefix_key = $1", prefix_key)
+        return None if row is None else EnterpriseRow(*row)
+
+    async def update_enterprise(self, prefix_key: str, changes: dict[str, str | None], actor: Actor) -> bool:
+        """Set ``changes`` (columns of ``ENTERPRISE_FIELDS`` or ``status``); False when there is no such enterprise.
+        The change-feed trigger records the update with ``actor``."""
+        columns = list(changes)
+        if any(column not in (*ENTERPRISE_FIELDS, "status") for column in columns):
+            raise ValueError(f"not an enterprise column: {columns}")
+        assignments = ", ".join(f"{column} = ${n + 2}" for n, column in enumerate(columns)) or "name = name"
+        async with self.write.acquire() as con, con.transaction():
+            await set_actor(con, actor)
+            status = await con.execute(
+                f"UPDATE enterprises SET {assignments} WHERE prefix_key = $1", prefix_key, *changes.values()
+            )
+        return not status.endswith(" 0")
+
+    async def suspended_prefixes(self) -> set[str]:
+        rows = await self.read.fetch("SELECT prefix_key FROM enterprises WHERE status = 'suspended'")
+        return {row[0] for row in rows}
+
+    async def close_sessions_of(self, identity_handle_key: str) -> int:
+        """End every session bound to the identity handle (any index); how many there were."""
+        status = await self.write.execute(
+            "DELETE FROM sessions WHERE upper(substr(identity, strpos(identity, ':') + 1)) = $1", identity_handle_key
+        )
+        return int(status.split()[-1])
 
     async def operator_keys(self) -> set[str]:
         return {row[0] for row in await self.read.fetch("SELECT identity_key FROM operators")}

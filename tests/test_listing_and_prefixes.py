@@ -172,7 +172,7 @@ async def test_onboarding_returns_an_identity_and_a_secret_once_and_the_secret_w
     status, body, _ = await site.node.call(
         "POST",
         "/api/prefixes/88.NEW",
-        json={"name": "New Co", "creditCode": "91110000XXXXXXXX0X"},
+        json={"name": "New Co", "creditCode": "91350100M000100Y43"},
         headers=site.operator,
     )
     assert status == 201
