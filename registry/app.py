@@ -117,11 +117,14 @@ async def install(core: Core) -> Additions:
     watch = ChildWatch(stats, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch, follower)
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
-    routes = [
+    mirrored = [  # what a mirror copies from its primary: written there, not here
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *EnterprisesAPI(store, records, auth, operators, suspensions).routes(),
-        *Sessions(store, auth).routes(),
         *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
+    ]
+    routes = [
+        *replication.guard_routes(mirrored),
+        *Sessions(store, auth).routes(),
         *batch.routes(),
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),

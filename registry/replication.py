@@ -1,6 +1,7 @@
 """Writes on a node that replicates: refused on a mirror, held until ``sync_mirrors`` mirrors have them on a primary.
 
-**On a mirror** (``mirror_of`` set) every handle write (PUT, DELETE, batch) answers 403 rc 401 naming the primary,
+**On a mirror** (``mirror_of`` set) every handle write (PUT, DELETE, batch), and every write of prefixes,
+enterprises and templates over the API (``guard_routes``), answers 403 rc 401 naming the primary,
 until a takeover (``mirror_state.taken_over_at``, read from the database, since ``idnode takeover`` may set it
 while the node runs, and another worker may have taken over); from then on writes pass, and the check costs
 nothing more.
@@ -20,13 +21,19 @@ mirrors. The confirmations are kept in the process that serves the feed, hence `
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+
+from aiohttp import web
 
 from registry.feed_store import SEQUENCE_BATCH, FeedStore
 from registry.mirror_store import MirrorStore
 from resolver.errors import InsufficientPermissions, ServerTooBusy
 from resolver.mirror_settings import MirrorSettings
+from resolver.responses import Handler, answers_errors
 
 __all__ = ["MirrorAcks", "MirrorWriteRefused", "MirrorsUnconfirmed", "Replication"]
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class MirrorWriteRefused(InsufficientPermissions):
@@ -85,6 +92,21 @@ class Replication:
 
     def taken_over(self) -> None:
         self.mirroring = False
+
+    def guard_routes(self, routes: Sequence[web.RouteDef]) -> list[web.RouteDef]:
+        """``routes`` whose writes (any method but GET, HEAD and OPTIONS) are refused on a mirror first, as handle
+        writes are: prefixes, enterprises and templates are mirrored too, and a change made here would be
+        overwritten by the primary's next one, or silently differ from it."""
+        return [web.route(route.method, route.path, self._guarded(route.handler), **route.kwargs) for route in routes]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        @answers_errors
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if request.method not in _READS:
+                await self.refuse_on_mirror()
+            return await handler(request)
+
+        return guarded
 
     async def refuse_on_mirror(self) -> None:
         """403 rc 401 naming the primary while this node is a mirror that was not taken over."""

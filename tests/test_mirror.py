@@ -237,6 +237,19 @@ async def test_writes_to_a_mirror_are_refused_naming_the_primary(
             assert status == 403 and primary.url in body["message"]
             status, _, _ = await mirror.get("/api/handles/88.A/one")
             assert status == 200
+            operator = primary.roles["operator"]
+            as_operator = {**basic(operator.identity, operator.secret), **SECURE}
+            for method, path, body in (  # the rest of what a mirror copies: prefixes, enterprises, templates
+                ("POST", "/api/prefixes/88.C", {"name": "C"}),
+                ("PATCH", "/api/enterprises/88.A", {"name": "renamed"}),
+                ("POST", "/api/enterprises/88.A/suspend", None),
+                ("PUT", "/api/templates/88.A/V1", {"items": []}),
+            ):
+                status, answer, _ = await mirror.call(method, path, json=body, headers=as_operator)
+                assert (status, answer["responseCode"]) == (403, 401), (method, path, answer)
+                assert primary.url in answer["message"]
+            status, _, _ = await mirror.get("/api/enterprises", headers=as_operator)
+            assert status == 200  # reads still answer
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
