@@ -157,16 +157,7 @@ async def export_deposit(con: asyncpg.Connection, path: Path, *, since: int | No
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    header = deposit.header
-    await con.execute(
-        "INSERT INTO escrow_exports (id, type, previous, watermark, records, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
-        header.id,
-        header.type,
-        header.previous,
-        header.watermark,
-        deposit.records,
-        deposit.sha256,
-    )
+    await _record(con, "escrow_exports", deposit)
     return deposit
 
 
@@ -289,17 +280,8 @@ async def _check_order(con: asyncpg.Connection, header: Header) -> None:
 
 async def _finish(con: asyncpg.Connection, deposit: Deposit) -> None:
     """The last slice's bookkeeping: the deposit is applied, nothing is in progress."""
-    header = deposit.header
     await con.execute("DELETE FROM escrow_progress")
-    await con.execute(
-        "INSERT INTO escrow_imports (id, type, previous, watermark, records, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
-        header.id,
-        header.type,
-        header.previous,
-        header.watermark,
-        deposit.records,
-        deposit.sha256,
-    )
+    await _record(con, "escrow_imports", deposit)
 
 
 def _hashed(lines: Iterable[bytes], hash_line: Callable[[bytes], None]) -> Iterator[bytes]:
@@ -354,4 +336,18 @@ async def _apply(con: asyncpg.Connection, *, wipe: bool, replace: bool) -> None:
     await con.execute(
         "SELECT setval(pg_get_serial_sequence('enterprises', 'id'), greatest(max(e.id), (SELECT last_value "
         "FROM enterprises_id_seq))) FROM enterprises e HAVING count(*) > 0"
+    )
+
+
+async def _record(con: asyncpg.Connection, table: str, deposit: Deposit) -> None:
+    """Note a deposit this node wrote (``escrow_exports``) or applied (``escrow_imports``)."""
+    header = deposit.header
+    await con.execute(
+        f"INSERT INTO {table} (id, type, previous, watermark, records, sha256) VALUES ($1, $2, $3, $4, $5, $6)",
+        header.id,
+        header.type,
+        header.previous,
+        header.watermark,
+        deposit.records,
+        deposit.sha256,
     )

@@ -146,13 +146,19 @@ async def _second_changes(dsn: str) -> None:
     await home(dsn, "88.LATE")
 
 
-async def test_full_then_two_diffs_reproduce_the_source_exactly(database: str, target: str, tmp_path: Path) -> None:
+async def _three_deposits(database: str, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A FULL of the source, then a DIFF after each of two rounds of changes."""
     await _make_source(database, tmp_path)
     full, first = _export(database, tmp_path, "full.jsonl", "--full")
     await _first_changes(database)
     diff1, second = _export(database, tmp_path, "diff1.jsonl", "--since", str(first))
     await _second_changes(database)
     diff2, _ = _export(database, tmp_path, "diff2.jsonl", "--since", str(second))
+    return full, diff1, diff2
+
+
+async def test_full_then_two_diffs_reproduce_the_source_exactly(database: str, target: str, tmp_path: Path) -> None:
+    full, diff1, diff2 = await _three_deposits(database, tmp_path)
 
     for deposit in (full, diff1, diff2):  # in slices of two lines: deletes and contents cross slice boundaries
         result = idnode(target, tmp_path, "escrow", "import", "--slice", "2", str(deposit))
@@ -171,12 +177,7 @@ async def test_full_then_two_diffs_reproduce_the_source_exactly(database: str, t
 
 
 async def test_a_diff_only_applies_on_its_predecessor(database: str, target: str, tmp_path: Path) -> None:
-    await _make_source(database, tmp_path)
-    full, first = _export(database, tmp_path, "full.jsonl", "--full")
-    await _first_changes(database)
-    diff1, second = _export(database, tmp_path, "diff1.jsonl", "--since", str(first))
-    await _second_changes(database)
-    diff2, _ = _export(database, tmp_path, "diff2.jsonl", "--since", str(second))
+    full, diff1, diff2 = await _three_deposits(database, tmp_path)
 
     _refused(_import(target, tmp_path, diff1), "the last applied here is none")
     assert await _applied(target) == []
