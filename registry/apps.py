@@ -1,8 +1,9 @@
 """Application identities: an enterprise's systems (MES, ERP) each get an identity of their own, with chosen rights.
 
 An app ``name`` of the enterprise ``P`` is the identity handle ``P/APP-<name>``: an HS_ADMIN at 100 naming the
-enterprise's admin group ``200:0.NA/P`` (so the app cannot change its own key) and a hashed HS_SECKEY at 300
-(``enterprises.new_secret``), shown once. Its rights are granted the Handle-native way, by an extra HS_ADMIN value
+enterprise's admin group ``200:0.NA/P`` (so the app cannot change its own key) and at 300 either a hashed HS_SECKEY
+(``enterprises.new_secret``, the secret shown once) or the HS_PUBKEY the enterprise gave (a JWK or PEM, checked as
+``registry/sessions.py`` reads it). Its rights are granted the Handle-native way, by an extra HS_ADMIN value
 on the enterprise prefix handle ``0.NA/P`` naming ``300:P/APP-<name>`` with exactly the bits of its rights
 (``RIGHTS``). The existing checks (``registry/permissions.py``) then apply unchanged: creates look at the prefix
 handle's HS_ADMIN values, and so do changes, deletes and non-public reads of records that carry no HS_ADMIN of
@@ -19,11 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from registry.enterprises import ALL_PERMISSIONS, Credentials, insert_handle, new_secret
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from registry.enterprises import ALL_PERMISSIONS, insert_handle, new_secret
 from registry.lifecycle import show
 from registry.permissions import Fetch, Perm, admin_permissions, has_bit
+from registry.sessions import public_key
 from registry.store import Actor, RegistryStore, WriteTransaction
-from resolver.errors import HandleAlreadyExists, HandleNotFound, ProtocolError
+from resolver.errors import HandleAlreadyExists, HandleError, HandleNotFound, ProtocolError
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue, decode_values, values_from_stored, values_to_stored
 
@@ -79,22 +83,23 @@ def _is_app(prefix_key: str, admin_handle: str) -> bool:
     return ascii_upper(admin_handle).startswith(f"{prefix_key}/{APP_PREFIX}")
 
 
-def _identity_values(prefix: str, hashed: str) -> str:
+def _identity_values(prefix: str, key: dict[str, Any]) -> str:
+    """The app's identity handle: the enterprise admins administer it; ``key`` is its value at 300."""
+    admin = {"handle": f"0.NA/{prefix}", "index": 200, "permissions": ALL_PERMISSIONS}
     return values_to_stored(
-        decode_values(
-            [
-                {
-                    "index": 100,
-                    "type": "HS_ADMIN",
-                    "data": {
-                        "format": "admin",
-                        "value": {"handle": f"0.NA/{prefix}", "index": 200, "permissions": ALL_PERMISSIONS},
-                    },
-                },
-                {"index": 300, "type": "HS_SECKEY", "data": hashed, "permissions": "1100"},
-            ]
-        )
+        decode_values([{"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": admin}}, key])
     ).decode()
+
+
+def _public_key(given: Any) -> dict[str, Any]:
+    """The HS_PUBKEY value at 300 for a JWK (RSA or Ed25519) or a PEM string; 400 rc 4 when it is no such key."""
+    data = {"format": "key", "value": given} if isinstance(given, dict) else given
+    try:
+        [value] = decode_values([{"index": 300, "type": "HS_PUBKEY", "data": data}])
+        public_key(value)
+    except (HandleError, ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
+        raise ProtocolError("publicKey must be an RSA or Ed25519 public key, as a JWK or a PEM string") from exc
+    return {"index": 300, "type": "HS_PUBKEY", "data": data}
 
 
 async def _prefix_values(tx: WriteTransaction, prefix: str) -> tuple[str, list[HandleValue]]:
@@ -105,13 +110,21 @@ async def _prefix_values(tx: WriteTransaction, prefix: str) -> tuple[str, list[H
     return key, list(values_from_stored(locked[1]))
 
 
-async def add_app(store: RegistryStore, prefix: str, name: str, rights: Any, *, actor: Actor) -> Credentials:
-    """Create the app ``name`` of the enterprise ``prefix`` with ``rights``; its identity and secret (shown once).
-    404 when there is no such enterprise, 409 when the app exists."""
+async def add_app(
+    store: RegistryStore, prefix: str, name: str, rights: Any, *, actor: Actor, public_key: Any = None
+) -> tuple[str, str | None]:
+    """Create the app ``name`` of the enterprise ``prefix`` with ``rights``: its identity, and its secret (shown
+    once), or None when it authenticates with ``public_key`` instead. 404 when there is no such enterprise, 409 when
+    the app exists."""
     row = await show(store, prefix)
     handle = app_handle(row.prefix, name)
     mask = mask_of(rights)
-    secret, hashed = await new_secret()
+    secret: str | None = None
+    if public_key is None:
+        secret, hashed = await new_secret()
+        credential = {"index": 300, "type": "HS_SECKEY", "data": hashed, "permissions": "1100"}
+    else:
+        credential = _public_key(public_key)
     async with store.transaction(actor) as tx:
         key, values = await _prefix_values(tx, row.prefix)
         if any(ascii_upper(h) == ascii_upper(handle) for h, _, _ in admin_permissions(values)):
@@ -128,8 +141,8 @@ async def add_app(store: RegistryStore, prefix: str, name: str, rights: Any, *, 
             ]
         )
         await tx.update(key, values_to_stored([*values, grant]).decode(), None)
-        await insert_handle(tx, handle, _identity_values(row.prefix, hashed))
-    return Credentials(f"300:{handle}", secret)
+        await insert_handle(tx, handle, _identity_values(row.prefix, credential))
+    return f"300:{handle}", secret
 
 
 async def list_apps(store: RegistryStore, fetch: Fetch, prefix: str) -> list[AppRow]:

@@ -1,8 +1,9 @@
 """``/api/enterprises/{prefix}/apps``: an enterprise creates, lists and revokes the identities of its systems.
 
 - ``POST /api/enterprises/{prefix}/apps`` with ``{"name": "mes-line-3", "rights": ["register", "update", "delete",
-  "read"]}`` → 201 ``{"responseCode": 1, "prefix", "name", "identity": "300:<prefix>/APP-<name>", "secret",
-  "rights"}``, the secret shown this once; 409 rc 101 when the app exists.
+  "read"], "publicKey"?: <JWK or PEM>}`` → 201 ``{"responseCode": 1, "prefix", "name", "identity":
+  "300:<prefix>/APP-<name>", "secret", "rights"}``, the secret shown this once (none with a publicKey: the app then
+  signs session challenges with its private key); 409 rc 101 when the app exists.
 - ``GET /api/enterprises/{prefix}/apps`` → ``{"responseCode": 1, "apps": [{"name", "identity", "rights",
   "created"}, ...]}``.
 - ``DELETE /api/enterprises/{prefix}/apps/{name}`` → ``{"responseCode": 1}``; the identity stops working at once.
@@ -65,13 +66,18 @@ class AppsAPI:
         body = await json_body(request)
         if not isinstance(body, dict):
             raise ProtocolError('Expected a JSON object such as {"name": "mes-line-3", "rights": ["register"]}')
-        unknown = sorted(set(body) - {"name", "rights"})
+        unknown = sorted(set(body) - {"name", "rights", "publicKey"})
         if unknown:
-            raise ProtocolError(f"Unknown field(s) {', '.join(unknown)}: give name and rights")
-        credentials = await add_app(self.store, prefix, body.get("name"), body.get("rights"), actor=actor)
-        self._evict(f"0.NA/{prefix}", credentials.identity.split(":", 1)[1])
-        answer = {"responseCode": 1, "prefix": prefix, "name": body["name"], **credentials.as_json()}
-        return json_response({**answer, "rights": sorted(set(body["rights"]))}, status=201)
+            raise ProtocolError(f"Unknown field(s) {', '.join(unknown)}: give name, rights and optionally publicKey")
+        name, rights = body.get("name"), body.get("rights")
+        identity, secret = await add_app(
+            self.store, prefix, name, rights, actor=actor, public_key=body.get("publicKey")
+        )
+        self._evict(f"0.NA/{prefix}", identity.split(":", 1)[1])
+        answer = {"responseCode": 1, "prefix": prefix, "name": name, "identity": identity}
+        if secret is not None:
+            answer["secret"] = secret
+        return json_response({**answer, "rights": sorted(set(rights))}, status=201)
 
     @answers_errors
     async def list(self, request: web.Request) -> web.StreamResponse:

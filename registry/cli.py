@@ -457,7 +457,7 @@ def _enterprise_app(settings: Settings, args: argparse.Namespace) -> int:
 
     result = _with_store(settings, work)
     if args.app_action == "add":
-        _print_credentials(result, args.json, f"app {args.name} of {args.prefix}")
+        _print_credentials(Credentials(*result), args.json, f"app {args.name} of {args.prefix}")
     elif args.app_action == "list":
         for app in result:
             print(

@@ -366,6 +366,10 @@ _ENTERPRISE_PATHS: dict[str, Any] = {
                             "minItems": 1,
                             "items": {"enum": ["register", "update", "delete", "read"]},
                         },
+                        "publicKey": {
+                            "type": ["object", "string"],
+                            "description": "an HS_PUBKEY (JWK or PEM) instead of a generated secret",
+                        },
                     },
                     "additionalProperties": False,
                 },

@@ -8,6 +8,8 @@ requests go through the trusted proxy (a secure channel) unless a test says othe
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from resolver.config import RegistrySettings, Settings
 from tests.support import (
@@ -130,6 +134,36 @@ async def test_apps_are_listed_and_a_revoked_app_is_refused_at_once(site: Site) 
     assert [a["name"] for a in body["apps"]] == ["scanner"]
     status, body = await site.call("DELETE", f"{APPS}/mes", site.acme)
     assert (status, body["responseCode"]) == (404, 100)
+
+
+async def test_an_app_with_a_public_key_opens_a_session_by_signing_the_challenge(site: Site) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+    request = {"name": "signer", "rights": ["register"], "publicKey": jwk}
+    status, body = await site.call("POST", APPS, site.acme, json=request)
+    assert status == 201, body
+    assert "secret" not in body
+
+    status, opened = await site.call("POST", "/api/sessions", SECURE)
+    cnonce = os.urandom(16)
+    signature = key.sign(base64.b64decode(opened["nonce"]) + cnonce)
+    session = {**SECURE, "Authorization": f'Handle sessionId="{opened["sessionId"]}"'}
+    answer = {
+        **SECURE,
+        "Authorization": f'Handle version="0", sessionId="{opened["sessionId"]}", id="300:88.118.7/APP-signer", '
+        f'type="HS_PUBKEY", cnonce="{base64.b64encode(cnonce).decode()}", alg="Ed25519", '
+        f'signature="{base64.b64encode(signature).decode()}"',
+    }
+    status, body = await site.call("PUT", "/api/sessions/this", answer)
+    assert (status, body["authenticated"]) == (200, True), body
+    status, body = await site.call("PUT", "/api/handles/88.118.7/S1", session, json={"values": URL})
+    assert status == 201, body
+
+    status, _ = await site.call("DELETE", f"{APPS}/signer", site.acme)
+    assert status == 200
+    status, _ = await site.call("PUT", "/api/handles/88.118.7/S2", session, json={"values": URL})
+    assert status in (401, 403)  # the session was closed with the app
 
 
 @pytest.mark.parametrize(
