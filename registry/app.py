@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.apps_api import AppsAPI
 from registry.auth import Authenticator, Channel, Identity
 from registry.batch import BatchWrites
 from registry.cached import CachedRecords
@@ -120,6 +121,7 @@ async def install(core: Core) -> Additions:
     mirrored = [  # what a mirror copies from its primary: written there, not here
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *EnterprisesAPI(store, records, auth, operators, suspensions).routes(),
+        *AppsAPI(store, records, auth, permissions).routes(),
         *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
     ]
     routes = [

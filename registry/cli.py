@@ -18,6 +18,10 @@
     idnode enterprise suspend|resume PREFIX
                                       refuse (or allow again) the enterprise's writes; its handles keep resolving
     idnode enterprise rotate-secret PREFIX [--json]
+    idnode enterprise app add PREFIX NAME --rights register,update,delete,read [--json]
+    idnode enterprise app list PREFIX [--json]
+    idnode enterprise app revoke PREFIX NAME
+                                      application identities (registry/apps.py): P/APP-NAME with its own secret
                                       a new secret for P/ADMIN (shown once); the old one and its sessions stop
     idnode operator add HANDLE [--json]
                                       create a node-operator identity; prints its secret (shown once)
@@ -66,8 +70,9 @@ from urllib.parse import quote
 import asyncpg
 import orjson
 
-from registry import lifecycle, progress
+from registry import apps, lifecycle, progress
 from registry.app import extensions
+from registry.apps import RIGHTS
 from registry.bulk import import_lines
 from registry.delegations import delegate, undelegate
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE, Demo, load_demo
@@ -87,9 +92,9 @@ from resolver.answers import Redirects, build_entry, render
 from resolver.config import Settings, add_option_flags, given_flags, load_settings
 from resolver.database import migrate, open_database
 from resolver.errors import ConfigError, HandleError, HandleNotFound
-from resolver.identifiers import parse, validate_text
+from resolver.identifiers import ascii_upper, parse, validate_text
 from resolver.prefixes import PrefixTable
-from resolver.records import ValueFilter
+from resolver.records import HandleValue, ValueFilter, values_from_stored
 from resolver.serve import configure_logging, serve
 from resolver.store import Store, connect
 from resolver.tallies import OUTCOMES
@@ -166,6 +171,18 @@ def _parser() -> argparse.ArgumentParser:
         if name not in ("add", "list"):
             sub.add_argument("prefix")
             sub.add_argument("--json", action="store_true", help="print JSON")
+    app_cmd = enterprise_actions.add_parser("app", help="application identities of an enterprise")
+    app_actions = app_cmd.add_subparsers(dest="app_action", required=True)
+    app_add = app_actions.add_parser("add", parents=[common], help="create an app identity (secret shown once)")
+    app_add.add_argument("--rights", required=True, help=f"comma-separated: {','.join(RIGHTS)}")
+    app_list = app_actions.add_parser("list", parents=[common], help="list the apps")
+    app_revoke = app_actions.add_parser("revoke", parents=[common], help="revoke an app; it stops working at once")
+    for sub in (app_add, app_list, app_revoke):
+        sub.add_argument("prefix")
+    for sub in (app_add, app_revoke):
+        sub.add_argument("name")
+    for sub in (app_add, app_list):
+        sub.add_argument("--json", action="store_true", help="print JSON")
 
     operator_cmd = commands.add_parser("operator", help="node-operator identities")
     operator_actions = operator_cmd.add_subparsers(dest="action", required=True)
@@ -422,12 +439,44 @@ def _enterprise_rotate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _enterprise_app(settings: Settings, args: argparse.Namespace) -> int:
+    """``idnode enterprise app add|list|revoke`` (registry/apps.py)."""
+
+    async def fetch(store: Store, handle: str) -> list[HandleValue] | None:
+        rows = await store.fetch_records([ascii_upper(handle)])
+        return list(values_from_stored(rows[0].values)) if rows else None
+
+    def work(store: Store) -> Awaitable[Any]:
+        registry = RegistryStore(store.pool)
+        if args.app_action == "add":
+            rights = [right.strip() for right in args.rights.split(",") if right.strip()]
+            return apps.add_app(registry, args.prefix, args.name, rights, actor=_cli_actor())
+        if args.app_action == "list":
+            return apps.list_apps(registry, lambda handle: fetch(store, handle), args.prefix)
+        return apps.revoke_app(registry, args.prefix, args.name, actor=_cli_actor())
+
+    result = _with_store(settings, work)
+    if args.app_action == "add":
+        _print_credentials(Credentials(*result), args.json, f"app {args.name} of {args.prefix}")
+    elif args.app_action == "list":
+        for app in result:
+            print(
+                orjson.dumps(app.as_json()).decode()
+                if args.json
+                else f"{app.name}\t{app.identity}\t{','.join(app.rights)}"
+            )
+    else:
+        print(f"app {args.name} of {args.prefix} revoked")
+    return 0
+
+
 def _enterprise(settings: Settings, args: argparse.Namespace) -> int:
-    """``idnode enterprise ACTION``: exit status 1 when the enterprise does not exist."""
+    """``idnode enterprise ACTION``: exit status 1 when the enterprise (or app) does not exist."""
     actions: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "add": _enterprise_add,
         "list": _enterprise_list,
         "rotate-secret": _enterprise_rotate,
+        "app": _enterprise_app,
     }
     try:
         return actions.get(args.action, _enterprise_change)(settings, args)

@@ -350,6 +350,48 @@ _ENTERPRISE_PATHS: dict[str, Any] = {
             "responses": _answers({"200": _json(_OBJECT, "prefix, identity, secret")}, *_ENTERPRISE_ERRORS),
         }
     },
+    "/api/enterprises/{prefix}/apps": {
+        "post": {
+            "summary": "Create an application identity <prefix>/APP-<name> (its admin or an operator); the secret is"
+            " shown once",
+            "parameters": [_PREFIX],
+            "requestBody": _json(
+                {
+                    "type": "object",
+                    "required": ["name", "rights"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                        "rights": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"enum": ["register", "update", "delete", "read"]},
+                        },
+                        "publicKey": {
+                            "type": ["object", "string"],
+                            "description": "an HS_PUBKEY (JWK or PEM) instead of a generated secret",
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+                "the app",
+            ),
+            "responses": _answers(
+                {"201": _json(_OBJECT, "prefix, name, identity, secret, rights")}, *_ENTERPRISE_ERRORS, 409
+            ),
+        },
+        "get": {
+            "summary": "The enterprise's application identities: name, identity, rights, created",
+            "parameters": [_PREFIX],
+            "responses": _answers({"200": _json(_OBJECT, "apps")}, *_ENTERPRISE_ERRORS),
+        },
+    },
+    "/api/enterprises/{prefix}/apps/{name}": {
+        "delete": {
+            "summary": "Revoke an application identity: its grant, identity handle and sessions end at once",
+            "parameters": [_PREFIX, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _answers({"200": _json(_OBJECT, "responseCode")}, *_ENTERPRISE_ERRORS),
+        }
+    },
 }
 # --- end of enterprises -------------------------------------------------------------------------------------------
 

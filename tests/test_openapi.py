@@ -28,6 +28,8 @@ SPEC_PATH = {
     "/api/enterprises/{prefix}/suspend": "/api/enterprises/{prefix}/suspend",
     "/api/enterprises/{prefix}/resume": "/api/enterprises/{prefix}/resume",
     "/api/enterprises/{prefix}/rotate-secret": "/api/enterprises/{prefix}/rotate-secret",
+    "/api/enterprises/{prefix}/apps": "/api/enterprises/{prefix}/apps",
+    "/api/enterprises/{prefix}/apps/{name}": "/api/enterprises/{prefix}/apps/{name}",
     "/api/sessions": "/api/sessions",
     "/api/sessions/{which}": "/api/sessions/{which}",
     "/api/templates/{prefix}": "/api/templates/{prefix}",
