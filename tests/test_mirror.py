@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -414,7 +415,7 @@ def _spawn_tls(dsn: str, directory: Path, *args: str) -> Iterator[tuple[str, sub
 
 async def _stop_database(server_dsn: str, dsn: str) -> None:
     """Nobody can use the primary's database any more: connections refused, the open ones ended."""
-    name = dsn.rsplit("/", 1)[1]
+    name = urlsplit(dsn).path.lstrip("/")  # unix-socket DSNs (the embedded server's) end in ?host=/dir
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
