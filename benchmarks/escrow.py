@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -88,7 +89,8 @@ async def _run(args: argparse.Namespace) -> None:
         await target.close()
     finally:
         for dsn in made:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+            name = urlsplit(dsn).path.lstrip("/")  # a unix-socket DSN ends in ?host=/dir
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
