@@ -268,8 +268,7 @@ class HandlesEndpoint:
         Body ``{"handles": [...], "type": [...], "index": [...]}`` (or a bare array of handles). Each result is
         exactly what ``GET /api/handles/<h>`` would answer, error or not; cached answers are spliced in as
         their pre-encoded bytes. Misses of one request are loaded together in one query (foreign ones: one request per
-        site). The whole request is one
-        ``lookup_duration_seconds{api="batch"}`` observation, whatever it answers.
+        site). The whole request is one ``lookup_duration_seconds{api="batch"}`` observation, whatever it answers.
         """
         started = perf_counter()
         try:
