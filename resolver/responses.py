@@ -35,7 +35,9 @@ __all__ = [
     "BODY_TIMEOUT",
     "JSON_HEADERS",
     "JSON_TYPE",
+    "ErrorRenderer",
     "Handler",
+    "answering",
     "answers_errors",
     "error_response",
     "flag",
@@ -171,44 +173,55 @@ def with_cors(request: web.Request, response: web.StreamResponse) -> web.StreamR
     return response
 
 
-def answers_errors(
-    handler: Callable[..., Awaitable[web.StreamResponse]],
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Turn whatever ``handler`` raises into a Handle-style JSON answer, never a trace.
+ErrorRenderer = Callable[[HandleError, web.Request], web.Response]
+_AnyHandler = Callable[..., Awaitable[web.StreamResponse]]
+"""A handler function or method (``self`` first)."""
 
-    A database that cannot answer (``store.unavailable``) is rc 3 / 503 with Retry-After; anything unexpected,
-    a misused driver (``asyncpg.InterfaceError``) included, is logged with a request id and answered rc 2 / 500
-    naming that id.
+
+def answering(render: ErrorRenderer) -> Callable[[_AnyHandler], _AnyHandler]:
+    """A decorator that turns whatever a handler raises into ``render``'s answer, never a trace.
+
+    A database that cannot answer (``store.unavailable``) is ``DatabaseUnavailable`` (rc 3, Retry-After); anything
+    unexpected, a misused driver (``asyncpg.InterfaceError``) included, is logged with a request id and rendered as
+    ``InternalError`` naming that id. One decorator for every dialect (Handle.Net here, SNMS's envelope in
+    ``registry/snms_envelope.py``) so that none of them can leak a trace the others would catch.
     """
 
-    @functools.wraps(handler)
-    async def wrapped(*args: Any) -> web.StreamResponse:
-        try:
-            return await handler(*args)
-        except HandleError as exc:
-            request = _request_of(args)
-            response = error_response(exc, request)
-            if exc.closes_connection:
-                await _send_and_close(request, response)
-            return response
-        except web.HTTPException:
-            raise
-        except Exception as exc:
-            request = _request_of(args)
-            if unavailable(exc):
-                log.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
-                return error_response(DatabaseUnavailable(), request)
-            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
-            log.exception(
-                "internal error, request id %s: %s %s",
-                request_id,
-                request.method,
-                request.path,
-                extra={"request_id": request_id},
-            )
-            return error_response(InternalError(f"Internal error (request id {request_id})"), request)
+    def decorate(handler: _AnyHandler) -> _AnyHandler:
+        @functools.wraps(handler)
+        async def wrapped(*args: Any) -> web.StreamResponse:
+            try:
+                return await handler(*args)
+            except HandleError as exc:
+                request = _request_of(args)
+                response = render(exc, request)
+                if exc.closes_connection:
+                    await _send_and_close(request, response)
+                return response
+            except web.HTTPException:
+                raise
+            except Exception as exc:
+                request = _request_of(args)
+                if unavailable(exc):
+                    log.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
+                    return render(DatabaseUnavailable(), request)
+                request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+                log.exception(
+                    "internal error, request id %s: %s %s",
+                    request_id,
+                    request.method,
+                    request.path,
+                    extra={"request_id": request_id},
+                )
+                return render(InternalError(f"Internal error (request id {request_id})"), request)
 
-    return wrapped
+        return wrapped
+
+    return decorate
+
+
+answers_errors = answering(error_response)
+"""Handle.Net-style answers (``{"responseCode", "message", "handle"}`` with the error's HTTP status)."""
 
 
 async def _send_and_close(request: web.Request, response: web.StreamResponse) -> None:
