@@ -56,7 +56,7 @@ PENDING_REGISTRY_METRICS: frozenset[str] = frozenset()
 """Metrics the dashboard or alerts use before the registry exposes them. Empty this as they land: a name listed
 here that a node does expose fails test_dashboard_and_alert_metrics_exist_in_a_real_scrape."""
 
-PENDING_OPTIONS: frozenset[str] = frozenset()
+PENDING_OPTIONS: frozenset[str] = frozenset({"database_replica_urls"})
 """Settings the deploy files use before resolver/config.py has them (resolver/logs.py reads them). Same rule:
 an option listed here that config.py knows fails test_every_idnode_variable_is_a_real_setting_with_a_valid_value."""
 
@@ -225,6 +225,8 @@ def test_every_deploy_file_parses() -> None:
             assert systemd_unit(path)
         elif path.name == "Dockerfile":
             assert dockerfile_instructions(path)
+        elif path.suffix == ".env":
+            assert env_file(path), path
         elif path.name.endswith((".env.example", ".dockerignore", ".md")):
             assert path.read_text().strip()
         elif path.suffix == ".sh":
@@ -326,9 +328,12 @@ def _variables_in_deploy() -> dict[str, set[str]]:
         if line.startswith("#IDNODE_"):
             name, _, value = line[1:].partition("=")
             add(name, value)
-    for service in _idnode_services().values():
+    for name, value in env_file(DEPLOY / "patroni" / "idnode.env").items():
+        add(name, value)
+    replicas = load_yaml(DEPLOY / "docker-compose.replicas.yml")["services"]
+    for service in [*_idnode_services().values(), *(replicas[name] for name in _idnode_services())]:
         for name, value in service["environment"].items():
-            add(name, value.replace("${POSTGRES_PASSWORD:-idnode}", "idnode"))
+            add(name, re.sub(r"\$\{[A-Z_]+:-(\w+)\}", r"\1", value))
     for kind, args in dockerfile_instructions(DOCKERFILE):
         if kind == "ENV":
             for pair in args.split():
@@ -558,22 +563,27 @@ async def test_the_roles_script_leaves_the_runtime_role_unable_to_rewrite_histor
             ["sh", str(DEPLOY / "postgres" / "roles.sh")], env=environ, capture_output=True, text=True
         )
         assert script.returncode == 0, script.stderr
-        pool = await asyncpg.create_pool(owner_dsn, min_size=1, max_size=1)
-        await apply_migrations(pool)
-        await pool.close()
-        runtime_dsn = as_role(owner_dsn, runtime)
-        await home(runtime_dsn, "88.TEST")
-        await put_record(runtime_dsn, "88.TEST/h", RECORD)
-        con = await asyncpg.connect(runtime_dsn)
-        try:
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
-                await con.execute("DELETE FROM handle_history")
-        finally:
-            await con.close()
+        await runtime_role_cannot_rewrite_history(owner_dsn, runtime)
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.execute(f"DROP ROLE IF EXISTS {runtime}")
         await admin.close()
+
+
+async def runtime_role_cannot_rewrite_history(owner_dsn: str, runtime: str) -> None:
+    """Migrate as the owner, then show that ``runtime`` can register but cannot delete history."""
+    pool = await asyncpg.create_pool(owner_dsn, min_size=1, max_size=1)
+    await apply_migrations(pool)
+    await pool.close()
+    runtime_dsn = as_role(owner_dsn, runtime)
+    await home(runtime_dsn, "88.TEST")
+    await put_record(runtime_dsn, "88.TEST/h", RECORD)
+    con = await asyncpg.connect(runtime_dsn)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await con.execute("DELETE FROM handle_history")
+    finally:
+        await con.close()
 
 
 def _libpq(dsn: str) -> dict[str, str]:
