@@ -1,15 +1,16 @@
 """``/api/enterprises/{prefix}/imports``: an enterprise system uploads JSON Lines and polls the import's job.
 
-- ``POST /api/enterprises/{prefix}/imports[?replace=true]`` with a body of JSON Lines, one Handle.Net record per
-  line as ``idnode import`` reads them (``Content-Type: application/x-ndjson``, ``application/jsonl`` or
-  ``application/json-lines``; ``Content-Encoding: gzip`` is undone by the server, and the limit counts the
-  uncompressed bytes) → 202 ``{"responseCode": 1, "job": <job>}`` with ``Location`` naming the job. The body is
-  streamed to a spool file in ``<data_dir>/imports`` (unlinked at once, so nothing is left behind whatever happens
-  to the process; never the whole body in memory), its lines counted on the way; over ``max_import_bytes`` → 413
-  rc 4 and the connection is closed, another media type → 415 rc 4, no chunk for ``body_timeout`` seconds → 408,
-  an empty body → 400 rc 4. The import then runs in the background in this process (one at a time per process;
-  the others wait in state ``queued``) through ``registry/bulk.import_lines``: the same checks and the same
-  all-or-nothing transaction as ``idnode import``, with a ``Scope`` that refuses lines outside ``{prefix}``.
+- ``POST /api/enterprises/{prefix}/imports[?replace=true]`` (``replace`` a Handle.Net flag: empty, ``true`` or
+  ``yes``) with a body of JSON Lines, one Handle.Net record per line as ``idnode import`` reads them
+  (``Content-Type: application/x-ndjson``, ``application/jsonl`` or ``application/json-lines``; ``Content-Encoding:
+  gzip`` is undone by the server, and the limit counts the uncompressed bytes) → 202 ``{"responseCode": 1, "job":
+  <job>}`` with ``Location`` naming the job. The body is streamed to a spool file in ``<data_dir>/imports``
+  (unlinked at once, so nothing is left behind whatever happens to the process; never the whole body in memory),
+  its lines counted on the way; over ``max_import_bytes`` → 413 rc 4 and the connection is closed, another media
+  type → 415 rc 4, no chunk for ``body_timeout`` seconds → 408 rc 4, an empty body → 400 rc 4. The import then
+  runs in the background in this process (one at a time per process; the others wait in state ``queued``)
+  through ``registry/bulk.import_lines``: the same checks and the same all-or-nothing transaction as ``idnode
+  import``, with a ``Scope`` that refuses lines outside ``{prefix}``.
 - ``GET /api/enterprises/{prefix}/imports/{id}`` → ``{"responseCode": 1, "job": <job>}``; 404 rc 100 when the
   enterprise has no such job.
 - ``GET /api/enterprises/{prefix}/imports[?page=&pageSize=]`` → ``{"responseCode": 1, "totalCount": "N",
@@ -56,7 +57,7 @@ from registry.store import Actor, EnterpriseRow, RegistryStore
 from resolver.app import Core
 from resolver.errors import BodyTimeout, HandleError, HandleNotFound, InvalidAdmin, PayloadTooLarge, ProtocolError
 from resolver.identifiers import ascii_upper
-from resolver.responses import answers_errors, json_response
+from resolver.responses import answers_errors, flag, json_response
 from resolver.store import Store, unavailable
 
 __all__ = ["LIST_DEFAULT", "MEDIA_TYPES", "PROGRESS_INTERVAL", "STALE_AFTER", "ImportsAPI"]
@@ -150,7 +151,7 @@ class ImportsAPI:
 
     @answers_errors
     async def create(self, request: web.Request) -> web.StreamResponse:
-        replace = _replace(request.query.get("replace"))
+        replace = flag(request.query, "replace")
         identity, enterprise = await self._enterprise(request)
         scope = await self._scope(identity, enterprise.prefix, replace)
         if request.content_type not in MEDIA_TYPES:
@@ -293,14 +294,6 @@ class ImportsAPI:
             except Exception as exc:
                 log.warning("import %s: progress not written: %r", job_id, exc)
             await asyncio.sleep(PROGRESS_INTERVAL)
-
-
-def _replace(raw: str | None) -> bool:
-    if raw is None or raw in ("false", "0"):
-        return False
-    if raw in ("true", "1", ""):
-        return True
-    raise ProtocolError(f"replace must be true or false, not {raw[:32]!r}")
 
 
 def _stages(progress: Progress) -> Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]:
