@@ -79,7 +79,10 @@ class ImportReport:
         return self.rows - self.written
 
 
-_COPY_CHUNK = 20_000
+_COPY_CHUNK = 2_000
+"""Rows per COPY call. asyncpg encodes a call's rows in one go, holding the event loop: 20,000 rows of 1.1 KB held it
+for up to 250 ms (a node importing over HTTP stalled its look-ups that long); 2,000 hold it about a tenth of that,
+at the same import rate (``python -m benchmarks.imports``, 2026-12-02)."""
 _WRITE_SLICE = 50_000
 _CHECK_REPORT = 1_000
 """Lines between two progress reports of the check stage (a report costs a call; a line costs ~50 µs)."""
