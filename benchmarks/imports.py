@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -30,14 +31,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 import orjson
 
+from benchmarks.postgres import migrated, with_database
 from benchmarks.writes import write_values
-from tests.support import REPO, onboard_enterprise, secure_basic, spawn_node, with_database
+from tests.support import REPO, onboard_enterprise, secure_basic, spawn_node
 
 PREFIX = "88.118.7"
 _POLL = 0.1
@@ -50,18 +51,10 @@ def _write_file(path: Path, records: int) -> None:
             out.write(orjson.dumps({"handle": handle, "values": write_values(number)}) + b"\n")
 
 
-async def _scratch(admin: asyncpg.Connection, server: str) -> tuple[str, str]:
-    """A fresh migrated database with the enterprise; its DSN and the admin's secret."""
-    name = f"idnode_importbench_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
+async def _scratch(stack: contextlib.AsyncExitStack, admin: asyncpg.Connection, server: str) -> tuple[str, str]:
+    """A fresh migrated database with the enterprise, dropped when ``stack`` closes; its DSN and the admin's secret."""
+    name = await stack.enter_async_context(migrated(admin, server, f"idnode_importbench_{uuid.uuid4().hex[:8]}"))
     dsn = with_database(server, name)
-    subprocess.run(
-        [sys.executable, "-m", "registry.cli", "migrate"],
-        cwd=REPO,
-        env={**os.environ, "IDNODE_DATABASE_URL": dsn},
-        check=True,
-        capture_output=True,
-    )
     credentials = await onboard_enterprise(dsn, PREFIX)
     return dsn, credentials.secret
 
@@ -123,21 +116,17 @@ async def _http(dsn: str, secret: str, path: Path, data_dir: Path) -> float:
 
 async def _run(args: argparse.Namespace) -> None:
     admin = await asyncpg.connect(args.database_url)
-    made: list[str] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="idnode-imports-") as directory:
-            path = Path(directory) / "products.jsonl"
+        async with contextlib.AsyncExitStack() as stack:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="idnode-imports-")))
+            path = directory / "products.jsonl"
             _write_file(path, args.records)
             print(f"file: {args.records:,} lines, {path.stat().st_size / 1e6:,.1f} MB")
             times: dict[str, list[float]] = {"cli": [], "http": []}
             for _ in range(args.repeats):
                 for way in ("cli", "http"):
-                    dsn, secret = await _scratch(admin, args.database_url)
-                    made.append(dsn)
-                    if way == "cli":
-                        seconds = _cli(dsn, path)
-                    else:
-                        seconds = await _http(dsn, secret, path, Path(directory))
+                    dsn, secret = await _scratch(stack, admin, args.database_url)
+                    seconds = _cli(dsn, path) if way == "cli" else await _http(dsn, secret, path, directory)
                     times[way].append(seconds)
                     print(f"{way}: {seconds:.2f} s = {args.records / seconds:,.0f} rows/s")
             cli, http = (statistics.median(times[way]) for way in ("cli", "http"))
@@ -146,9 +135,6 @@ async def _run(args: argparse.Namespace) -> None:
                 f"{args.records / http:,.0f} rows/s ({cli / http:.2f}x)"
             )
     finally:
-        for dsn in made:
-            name = urlsplit(dsn).path.lstrip("/")  # a unix-socket DSN ends in ?host=/dir
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 

@@ -13,7 +13,7 @@ import gzip
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,9 @@ import pytest
 
 from resolver.config import Settings
 from resolver.mirror_settings import MirrorSettings
-from tests.support import (
-    SECURE,
-    Node,
-    add_node_operator,
-    behind_trusted_proxy,
-    onboard_enterprise,
-    running_node,
-    secure_basic,
-)
+from tests.support import SECURE, behind_trusted_proxy
+from tests.test_apps import Site as AppsSite
+from tests.test_apps import serve_site
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 IMPORTS = "/api/enterprises/88.118.7/imports"
@@ -61,23 +55,19 @@ async def chunks(lines: Iterable[bytes], size: int = 1 << 16) -> AsyncIterator[b
         yield bytes(buffer)
 
 
-@dataclass
-class Site:
-    node: Node
-    operator: dict[str, str]
-    acme: dict[str, str]
-    beta: dict[str, str]
+class Site(AppsSite):
+    """``tests/test_apps.py``'s node and identities (``app`` makes an app of 88.118.7), with uploads and polls."""
 
-    async def call(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> tuple[int, Any, Any]:
+    async def send(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> tuple[int, Any, Any]:
         return await self.node.call(method, path, headers=headers, **kwargs)
 
     async def upload(
         self, lines: Iterable[bytes], headers: dict[str, str], *, query: str = "", media: dict[str, str] = NDJSON
     ) -> tuple[int, Any, Any]:
-        return await self.call("POST", IMPORTS + query, {**headers, **media}, data=chunks(lines))
+        return await self.send("POST", IMPORTS + query, {**headers, **media}, data=chunks(lines))
 
     async def job(self, location: str, headers: dict[str, str]) -> dict[str, Any]:
-        status, body, _ = await self.call("GET", location, headers)
+        status, body, _ = await self.send("GET", location, headers)
         assert status == 200, body
         return body["job"]
 
@@ -94,12 +84,6 @@ class Site:
         status, body, response = await self.upload(lines, headers, query=query)
         assert status == 202, body
         return await self.finished(response.headers["Location"], headers)
-
-    async def app(self, name: str, *rights: str) -> dict[str, str]:
-        body = {"name": name, "rights": list(rights)}
-        status, answer, _ = await self.call("POST", "/api/enterprises/88.118.7/apps", self.acme, json=body)
-        assert status == 201, answer
-        return secure_basic(answer["identity"], answer["secret"])
 
     async def count(self, prefix: str = "88.118.7") -> int:
         con = await asyncpg.connect(self.node.dsn)
@@ -118,16 +102,8 @@ async def _pause() -> None:
 
 
 async def _site(database: str, settings: Settings) -> AsyncIterator[Site]:
-    operator = await add_node_operator(database, "88.118/OPERATOR")
-    acme = await onboard_enterprise(database, "88.118.7", name="Acme")
-    beta = await onboard_enterprise(database, "88.118.8", name="Beta")
-    async with running_node(database, settings) as node:
-        yield Site(
-            node,
-            secure_basic(operator.identity, operator.secret),
-            secure_basic(acme.identity, acme.secret),
-            secure_basic(beta.identity, beta.secret),
-        )
+    async for site in serve_site(database, settings, Site):
+        yield site
 
 
 @pytest.fixture
@@ -164,10 +140,10 @@ async def test_a_good_upload_of_100000_lines_completes_with_progress_visible_whi
     assert intermediate, f"no poll saw the check under way: {seen[:5]} ... {seen[-5:]}"
     assert await site.count() == 100_000
 
-    status, body, _ = await site.call("GET", "/api/handles/88.118.7/P-0054321", {})
+    status, body, _ = await site.send("GET", "/api/handles/88.118.7/P-0054321", {})
     assert status == 200
     assert body["values"][0]["data"]["value"] == "https://example.org/p/54321"
-    _, history, _ = await site.call("GET", "/api/handles/88.118.7/P-0054321/history", site.acme)
+    _, history, _ = await site.send("GET", "/api/handles/88.118.7/P-0054321/history", site.acme)
     assert history["history"][0]["actor"] == "300:88.118.7/ADMIN"
 
 
@@ -203,12 +179,12 @@ async def test_replace_skips_present_records_unless_asked_and_then_writes_only_c
     changed = [record("88.118.7/P-0000001", "https://example.org/new"), *list(products(3))[1:]]
     again = await site.imported(changed, site.acme)
     assert (again["state"], again["written"], again["skipped"]) == ("done", 0, 3)
-    _, body, _ = await site.call("GET", "/api/handles/88.118.7/P-0000001", {})
+    _, body, _ = await site.send("GET", "/api/handles/88.118.7/P-0000001", {})
     assert body["values"][0]["data"]["value"] == "https://example.org/p/1"
 
     replaced = await site.imported(changed, site.acme, query="?replace=true")
     assert (replaced["state"], replaced["replace"], replaced["written"], replaced["skipped"]) == ("done", True, 1, 2)
-    _, body, _ = await site.call("GET", "/api/handles/88.118.7/P-0000001", {})
+    _, body, _ = await site.send("GET", "/api/handles/88.118.7/P-0000001", {})
     assert body["values"][0]["data"]["value"] == "https://example.org/new"
 
 
@@ -242,7 +218,7 @@ async def test_replace_by_an_app_cannot_rewrite_a_record_whose_own_admins_it_is_
     assert [e["line"] for e in job["errors"]] == [2]
     assert job["errors"][0]["message"].startswith("88.118.7/ADMIN: ")
     assert await site.count() == 0
-    status, _, _ = await site.call("GET", "/api/enterprises/88.118.7/apps", site.acme)
+    status, _, _ = await site.send("GET", "/api/enterprises/88.118.7/apps", site.acme)
     assert status == 200  # the admin's secret still works
 
 
@@ -269,28 +245,28 @@ async def test_another_enterprise_can_neither_upload_nor_read_the_jobs(site: Sit
     assert (status, body["responseCode"]) == (403, 400)
     job = await site.imported(products(1), site.acme)
     location = f"{IMPORTS}/{job['id']}"
-    status, body, _ = await site.call("GET", location, site.beta)
+    status, body, _ = await site.send("GET", location, site.beta)
     assert (status, body["responseCode"]) == (403, 400)
-    status, body, _ = await site.call("GET", IMPORTS, site.beta)
+    status, body, _ = await site.send("GET", IMPORTS, site.beta)
     assert (status, body["responseCode"]) == (403, 400)
-    status, body, _ = await site.call("GET", f"/api/enterprises/88.118.8/imports/{job['id']}", site.beta)
+    status, body, _ = await site.send("GET", f"/api/enterprises/88.118.8/imports/{job['id']}", site.beta)
     assert (status, body["responseCode"]) == (404, 100)
     assert (await site.job(location, site.operator))["state"] == "done"
 
 
 async def test_an_unknown_job_or_enterprise_is_404(site: Site) -> None:
     for path in (f"{IMPORTS}/{uuid.uuid4()}", f"{IMPORTS}/not-a-job", "/api/enterprises/88.118.9/imports"):
-        status, body, _ = await site.call("GET", path, site.operator)
+        status, body, _ = await site.send("GET", path, site.operator)
         assert (status, body["responseCode"]) == (404, 100), path
 
 
 async def test_a_suspended_enterprise_cannot_upload(site: Site) -> None:
-    status, _, _ = await site.call("POST", "/api/enterprises/88.118.7/suspend", site.operator)
+    status, _, _ = await site.send("POST", "/api/enterprises/88.118.7/suspend", site.operator)
     assert status == 200
     status, body, _ = await site.upload(products(1), site.acme)
     assert (status, body["responseCode"]) == (403, 401)
     assert "suspended" in body["message"]
-    status, body, _ = await site.call("GET", IMPORTS, site.acme)
+    status, body, _ = await site.send("GET", IMPORTS, site.acme)
     assert status == 200  # reading its jobs is not a change
 
 
@@ -310,7 +286,7 @@ async def test_other_media_types_are_415(site: Site) -> None:
 async def test_a_gzip_upload_is_read_uncompressed(site: Site) -> None:
     body = gzip.compress(b"".join(products(1000)))
     headers = {**site.acme, **NDJSON, "Content-Encoding": "gzip"}
-    status, answer, response = await site.call("POST", IMPORTS, headers, data=body)
+    status, answer, response = await site.send("POST", IMPORTS, headers, data=body)
     assert status == 202, answer
     job = await site.finished(response.headers["Location"], site.acme)
     assert (job["state"], job["written"], job["total"]) == ("done", 1000, 1000)
@@ -318,17 +294,17 @@ async def test_a_gzip_upload_is_read_uncompressed(site: Site) -> None:
 
 
 async def test_an_empty_upload_is_400(site: Site) -> None:
-    status, body, _ = await site.call("POST", IMPORTS, {**site.acme, **NDJSON}, data=b"")
+    status, body, _ = await site.send("POST", IMPORTS, {**site.acme, **NDJSON}, data=b"")
     assert (status, body["responseCode"]) == (400, 4)
 
 
 async def test_jobs_are_listed_newest_first_and_paged(site: Site) -> None:
     ids = [(await site.imported(products(n), site.acme))["id"] for n in (1, 2, 3)]
-    status, body, _ = await site.call("GET", IMPORTS, site.acme)
+    status, body, _ = await site.send("GET", IMPORTS, site.acme)
     assert status == 200
     assert body["totalCount"] == "3"
     assert [job["id"] for job in body["imports"]] == ids[::-1]
-    _, body, _ = await site.call("GET", f"{IMPORTS}?page=1&pageSize=2", site.acme)
+    _, body, _ = await site.send("GET", f"{IMPORTS}?page=1&pageSize=2", site.acme)
     assert (body["page"], body["pageSize"], [job["id"] for job in body["imports"]]) == (1, 2, [ids[0]])
 
 
@@ -354,7 +330,7 @@ async def test_an_upload_over_max_import_bytes_is_413(database: str, tmp_path: P
     async for site in _site(database, settings):
         lines = list(products(100))
         data: Any = chunks(lines, 1024) if chunked else b"".join(lines)
-        status, body, _ = await site.call("POST", IMPORTS, {**site.acme, **NDJSON}, data=data)
+        status, body, _ = await site.send("POST", IMPORTS, {**site.acme, **NDJSON}, data=data)
         assert (status, body["responseCode"]) == (413, 4)
         assert "max_import_bytes" in body["message"]
         job = await site.imported(products(10), site.acme)
