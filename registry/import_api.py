@@ -48,7 +48,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from registry.auth import Authenticator, Identity
-from registry.bulk import Admins, Scope, import_lines
+from registry.bulk import Admins, Scope, Stage, import_lines
 from registry.import_store import ImportJobStore, Progress
 from registry.lifecycle import show
 from registry.paging import paging
@@ -103,6 +103,7 @@ class ImportsAPI:
         self.jobs = ImportJobStore(store.write, stale_after=STALE_AFTER)
         self.turn = asyncio.Semaphore(1)
         self.running: set[asyncio.Task[None]] = set()
+        """This process's import tasks, held here so that none is garbage-collected while it runs."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -296,7 +297,7 @@ class ImportsAPI:
             await asyncio.sleep(PROGRESS_INTERVAL)
 
 
-def _stages(progress: Progress) -> Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]:
+def _stages(progress: Progress) -> Stage:
     """``import_lines``'s ``stage``: each stage's counts go into ``progress`` (no I/O: ``_beat`` writes them)."""
 
     def stage(title: str, total: int | None, _unit: str) -> AbstractContextManager[Callable[[int], None]]:
