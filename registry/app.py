@@ -42,6 +42,8 @@ from registry.recorder import StatsRecorder
 from registry.replication import MirrorAcks, Replication
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
+from registry.snms_api import SnmsAPI
+from registry.snms_tokens import Tokens, load_token_key
 from registry.statistics import StatsStore
 from registry.stats_api import StatsAPI
 from registry.store import RegistryStore
@@ -86,7 +88,11 @@ async def install(core: Core) -> Additions:
     operators = Operators(store, settings.registry.operators)
     suspensions = Suspensions(store)
     permissions = Permissions(records.values_of, operators.includes, suspensions.covering)
-    auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store))
+    tokens = Tokens(
+        lambda: load_token_key(settings.registry.snms_token_key, settings.data_dir),
+        lifetime=settings.registry.snms_token_lifetime,
+    )
+    auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store), tokens=tokens)
     metrics = RegistryMetrics(lambda: auth.failures)
     check_template = TemplateCheck(store, metrics)
     writer = Writer(store)
@@ -128,6 +134,7 @@ async def install(core: Core) -> Additions:
         *replication.guard_routes(mirrored),
         *Sessions(store, auth).routes(),
         *batch.routes(),
+        *SnmsAPI(batch, tokens).routes(),
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),
         *NodesAPI(
