@@ -4,11 +4,11 @@
 1. decides what a secure channel is (TLS, or a trusted proxy's ``X-Forwarded-Proto: https``);
 2. opens a second pool for writes and builds the data layer over both (why two: ``registry/store.py``);
 3. builds the shared parts once: records through the cache, operators, permissions, the authenticator (with
-   session look-up), the template check, the writer, and the counters;
+   session look-up and SNMS bearer tokens), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, enterprises, sessions, templates, batch, reverse look-up, statistics, child
-   nodes, change feed, OpenAPI) and metric sources;
+5. returns its own routes (prefixes, enterprises, sessions, templates, batch, the SNMS-compatible API, reverse
+   look-up, statistics, child nodes, change feed, OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
    in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a

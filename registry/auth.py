@@ -10,7 +10,9 @@ Basic (research §4.1): base64 of ``<percent-encoded username>:<password bytes>`
 username is percent-decoded keeping ``+``; ``index:handle`` is split at its first colon only when the part before
 it is all digits, otherwise the index is 0, meaning "any secret key of that handle". A request's credentials only
 count on a secure channel (TLS, or a trusted proxy that says ``X-Forwarded-Proto: https``); elsewhere they are
-ignored, as Handle.Net does (transcript A8).
+ignored, as Handle.Net does (transcript A8). ``Authorization: Bearer <token>`` carries a token from the SNMS login
+(``POST /identity/token``), valid only while its identity's secret keys are those it was issued for
+(``registry/snms_tokens.py``); the same secure-channel rule applies.
 
 Verifying a password costs a PBKDF2 run (tens of milliseconds by design), so a successful check is remembered as
 a SHA-256 of the password under the stored hash: later requests cost one hash, and changing the key forgets it.

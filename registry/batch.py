@@ -7,6 +7,10 @@ given. Items that fail (bad values, no permission, an existing handle for ``crea
 the others are written. Retrying a batch is safe: a ``create`` whose handle already holds exactly those values
 (timestamps aside) succeeds again with ``"unchanged": true``.
 
+The set-based write itself is ``BatchWrites.apply``, shared with the SNMS batch endpoints (``registry/snms_api.py``),
+which also use its ``update`` op: a replace of an existing record (absent: 404 rc 100) that keeps the record's
+administrative values (types ``HS_*``) the item does not name.
+
 All valid items are written in one transaction with one statement per kind of change, which is what makes the
 batch API fast (the single-handle API pays a transaction per handle); the records are locked first, so the
 decisions hold until commit. Secret keys are hashed only for items already authorized and validated, and a batch

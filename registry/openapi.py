@@ -768,6 +768,14 @@ _SNMS_ITEMS = {
     },
 }
 _SNMS_BEARER = [{"bearer": []}]
+
+
+def _snms_batch(summary: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An SNMS batch: an array of at most max_batch items in, one ``{handle, code, msg}`` per item out."""
+    body = {"type": "array", "items": item, "maxItems": 2000}
+    return _snms(f"{summary} (at most max_batch items)", _SNMS_ITEMS, body, security=_SNMS_BEARER)
+
+
 _SNMS_PATHS: dict[str, Any] = {
     "/identity/token": {
         "post": _snms(
@@ -816,29 +824,10 @@ _SNMS_PATHS: dict[str, Any] = {
         )
     },
     "/identityv2/data/batchCreate": {
-        "post": _snms(
-            "SNMS batch register (≤ max_batch); a retry of stored records succeeds",
-            _SNMS_ITEMS,
-            {"type": "array", "items": _SNMS_RECORD},
-            security=_SNMS_BEARER,
-        )
+        "post": _snms_batch("SNMS batch register; a retry of stored records succeeds", _SNMS_RECORD)
     },
-    "/identityv2/data/batchUpdate": {
-        "put": _snms(
-            "SNMS batch update (≤ max_batch)",
-            _SNMS_ITEMS,
-            {"type": "array", "items": _SNMS_RECORD},
-            security=_SNMS_BEARER,
-        )
-    },
-    "/identityv2/data/batchDelete": {
-        "delete": _snms(
-            "SNMS batch delete (≤ max_batch)",
-            _SNMS_ITEMS,
-            {"type": "array", "items": {"type": "string"}},
-            security=_SNMS_BEARER,
-        )
-    },
+    "/identityv2/data/batchUpdate": {"put": _snms_batch("SNMS batch update", _SNMS_RECORD)},
+    "/identityv2/data/batchDelete": {"delete": _snms_batch("SNMS batch delete of handles", {"type": "string"})},
 }
 """The SNMS-compatible API (``registry/snms_api.py``); the envelope's ``status`` tells the outcome, HTTP is 200."""
 
