@@ -234,7 +234,12 @@ class _Runner:
             await self.wrk_series(
                 meter,
                 Scenario(
-                    scenario.name, scenario.title, "node", scenario.script, items_per_request=scenario.items_per_request
+                    scenario.name,
+                    scenario.title,
+                    "node",
+                    scenario.script,
+                    items_per_request=scenario.items_per_request,
+                    fixed_connections=scenario.connections,
                 ),
                 server,
             )

@@ -46,6 +46,8 @@ WRITE_BASE = 800_000_000
 PROBE_NUMBER = WRITE_BASE - 1
 BATCH_ITEMS = 100
 LARGE_BATCH = 2000
+LARGE_CONNECTIONS = (2,)
+"""One 2,000-item batch in the database while the next is parsed; more would only queue (a request takes ~1 s)."""
 _OPERATOR_HANDLE = f"{PREFIX}/BENCH-OPERATOR"
 _OPERATOR = f"300:{_OPERATOR_HANDLE}"
 _SECRET = b"idnode-bench-secret"
@@ -182,6 +184,8 @@ class WriteScenario:
     items_per_request: int
     kind: str = "single"
     """``single``, ``batch`` or ``snms``: which probe must have passed (``Availability.why_not``)."""
+    connections: tuple[int, ...] = ()
+    """wrk connections when not the plan's (``LARGE_CONNECTIONS`` for the 2,000-item batches)."""
 
 
 def write_scenarios(plan: Plan, token: str = "") -> list[WriteScenario]:
@@ -220,6 +224,7 @@ def write_scenarios(plan: Plan, token: str = "") -> list[WriteScenario]:
             batch_write_script(fresh, LARGE_BATCH, shape=_handle_batch(plain_values), headers=headers),
             LARGE_BATCH,
             kind="batch",
+            connections=LARGE_CONNECTIONS,
         ),
         WriteScenario(
             "snms_batch_2000",
@@ -227,6 +232,7 @@ def write_scenarios(plan: Plan, token: str = "") -> list[WriteScenario]:
             batch_write_script(fresh, LARGE_BATCH, shape=_snms_batch(snms), headers=snms_headers),
             LARGE_BATCH,
             kind="snms",
+            connections=LARGE_CONNECTIONS,
         ),
     ]
 

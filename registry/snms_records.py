@@ -22,12 +22,12 @@ from typing import Any
 
 from registry.templates import TEMPLATE_INDEX
 from resolver.errors import HandleError, InvalidValue, ProtocolError
-from resolver.records import MAX_VALUES, HandleValue, decode_values
+from resolver.records import DEFAULT_PERMISSIONS, MAX_VALUES, HandleValue, decode_values
 
 __all__ = ["TEMPLATE_TYPE", "record_from_snms", "snms_detail"]
 
 TEMPLATE_TYPE = "TEMPLATE_VERSION"
-_AUTH = {"public": "1110", "private": "1100"}
+_AUTH = {"public": DEFAULT_PERMISSIONS, "private": "1100"}
 _AUTH_NAMES = {bits: name for name, bits in _AUTH.items()}
 _MAX_TEMPLATE_VERSION = 128
 
@@ -43,7 +43,8 @@ def _permissions(path: str, raw: Any) -> str:
 
 
 def _value(path: str, raw: Any) -> dict[str, Any]:
-    """``value[i]`` as a Handle.Net value object; the checks name the field at fault."""
+    """``value[i]`` as a Handle.Net value object, string data as a bare string (as pyhandle sends it: the fast
+    path of ``decode_values``, to the same value); the checks name the field at fault."""
     if not isinstance(raw, dict):
         raise ProtocolError(f"{path}: must be an object {{index, type, auth, data}}")
     for name in ("index", "type", "data"):
@@ -63,8 +64,13 @@ def _value(path: str, raw: Any) -> dict[str, Any]:
     fmt = data.get("format", "string")
     if not isinstance(fmt, str) or fmt.lower() not in ("string", "base64", "hex"):
         raise ProtocolError(f"{path}.data.format: must be string, base64 or hex")
-    return {"index": index, "type": type_, "data": {"format": fmt.lower(), "value": data["value"]},
-            "permissions": _permissions(path, raw.get("auth"))}  # fmt: skip
+    value = data["value"]
+    out = {"index": index, "type": type_, "data": value if isinstance(value, str) and fmt.lower() == "string"
+           else {"format": fmt.lower(), "value": value}}  # fmt: skip
+    permissions = _permissions(path, raw.get("auth"))
+    if permissions != DEFAULT_PERMISSIONS:  # the default takes decode_values' short branch
+        out["permissions"] = permissions
+    return out
 
 
 def record_from_snms(body: Any) -> tuple[str, list[HandleValue]]:
@@ -90,18 +96,26 @@ def record_from_snms(body: Any) -> tuple[str, list[HandleValue]]:
         objects.append({"index": TEMPLATE_INDEX, "type": TEMPLATE_TYPE, "data": str(version)})
         paths.append("templateVersion")
     seen: dict[int, str] = {}
-    values = []
     for path, item in zip(paths, objects, strict=True):
         if item["index"] in seen:
             raise InvalidValue(f"{path}.index: {item['index']} is also the index of {seen[item['index']]}")
         seen[item["index"]] = path
+    try:
+        return handle, decode_values(objects)
+    except HandleError:
+        _name_the_value(paths, objects)
+        raise
+
+
+def _name_the_value(paths: list[str], objects: list[dict[str, Any]]) -> None:
+    """Decode the values one by one to raise the first error with its field path (the fast path decodes the
+    record at once, as the Handle API does, and learns only that some value is wrong)."""
+    for path, item in zip(paths, objects, strict=True):
         try:
-            values.extend(decode_values([item]))
+            decode_values([item])
         except HandleError as exc:
             exc.message = f"{path}: {exc.message}"
             raise
-    values.sort(key=lambda v: v.index)
-    return handle, values
 
 
 def snms_detail(handle: str, prefix: str, values: Sequence[HandleValue]) -> dict[str, Any]:

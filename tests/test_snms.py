@@ -251,6 +251,9 @@ async def test_register_detail_update_delete_and_the_handle_api_sees_the_same_re
     assert updated["status"] == 1, updated
     status, body = await site.handle_api("GET", "/api/handles/88.118.8/P1?index=2000", {})
     assert body["values"][0]["data"]["value"] == "Pump P4"
+    status, body = await site.handle_api("GET", "/api/handles/88.118.8/P1/history", site.admin)
+    assert status == 200, body
+    assert {entry["actor"] for entry in body["history"]} == {"300:88.118.8/APP-mes"}
     assert (await client.call("DELETE", "/identityv2/data", {"handle": "88.118.8/P1"}))["status"] == 1
     status, _ = await site.handle_api("GET", "/api/handles/88.118.8/P1", {})
     assert status == 404
