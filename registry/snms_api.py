@@ -27,6 +27,7 @@ template validation, history actor, mirror refusal and cache update. Any other p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +47,8 @@ from resolver.errors import (
     NotSupported,
     ProtocolError,
 )
-from resolver.identifiers import parse
+from resolver.identifiers import Handle, parse
+from resolver.records import HandleValue
 from resolver.responses import json_body
 
 __all__ = ["SnmsAPI"]
@@ -146,7 +148,7 @@ class SnmsAPI:
             values = [value for value in values if value.public_read]
         return snms_ok(snms_detail(handle.text, handle.prefix, values))
 
-    async def _may_read(self, identity: Identity | None, handle: Any, values: Any) -> bool:
+    async def _may_read(self, identity: Identity | None, handle: Handle, values: Sequence[HandleValue]) -> bool:
         if identity is None:
             return False
         try:
