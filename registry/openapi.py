@@ -720,7 +720,8 @@ def _snms(summary: str, data: dict[str, Any], body: dict[str, Any] | None = None
     operation: dict[str, Any] = {"summary": summary, **extra}
     if body is not None:
         operation["requestBody"] = _json(body, "JSON")
-    envelope = {**_SNMS_ENVELOPE, "properties": {**_SNMS_ENVELOPE["properties"], "data": data}}
+    answer = {"anyOf": [data, {"type": "null"}], "description": "null unless status is 1"}
+    envelope = {**_SNMS_ENVELOPE, "properties": {**_SNMS_ENVELOPE["properties"], "data": answer}}
     operation["responses"] = {
         "200": _json(envelope, "status 1 ok, -1 not logged in, -2 business error, -3 no permission, -4 internal"),
         "503": {"description": "the database is unavailable (envelope, status -4); retry", "headers": _RETRY_AFTER},
@@ -754,6 +755,28 @@ _SNMS_RECORD = {
         "handle": {"type": "string"},
         "templateVersion": {"type": ["string", "null"], "description": "stored at index 1001"},
         "value": {"type": "array", "items": _SNMS_VALUE},
+    },
+}
+_SNMS_DETAIL = {
+    "type": "object",
+    "required": ["prefix", "handle", "templateVersion", "value"],
+    "properties": {
+        "prefix": {"type": "string"},
+        "handle": {"type": "string"},
+        "templateVersion": {"type": ["string", "null"]},
+        "value": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "auth": {"type": "string"},
+                    "data": {"type": "object", "properties": {"format": {"type": "string"}, "value": {}}},
+                },
+            },
+            "description": "every value but index 1001, in Handle.Net's data formats (admin values as objects)",
+        },
     },
 }
 _SNMS_ITEMS = {
@@ -819,7 +842,7 @@ _SNMS_PATHS: dict[str, Any] = {
     "/identityv2/data/detail": {
         "get": _snms(
             "SNMS resolve: public values, or all of them for an identity with READ_VALUE",
-            _SNMS_RECORD | {"properties": {**_SNMS_RECORD["properties"], "prefix": {"type": "string"}}},
+            _SNMS_DETAIL,
             parameters=[{**_query("handle"), "required": True}],
         )
     },
