@@ -218,23 +218,16 @@ def write_scenarios(plan: Plan, token: str = "") -> list[WriteScenario]:
             BATCH_ITEMS,
             kind="batch",
         ),
-        WriteScenario(
-            "put_batch_2000",
-            f"registry: batch API, {LARGE_BATCH} creates/request (SNMS's values)",
-            batch_write_script(fresh, LARGE_BATCH, shape=_handle_batch(plain_values), headers=headers),
-            LARGE_BATCH,
-            kind="batch",
-            connections=LARGE_CONNECTIONS,
-        ),
-        WriteScenario(
-            "snms_batch_2000",
-            f"SNMS batchCreate, {LARGE_BATCH} records/request",
-            batch_write_script(fresh, LARGE_BATCH, shape=_snms_batch(snms), headers=snms_headers),
-            LARGE_BATCH,
-            kind="snms",
-            connections=LARGE_CONNECTIONS,
-        ),
+        _large("put_batch_2000", "registry: batch API", _handle_batch(plain_values), headers, fresh, "batch"),
+        _large("snms_batch_2000", "SNMS batchCreate", _snms_batch(snms), snms_headers, fresh, "snms"),
     ]
+
+
+def _large(name: str, api: str, shape: BatchShape, headers: dict[str, str], keys: Keys, kind: str) -> WriteScenario:
+    """A ``LARGE_BATCH`` scenario: the same values through either API, at ``LARGE_CONNECTIONS``."""
+    script = batch_write_script(keys, LARGE_BATCH, shape=shape, headers=headers)
+    title = f"{api}, {LARGE_BATCH} creates/request (SNMS's values)"
+    return WriteScenario(name, title, script, LARGE_BATCH, kind=kind, connections=LARGE_CONNECTIONS)
 
 
 def _handle_batch(values_json: str) -> BatchShape:
