@@ -65,6 +65,8 @@ tls_cert / tls_key          (generated)        PEM files; without them a self-si
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
 operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
 auth_failure_limit          10                 failed logins per identity and client address (IPv6: /64) per minute
+snms_token_key              (generated)        signs SNMS bearer tokens (32+ chars); without it one is kept in data_dir
+snms_token_lifetime         86400              seconds an SNMS bearer token (POST /identity/token) stays valid
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 upstream                    (none)             comma-separated base URLs of the node above (the top level: none)
 advertise_url               (none)             this node's public base URL (scheme://host:port), its HS_SITE
@@ -109,6 +111,8 @@ class RegistrySettings:
     operators: tuple[str, ...] = ()
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
+    snms_token_key: str | None = None
+    snms_token_lifetime: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,13 @@ def _text(raw: Any) -> str:
     return raw
 
 
+def _token_key(raw: Any) -> str:
+    """a string of at least 32 characters"""
+    if not isinstance(raw, str) or len(raw.encode("utf-8")) < 32:
+        raise ValueError("must be at least 32 characters")
+    return raw
+
+
 _BIG = 2**62
 # option name → (section or None, field name, cast)
 _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
@@ -282,6 +293,8 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "trusted_proxies": ("registry", "trusted_proxies", _words),
     "operators": ("registry", "operators", _words),
     "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
+    "snms_token_key": ("registry", "snms_token_key", _token_key),
+    "snms_token_lifetime": ("registry", "snms_token_lifetime", _positive_float),
     "redirect_schemes": (None, "redirect_schemes", _url_schemes),
     "upstream": ("hierarchy", "upstream", _base_urls),
     "advertise_url": ("hierarchy", "advertise_url", _base_url),
