@@ -42,6 +42,8 @@ admin_port                  (none)             serve /metrics on this port inste
 workers                     1                  node processes sharing the port (SO_REUSEPORT)
 data_dir                    ./data             embedded PostgreSQL cluster and other local state
 database_url                (none)             PostgreSQL DSN; none starts the embedded server
+database_replica_urls       (none)             read replicas' DSNs (streaming standbys): cache loads, listing, search
+database_replica_max_lag    10                 seconds of replay lag past which a replica is not read
 database_pool_min/max       2 / 16             asyncpg pool bounds per process
 database_timeout            5                  seconds a database call may take (waiting for a connection included)
 max_handle_bytes            255                longest identifier accepted (IDIS; Handle.Net allows 2048)
@@ -195,6 +197,14 @@ def _log_format(raw: Any) -> str:
     return text
 
 
+def _lag_bound(raw: Any) -> float:
+    """a number of seconds above 2 (two replica health checks)"""
+    value = _positive_float(raw)
+    if not value > 2:
+        raise ValueError("must exceed 2")
+    return value
+
+
 def _fraction(raw: Any) -> float:
     """a number from 0 to 1"""
     value = float(raw)
@@ -238,6 +248,18 @@ def _base_urls(raw: Any) -> tuple[str, ...]:
     return urls
 
 
+_DSN_START = re.compile(r",\s*(?=postgres(?:ql)?://)")
+
+
+def _dsns(raw: Any) -> tuple[str, ...]:
+    """postgresql:// DSNs, comma-separated (a multi-host DSN's own commas stay in it)"""
+    items = raw if isinstance(raw, list | tuple) else _DSN_START.split(str(raw).strip())
+    dsns = tuple(str(item).strip() for item in items if str(item).strip())
+    if not all(dsn.startswith(("postgresql://", "postgres://")) for dsn in dsns):
+        raise ValueError("not a postgresql:// DSN")
+    return dsns
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -264,6 +286,8 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "slow_request_ms": (None, "slow_request_ms", _non_negative_float),
     "demo": (None, "demo", _bool),
     "database_url": ("database", "url", _text),
+    "database_replica_urls": ("database", "replica_urls", _dsns),
+    "database_replica_max_lag": ("database", "replica_max_lag", _lag_bound),
     "database_pool_min": ("database", "pool_min", _int_in(1, 1000)),
     "database_pool_max": ("database", "pool_max", _int_in(1, 1000)),
     "database_timeout": ("database", "command_timeout", _positive_float),

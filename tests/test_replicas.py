@@ -1,0 +1,315 @@
+"""Read replicas and failover (issue 11) against a real primary and a real streaming standby on loopback.
+
+What must hold: cache loads go to the replica; a lagging replica never makes the node answer an older version than
+a notification told it of (an update, a create, a delete, a bulk change); loads return to the replica once it caught
+up; losing the replica costs nothing but load on the primary; and when the primary dies and the standby is
+promoted, cached reads go on, the rest answers 503 rc 3 meanwhile, writes come back within seconds, and no
+acknowledged write is missing (synchronous replication: see ``benchmarks/replicated.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from benchmarks.replicated import Replicated, missing, replicated_postgres
+from resolver.app import STORE
+from resolver.changes import ChangesSettings
+from resolver.config import RegistrySettings, Settings
+from resolver.replicas import Replicas
+from resolver.store import DatabaseSettings, apply_migrations
+from tests.support import Node, delete_record, eventually, onboard_enterprise, put_record, running_node, secure_basic
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no streaming replication here: {missing()}")
+
+MAX_LAG = 4.0
+
+
+def _url(target: str) -> list[dict[str, Any]]:
+    return [{"index": 1, "type": "URL", "data": target}]
+
+
+async def _create_database(cluster: Replicated) -> str:
+    """A migrated database ``idnode`` on the primary (the standby replays it); its DSN there."""
+    admin = await asyncpg.connect(cluster.primary.dsn())
+    try:
+        await admin.execute("CREATE DATABASE idnode")
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(cluster.primary.dsn("idnode"), min_size=1, max_size=1)
+    try:
+        await apply_migrations(pool)
+    finally:
+        await pool.close()
+    return cluster.primary.dsn("idnode")
+
+
+async def _caught_up(cluster: Replicated) -> None:
+    """Wait until the standby has replayed everything the primary has written so far."""
+    primary = await asyncpg.connect(cluster.primary.dsn())
+    standby = await asyncpg.connect(cluster.standby.dsn())
+    try:
+        target = await primary.fetchval("SELECT pg_current_wal_lsn()")
+
+        async def replayed() -> bool:
+            return await standby.fetchval("SELECT pg_last_wal_replay_lsn()") >= target
+
+        assert await eventually(replayed, timeout=10.0)
+    finally:
+        await primary.close()
+        await standby.close()
+
+
+async def _on_standby(cluster: Replicated, sql: str) -> Any:
+    con = await asyncpg.connect(cluster.standby.dsn("idnode"))
+    try:
+        return await con.fetchval(sql)
+    finally:
+        await con.close()
+
+
+def _replicas(node: Node) -> Replicas:
+    replicas = node.app[STORE].replicas
+    assert replicas is not None
+    return replicas
+
+
+async def _replica_usable(node: Node) -> None:
+    replicas = _replicas(node)
+
+    async def usable() -> bool:
+        return bool(replicas._usable(time.monotonic()))
+
+    assert await eventually(usable, timeout=10.0)
+
+
+async def _target(node: Node, handle: str) -> tuple[int, str | None]:
+    status, body, _ = await node.get(f"/api/handles/{handle}")
+    if status != 200:
+        return status, None
+    return status, body["values"][0]["data"]["value"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Replicated]:
+    """A primary and an asynchronous standby shared by the tests that keep them both (or restore them)."""
+    with replicated_postgres() as started:
+        yield started
+
+
+@pytest.fixture
+async def replicated(cluster: Replicated) -> AsyncIterator[tuple[Node, Replicated]]:
+    """A node over the cluster's primary, reading from its standby, with a fresh database ``idnode``."""
+    admin = await asyncpg.connect(cluster.primary.dsn())
+    await admin.execute("DROP DATABASE IF EXISTS idnode WITH (FORCE)")
+    await admin.close()
+    dsn = await _create_database(cluster)
+    await put_record(dsn, "88.TEST/seed", _url("https://example.org/seed"))
+    await _home(dsn)
+    await _caught_up(cluster)
+    settings = Settings(
+        database=DatabaseSettings(
+            replica_urls=(cluster.standby.dsn("idnode"),), replica_max_lag=MAX_LAG, command_timeout=1.0
+        )
+    )
+    async with running_node(dsn, settings) as node:
+        await _replica_usable(node)
+        yield node, cluster
+
+
+async def _home(dsn: str) -> None:
+    con = await asyncpg.connect(dsn)
+    try:
+        await con.execute(
+            "INSERT INTO prefixes (prefix_key, prefix) VALUES ('88.TEST', '88.TEST') ON CONFLICT DO NOTHING"
+        )
+    finally:
+        await con.close()
+
+
+async def test_cache_loads_go_to_the_replica(replicated: tuple[Node, Replicated]) -> None:
+    node, cluster = replicated
+    for n in range(10):
+        await put_record(node.dsn, f"88.TEST/r{n}", _url(f"https://example.org/{n}"))
+    await _caught_up(cluster)
+    replicas = _replicas(node)
+    before = (replicas.replica_loads, replicas.primary_loads, replicas.retried)
+    for n in range(10):
+        assert await _target(node, f"88.TEST/r{n}") == (200, f"https://example.org/{n}")
+    assert await _target(node, "88.TEST/absent") == (404, None)
+    after = (replicas.replica_loads, replicas.primary_loads, replicas.retried)
+    assert after[0] - before[0] >= 11 and after[1:] == before[1:]
+    connected = await _on_standby(
+        cluster, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idnode' AND datname = 'idnode'"
+    )
+    assert connected >= 1
+    _, text, _ = await node.get("/metrics")
+    assert 'idnode_db_loads_total{source="replica"}' in text and 'idnode_db_replica_usable{replica="0"} 1.0' in text
+
+
+async def test_a_lagging_replica_never_answers_older_than_a_notification(replicated: tuple[Node, Replicated]) -> None:
+    node, cluster = replicated
+    for name in ("changed", "doomed", "bulk"):
+        await put_record(node.dsn, f"88.TEST/{name}", _url(f"https://example.org/{name}-1"))
+    await _caught_up(cluster)
+    for name in ("changed", "doomed", "bulk"):
+        assert await _target(node, f"88.TEST/{name}") == (200, f"https://example.org/{name}-1")  # cached
+    replicas = _replicas(node)
+    await _on_standby(cluster, "SELECT pg_wal_replay_pause()")
+    try:
+        retried = replicas.retried
+        await put_record(node.dsn, "88.TEST/changed", _url("https://example.org/changed-2"))
+        await put_record(node.dsn, "88.TEST/born", _url("https://example.org/born"))
+        await delete_record(node.dsn, "88.TEST/doomed")
+        await asyncio.sleep(0.2)  # the notifications arrive
+        assert await _target(node, "88.TEST/changed") == (200, "https://example.org/changed-2")
+        assert await _target(node, "88.TEST/born") == (200, "https://example.org/born")
+        assert await _target(node, "88.TEST/doomed") == (404, None)
+        assert replicas.retried >= retried + 3  # the replica answered first, each time too old
+        assert await _on_standby(cluster, "SELECT count(*) FROM handles WHERE handle_key = '88.TEST/DOOMED'") == 1
+
+        # A bulk change names no key: the node flushes, and a replica behind the primary's position is not used.
+        primary = await asyncpg.connect(node.dsn)
+        try:
+            async with primary.transaction():
+                await primary.execute("SET LOCAL session_replication_role = replica")  # no per-key notification
+                await primary.execute(
+                    """UPDATE handles SET "values" = $1::jsonb WHERE handle_key = '88.TEST/BULK'""",
+                    '[{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/bulk-2"}}]',
+                )
+            await primary.execute("NOTIFY idnode_changes, '*'")
+        finally:
+            await primary.close()
+        await asyncio.sleep(0.2)
+        assert await _target(node, "88.TEST/bulk") == (200, "https://example.org/bulk-2")
+    finally:
+        await _on_standby(cluster, "SELECT pg_wal_replay_resume()")
+    await _caught_up(cluster)
+    await _replica_usable(node)
+    await asyncio.sleep(1.5)  # a health check after the catch-up
+    loads, retried = replicas.replica_loads, replicas.retried
+    assert await _target(node, "88.TEST/seed") == (200, "https://example.org/seed")
+    assert (replicas.replica_loads, replicas.retried) == (loads + 1, retried)
+
+
+async def test_reads_continue_from_the_primary_when_the_replica_is_lost(replicated: tuple[Node, Replicated]) -> None:
+    node, cluster = replicated
+    for n in range(5):
+        await put_record(node.dsn, f"88.TEST/l{n}", _url(f"https://example.org/l{n}"))
+    await _caught_up(cluster)
+    await asyncio.to_thread(cluster.stop_server, cluster.standby, "fast")
+    try:
+        replicas = _replicas(node)
+        primary_loads = replicas.primary_loads
+        started = time.monotonic()
+        for n in range(5):
+            assert await _target(node, f"88.TEST/l{n}") == (200, f"https://example.org/l{n}")
+        assert time.monotonic() - started < 2.0  # one failed attempt, then the replica is left out
+        assert replicas.primary_loads >= primary_loads + 5
+    finally:
+        await asyncio.to_thread(cluster.start_server, cluster.standby)
+    await _replica_usable(node)
+
+
+async def test_failover_loses_no_acknowledged_write() -> None:
+    """Synchronous replication; the primary is killed under a read-and-write load and the standby promoted."""
+    with replicated_postgres(synchronous=True) as cluster:
+        dsn = await _create_database(cluster)
+        admin = await onboard_enterprise(dsn, "88.TEST")
+        for n in range(20):
+            await put_record(dsn, f"88.TEST/cached-{n}", _url(f"https://example.org/c{n}"))
+        await _caught_up(cluster)
+        both = f"postgresql://postgres@127.0.0.1:{cluster.primary.port},127.0.0.1:{cluster.standby.port}/idnode"
+        settings = Settings(
+            database=DatabaseSettings(
+                url=None,
+                replica_urls=(cluster.standby.dsn("idnode"),),
+                replica_max_lag=MAX_LAG,
+                command_timeout=1.0,
+            ),
+            changes=ChangesSettings(backoff_max=0.5),
+            registry=RegistrySettings(trusted_proxies=("127.0.0.1",)),
+        )
+        report = await _run_failover(both + "?target_session_attrs=read-write", settings, cluster, admin)
+    print(f"\nfailover: {report}")
+    assert report["missing"] == [], "acknowledged writes lost"
+    assert report["cached_errors"] == 0, "a cached read failed during the switch"
+    assert report["write_statuses"].keys() <= {201, 200, 503}
+    assert report["writes_back_after"] < 10.0
+
+
+async def _run_failover(dsn: str, settings: Settings, cluster: Replicated, admin: Any) -> dict[str, Any]:
+    auth = {"headers": secure_basic(admin.identity, admin.secret)}
+    acknowledged: list[str] = []
+    write_statuses: Counter[int] = Counter()
+    read_statuses: Counter[int] = Counter()
+    cached_errors = 0
+    promoted_at: float | None = None
+    back_at: float | None = None
+    stop = asyncio.Event()
+    async with running_node(dsn, settings) as node:
+        for n in range(20):
+            assert (await node.get(f"/api/handles/88.TEST/cached-{n}"))[0] == 200
+        status, _, _ = await node.call("PUT", "/api/handles/88.TEST/w-warm", json=_url("https://x.org/"), **auth)
+        assert status == 201
+
+        async def write() -> None:
+            nonlocal back_at
+            n = 0
+            while not stop.is_set():
+                n += 1
+                handle = f"88.TEST/w-{n}"
+                status, _, _ = await node.call("PUT", f"/api/handles/{handle}", json=_url(f"https://x.org/{n}"), **auth)
+                write_statuses[status] += 1
+                if status in (200, 201):
+                    acknowledged.append(handle)
+                    if promoted_at is not None and back_at is None:
+                        back_at = time.monotonic()
+                else:
+                    await asyncio.sleep(0.05)
+
+        async def read() -> None:
+            nonlocal cached_errors
+            n = 0
+            while not stop.is_set():
+                n += 1
+                status, _, _ = await node.get(f"/api/handles/88.TEST/cached-{n % 20}")
+                cached_errors += status != 200
+                status, _, _ = await node.get(f"/api/handles/88.TEST/uncached-{n}")
+                read_statuses[status] += 1
+                await asyncio.sleep(0.01)
+
+        tasks = [asyncio.create_task(write()), asyncio.create_task(read())]
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(cluster.stop_server, cluster.primary, "immediate")
+        await asyncio.sleep(1.0)  # no primary: writes and misses answer 503 meanwhile
+        await asyncio.to_thread(cluster.promote)
+        promoted_at = time.monotonic()
+
+        async def writes_back() -> bool:
+            return back_at is not None
+
+        await eventually(writes_back, timeout=15.0, interval=0.1)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*tasks)
+        present = await asyncpg.connect(cluster.standby.dsn("idnode"))
+        try:
+            stored = {r[0] for r in await present.fetch("SELECT handle FROM handles WHERE handle LIKE '88.TEST/w-%'")}
+        finally:
+            await present.close()
+        served = [h for h in acknowledged[-5:] if (await node.get(f"/api/handles/{h}"))[0] != 200]
+    return {
+        "acknowledged": len(acknowledged),
+        "missing": [h for h in acknowledged if h not in stored] + served,
+        "write_statuses": dict(write_statuses),
+        "read_statuses": dict(read_statuses),
+        "cached_errors": cached_errors,
+        "writes_back_after": None if back_at is None else round(back_at - promoted_at, 2),
+    }
