@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from benchmarks.pgproxy import PgProxy
 from benchmarks.replicated import Replicated, missing, replicated_postgres
 from resolver.app import STORE
 from resolver.changes import ChangesSettings
@@ -36,9 +37,10 @@ def _url(target: str) -> list[dict[str, Any]]:
 
 
 async def _create_database(cluster: Replicated) -> str:
-    """A migrated database ``idnode`` on the primary (the standby replays it); its DSN there."""
+    """A fresh, migrated database ``idnode`` on the primary (the standby replays it); its DSN there."""
     admin = await asyncpg.connect(cluster.primary.dsn())
     try:
+        await admin.execute("DROP DATABASE IF EXISTS idnode WITH (FORCE)")
         await admin.execute("CREATE DATABASE idnode")
     finally:
         await admin.close()
@@ -106,21 +108,23 @@ def cluster() -> Iterator[Replicated]:
 @pytest.fixture
 async def replicated(cluster: Replicated) -> AsyncIterator[tuple[Node, Replicated]]:
     """A node over the cluster's primary, reading from its standby, with a fresh database ``idnode``."""
-    admin = await asyncpg.connect(cluster.primary.dsn())
-    await admin.execute("DROP DATABASE IF EXISTS idnode WITH (FORCE)")
-    await admin.close()
     dsn = await _create_database(cluster)
     await put_record(dsn, "88.TEST/seed", _url("https://example.org/seed"))
     await _home(dsn)
     await _caught_up(cluster)
-    settings = Settings(
-        database=DatabaseSettings(
-            replica_urls=(cluster.standby.dsn("idnode"),), replica_max_lag=MAX_LAG, command_timeout=1.0
-        )
-    )
-    async with running_node(dsn, settings) as node:
+    async with running_node(dsn, _reading_from(cluster)) as node:
         await _replica_usable(node)
         yield node, cluster
+
+
+def _reading_from(cluster: Replicated) -> Settings:
+    """A node's settings with the cluster's standby as its replica (and a trusted proxy, for writes)."""
+    return Settings(
+        database=DatabaseSettings(
+            replica_urls=(cluster.standby.dsn("idnode"),), replica_max_lag=MAX_LAG, command_timeout=1.0
+        ),
+        registry=RegistrySettings(trusted_proxies=("127.0.0.1",)),
+    )
 
 
 async def _home(dsn: str) -> None:
@@ -215,6 +219,78 @@ async def test_reads_continue_from_the_primary_when_the_replica_is_lost(replicat
     finally:
         await asyncio.to_thread(cluster.start_server, cluster.standby)
     await _replica_usable(node)
+
+
+async def test_a_write_through_one_node_is_read_through_another_despite_a_lagging_replica(
+    replicated: tuple[Node, Replicated],
+) -> None:
+    """Read-your-writes across nodes: once node 1 acknowledged a write, node 2 answers it as soon as the change
+    notification reached it (milliseconds), and never the older version afterwards, though its replica lags."""
+    first, cluster = replicated
+    admin = await onboard_enterprise(first.dsn, "88.RYW")
+    auth = {"headers": secure_basic(admin.identity, admin.secret)}
+    await put_record(first.dsn, "88.RYW/item", _url("https://example.org/v1"))
+    await _caught_up(cluster)
+    async with running_node(first.dsn, _reading_from(cluster)) as second:
+        await _replica_usable(second)
+        assert await _target(second, "88.RYW/item") == (200, "https://example.org/v1")  # cached by node 2
+        await _on_standby(cluster, "SELECT pg_wal_replay_pause()")
+        try:
+            for handle, target in (("88.RYW/item", "https://example.org/v2"), ("88.RYW/new", "https://example.org/n")):
+                status, _, _ = await first.call("PUT", f"/api/handles/{handle}", json=_url(target), **auth)
+                assert status in (200, 201)
+                acknowledged = time.monotonic()
+
+                async def seen(handle: str = handle, target: str = target) -> bool:
+                    return await _target(second, handle) == (200, target)
+
+                assert await eventually(seen, timeout=2.0, interval=0.005)
+                print(
+                    f"\n{handle}: seen through node 2 {1000 * (time.monotonic() - acknowledged):.1f} ms after the 2xx"
+                )
+                for _ in range(20):
+                    assert await _target(second, handle) == (200, target)
+        finally:
+            await _on_standby(cluster, "SELECT pg_wal_replay_resume()")
+
+
+async def test_writes_reaching_a_standby_are_503_and_drop_their_connection(cluster: Replicated) -> None:
+    """A database_url that lands on a standby (a virtual IP or proxy not yet moved after a failover): writes answer
+    503 rc 3, not 500, and each refused connection is discarded, so writes succeed as soon as new connections reach
+    the primary again."""
+    dsn = await _create_database(cluster)
+    admin = await onboard_enterprise(dsn, "88.TEST")
+    auth = {"headers": secure_basic(admin.identity, admin.secret)}
+    await _caught_up(cluster)
+    proxy = PgProxy(dsn)
+    await proxy.start()
+    settings = Settings(
+        database=DatabaseSettings(command_timeout=1.0), registry=RegistrySettings(trusted_proxies=("127.0.0.1",))
+    )
+    try:
+        async with running_node(proxy.dsn, settings) as node:
+            status, _, _ = await node.call("PUT", "/api/handles/88.TEST/a", json=_url("https://x.org/a"), **auth)
+            assert status == 201
+            await proxy.crash()
+            proxy.upstream = cluster.standby.dsn("idnode")
+            await proxy.restore()
+            for n in range(5):
+                status, body, response = await node.call(
+                    "PUT", f"/api/handles/88.TEST/b{n}", json=_url("https://x.org/b"), **auth
+                )
+                assert (status, body["responseCode"]) == (503, 3) and int(response.headers["Retry-After"]) > 0
+            proxy.upstream = dsn  # new connections reach the primary again; the pooled ones still reach the standby
+            statuses = []
+            for n in range(2 * settings.database.pool_max):
+                status, _, _ = await node.call(
+                    "PUT", f"/api/handles/88.TEST/c{n}", json=_url("https://x.org/c"), **auth
+                )
+                statuses.append(status)
+                if status == 201:
+                    break
+            assert statuses[-1] == 201 and set(statuses) <= {201, 503}
+    finally:
+        await proxy.close()
 
 
 async def test_failover_loses_no_acknowledged_write() -> None:
