@@ -299,6 +299,7 @@ class Replicas:
     async def check(self) -> None:
         """Sample the primary's position, then each replica's replay position; update ``caught_up_to`` and lag."""
         asked = self._clock()
+        self._drop_old_floors(asked)
         try:
             self._samples.append((asked, await self.primary.fetchval(_PRIMARY_LSN)))
         except Exception as exc:
