@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,12 +18,13 @@ import asyncpg
 import pytest
 
 from benchmarks.pgproxy import PgProxy
+from benchmarks.replicas import create_database, failover
 from benchmarks.replicated import Replicated, missing, replicated_postgres
 from resolver.app import LISTENER, STORE
 from resolver.changes import ChangesSettings
 from resolver.config import RegistrySettings, Settings
 from resolver.replicas import Replicas
-from resolver.store import DatabaseSettings, apply_migrations
+from resolver.store import DatabaseSettings
 from tests.support import Node, delete_record, eventually, onboard_enterprise, put_record, running_node, secure_basic
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no streaming replication here: {missing()}")
@@ -34,22 +34,6 @@ MAX_LAG = 4.0
 
 def _url(target: str) -> list[dict[str, Any]]:
     return [{"index": 1, "type": "URL", "data": target}]
-
-
-async def _create_database(cluster: Replicated) -> str:
-    """A fresh, migrated database ``idnode`` on the primary (the standby replays it); its DSN there."""
-    admin = await asyncpg.connect(cluster.primary.dsn())
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS idnode WITH (FORCE)")
-        await admin.execute("CREATE DATABASE idnode")
-    finally:
-        await admin.close()
-    pool = await asyncpg.create_pool(cluster.primary.dsn("idnode"), min_size=1, max_size=1)
-    try:
-        await apply_migrations(pool)
-    finally:
-        await pool.close()
-    return cluster.primary.dsn("idnode")
 
 
 async def _caught_up(cluster: Replicated) -> None:
@@ -108,7 +92,7 @@ def cluster() -> Iterator[Replicated]:
 @pytest.fixture
 async def replicated(cluster: Replicated) -> AsyncIterator[tuple[Node, Replicated]]:
     """A node over the cluster's primary, reading from its standby, with a fresh database ``idnode``."""
-    dsn = await _create_database(cluster)
+    dsn = await create_database(cluster)
     await put_record(dsn, "88.TEST/seed", _url("https://example.org/seed"))
     await _home(dsn)
     await _caught_up(cluster)
@@ -266,7 +250,7 @@ async def test_writes_reaching_a_standby_are_503_and_drop_their_connection(clust
     """A database_url that lands on a standby (a virtual IP or proxy not yet moved after a failover): writes answer
     503 rc 3, not 500, and each refused connection is discarded, so writes succeed as soon as new connections reach
     the primary again."""
-    dsn = await _create_database(cluster)
+    dsn = await create_database(cluster)
     admin = await onboard_enterprise(dsn, "88.TEST")
     auth = {"headers": secure_basic(admin.identity, admin.secret)}
     await _caught_up(cluster)
@@ -304,111 +288,33 @@ async def test_writes_reaching_a_standby_are_503_and_drop_their_connection(clust
 async def test_failover_loses_no_acknowledged_write() -> None:
     """Synchronous replication; the primary is killed under a read-and-write load and the standby promoted."""
     with replicated_postgres(synchronous=True) as cluster:
-        dsn = await _create_database(cluster)
+        dsn = await create_database(cluster)
         admin = await onboard_enterprise(dsn, "88.TEST")
-        for n in range(20):
-            await put_record(dsn, f"88.TEST/cached-{n}", _url(f"https://example.org/c{n}"))
+        cached = [f"88.TEST/cached-{n}" for n in range(20)]
+        for handle in cached:
+            await put_record(dsn, handle, _url("https://example.org/cached"))
         await _caught_up(cluster)
         both = f"postgresql://postgres@127.0.0.1:{cluster.primary.port},127.0.0.1:{cluster.standby.port}/idnode"
         settings = Settings(
             database=DatabaseSettings(
-                url=None,
-                replica_urls=(cluster.standby.dsn("idnode"),),
-                replica_max_lag=MAX_LAG,
-                command_timeout=1.0,
+                replica_urls=(cluster.standby.dsn("idnode"),), replica_max_lag=MAX_LAG, command_timeout=1.0
             ),
             changes=ChangesSettings(backoff_max=0.5),
             registry=RegistrySettings(trusted_proxies=("127.0.0.1",)),
         )
-        report = await _run_failover(both + "?target_session_attrs=read-write", settings, cluster, admin)
-    print(f"\nfailover: {report}")
-    assert report["missing"] == [], "acknowledged writes lost"
-    assert report["cached_errors"] == 0, "a cached read failed during the switch"
-    assert report["write_statuses"].keys() <= {201, 200, 503} and report["read_statuses"].keys() <= {404, 503}
-    assert report["writes_back_after"] < 5.0 and report["ready_after"] < 5.0
-    assert report["listen_reconnects"] >= 1
-
-
-async def _run_failover(dsn: str, settings: Settings, cluster: Replicated, admin: Any) -> dict[str, Any]:
-    auth = {"headers": secure_basic(admin.identity, admin.secret)}
-    acknowledged: list[str] = []
-    write_statuses: Counter[int] = Counter()
-    read_statuses: Counter[int] = Counter()
-    cached_errors = 0
-    promoted_at: float | None = None
-    back_at: float | None = None
-    stop = asyncio.Event()
-    async with running_node(dsn, settings) as node:
-        for n in range(20):
-            assert (await node.get(f"/api/handles/88.TEST/cached-{n}"))[0] == 200
-        status, _, _ = await node.call("PUT", "/api/handles/88.TEST/w-warm", json=_url("https://x.org/"), **auth)
-        assert status == 201
-
-        async def write() -> None:
-            nonlocal back_at
-            n = 0
-            while not stop.is_set():
-                n += 1
-                handle = f"88.TEST/w-{n}"
-                status, body, response = await node.call(
-                    "PUT", f"/api/handles/{handle}", json=_url(f"https://x.org/{n}"), **auth
-                )
-                write_statuses[status] += 1
-                if status == 503 and not (body["responseCode"] == 3 and int(response.headers["Retry-After"]) > 0):
-                    write_statuses[-503] += 1  # a 503 without rc 3 and Retry-After
-                if status in (200, 201):
-                    acknowledged.append(handle)
-                    if promoted_at is not None and back_at is None:
-                        back_at = time.monotonic()
-                else:
-                    await asyncio.sleep(0.05)
-
-        async def read() -> None:
-            nonlocal cached_errors
-            n = 0
-            while not stop.is_set():
-                n += 1
-                status, _, _ = await node.get(f"/api/handles/88.TEST/cached-{n % 20}")
-                cached_errors += status != 200
-                status, body, _ = await node.get(f"/api/handles/88.TEST/uncached-{n}")
-                read_statuses[status] += 1
-                if status == 503 and body["responseCode"] != 3:
-                    read_statuses[-503] += 1
-                await asyncio.sleep(0.01)
-
-        tasks = [asyncio.create_task(write()), asyncio.create_task(read())]
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(cluster.stop_server, cluster.primary, "immediate")
-        await asyncio.sleep(1.0)  # no primary: writes and misses answer 503 meanwhile
-        await asyncio.to_thread(cluster.promote)
-        promoted_at = time.monotonic()
-
-        async def writes_back() -> bool:
-            return back_at is not None
-
-        await eventually(writes_back, timeout=15.0, interval=0.1)
-
-        async def ready() -> bool:
-            return (await node.get("/readyz"))[0] == 200
-
-        assert await eventually(ready, timeout=15.0, interval=0.1)
-        ready_after = time.monotonic() - promoted_at
-        await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.gather(*tasks)
-        present = await asyncpg.connect(cluster.standby.dsn("idnode"))
-        try:
-            stored = {r[0] for r in await present.fetch("SELECT handle FROM handles WHERE handle LIKE '88.TEST/w-%'")}
-        finally:
-            await present.close()
-        served = [h for h in acknowledged[-5:] if (await node.get(f"/api/handles/{h}"))[0] != 200]
-    return {
-        "acknowledged": len(acknowledged),
-        "missing": [h for h in acknowledged if h not in stored] + served,
-        "write_statuses": dict(write_statuses),
-        "read_statuses": dict(read_statuses),
-        "cached_errors": cached_errors,
-        "writes_back_after": None if back_at is None else round(back_at - promoted_at, 2),
-        "ready_after": round(ready_after, 2),
-        "listen_reconnects": node.app[LISTENER].reconnects,
-    }
+        async with running_node(both + "?target_session_attrs=read-write", settings) as node:
+            for handle in cached:
+                assert (await node.get(f"/api/handles/{handle}"))[0] == 200
+            headers = secure_basic(admin.identity, admin.secret)
+            switch = await failover(node.url, cluster, headers, prefix="88.TEST", cached=cached)
+            print(f"\nfailover: {switch.line()}")
+            for handle in switch.acknowledged[-5:]:  # and the node answers them
+                assert (await _target(node, handle))[0] == 200
+            reconnects = node.app[LISTENER].reconnects
+    assert switch.missing == [], "acknowledged writes lost"
+    assert switch.cached_failures == 0, "a cached read failed during the switch"
+    assert switch.write_statuses.keys() <= {200, 201, 503} and switch.miss_statuses.keys() <= {404, 503}
+    assert switch.malformed_503 == 0 and switch.write_statuses[503] > 0  # there was a time without a primary
+    assert switch.writes_back_after is not None and switch.writes_back_after < 5.0
+    assert switch.ready_after is not None and switch.ready_after < 5.0
+    assert reconnects >= 1
