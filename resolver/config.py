@@ -248,7 +248,8 @@ def _base_urls(raw: Any) -> tuple[str, ...]:
     return urls
 
 
-_DSN_START = re.compile(r",\s*(?=postgres(?:ql)?://)")
+_DSN_START = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+"""A comma that starts another URL (``scheme://``), not one between the hosts of a multi-host DSN."""
 
 
 def _dsns(raw: Any) -> tuple[str, ...]:
