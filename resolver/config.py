@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from resolver.answers import Redirects
 from resolver.cache import CacheSettings
@@ -458,12 +459,29 @@ def load_settings(
             "(give the parent's https:// URL, and upstream_ca for a self-signed certificate)"
         )
     _check_mirror(settings)
+    _check_failover_url(settings.database.url)
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"config: database_pool_min={settings.database.pool_min} exceeds "
             f"database_pool_max={settings.database.pool_max}"
         )
     return settings
+
+
+def _check_failover_url(url: str | None) -> None:
+    """A ``database_url`` naming several hosts must say which one to use: without ``target_session_attrs`` asyncpg
+    takes the first that answers, and after a failover that may be the old primary come back as a standby, where
+    every write and the LISTEN would fail until an operator intervenes."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    hosts = parts.netloc.rpartition("@")[2].split(",") + ",".join(query.get("host", [])).split(",")[1:]
+    if len(hosts) > 1 and query.get("target_session_attrs", [""])[-1] not in ("read-write", "primary"):
+        raise ConfigError(
+            "config: database_url names several hosts; add target_session_attrs=read-write so that the node "
+            "connects to the primary among them"
+        )
 
 
 def _check_mirror(settings: Settings) -> None:

@@ -32,8 +32,8 @@ Never older than told (the rules, with why each is enough):
 
 The cache's hot path is untouched: only misses reach this module.
 
-Metrics (``collect``): loads by where they were answered (``replica``, ``primary``, ``retried``), per-replica loads,
-usability and replay lag.
+Metrics (``collect``): loads by where they were answered (``replica``, ``primary``, ``retried``), per-replica reads,
+usability (summed over workers: how many may read it) and replay lag (the largest of the workers'), the floors held.
 """
 
 from __future__ import annotations
@@ -191,18 +191,20 @@ class Replicas:
         start = next(self._turn) % len(usable)
         return usable[start:] + usable[:start]
 
-    def _failed(self, replica: Replica, exc: BaseException) -> None:
-        replica.down_until = self._clock() + BACKOFF
-        log.warning("replicas: replica %d failed (%r); left out for %.0f s", replica.index, exc, BACKOFF)
+    def _failed(self, replica: Replica, exc: BaseException, pause: float = BACKOFF) -> None:
+        """Leave ``replica`` out for ``pause`` seconds; an error that is not an outage (a replica without idnode's
+        schema, a role without rights) is logged as the misconfiguration it is."""
+        replica.down_until = self._clock() + pause
+        replica.lag = None
+        level = logging.WARNING if unavailable(exc) else logging.ERROR
+        log.log(level, "replicas: replica %d failed (%r); left out for %.0f s", replica.index, exc, pause)
 
     async def _on_replicas(self, replicas: list[Replica], call: Callable[[Any], Awaitable[T]]) -> tuple[Replica, T]:
         """``call`` on the first of ``replicas`` that answers; raises LookupError when none does."""
         for replica in replicas:
             try:
                 return replica, await call(replica.pool)
-            except Exception as exc:
-                if not unavailable(exc):
-                    raise
+            except Exception as exc:  # whatever a replica does wrong, the primary still answers
                 self._failed(replica, exc)
         raise LookupError("no replica answered")
 
@@ -302,9 +304,8 @@ class Replicas:
         self._drop_old_floors(asked)
         try:
             self._samples.append((asked, await self.primary.fetchval(_PRIMARY_LSN)))
-        except Exception as exc:
-            if not unavailable(exc):
-                raise
+        except Exception as exc:  # away, or (a database_url reaching a standby) not a primary: no sample
+            log.log(logging.INFO if unavailable(exc) else logging.ERROR, "replicas: no primary position (%r)", exc)
         while len(self._samples) > 1 and self._samples[0][0] < asked - 2 * self.max_lag:
             self._samples.popleft()
         await asyncio.gather(*(self._check_replica(replica) for replica in self.replicas))
@@ -313,10 +314,7 @@ class Replicas:
         try:
             replayed = await replica.pool.fetchval(_REPLAYED)
         except Exception as exc:
-            if not unavailable(exc):
-                raise
-            replica.down_until = self._clock() + CHECK_INTERVAL
-            replica.lag = None
+            self._failed(replica, exc, CHECK_INTERVAL)
             return
         replica.down_until = 0.0
         held = [at for at, position in self._samples if replayed is not None and position <= replayed]

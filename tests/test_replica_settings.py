@@ -62,3 +62,30 @@ def test_a_bad_value_is_refused_naming_the_option(name: str, raw: str, expected:
     with pytest.raises(ConfigError) as raised:
         load_settings(environ={name: raw})
     assert name in str(raised.value) and expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://idnode@h1:5432,h2:5432/idnode",
+        "postgresql://idnode@h1:5432,h2:5432/idnode?target_session_attrs=any",
+        "postgresql://idnode@/idnode?host=/run/a,/run/b",
+    ],
+)
+def test_a_multi_host_database_url_must_ask_for_the_primary(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"IDNODE_DATABASE_URL": url})
+    assert "target_session_attrs=read-write" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://idnode@h1:5432,h2:5432/idnode?target_session_attrs=read-write",
+        "postgresql://idnode@h1,h2/idnode?target_session_attrs=primary",
+        "postgresql://idnode@db:5432/idnode",
+        "postgresql://postgres@/postgres?host=/tmp/pg",
+    ],
+)
+def test_single_host_and_primary_seeking_urls_are_accepted(url: str) -> None:
+    assert load_settings(environ={"IDNODE_DATABASE_URL": url}).database.url == url
