@@ -23,7 +23,7 @@ from benchmarks.replicated import Replicated, missing, replicated_postgres
 from resolver.app import LISTENER, STORE
 from resolver.changes import ChangesSettings
 from resolver.config import RegistrySettings, Settings
-from resolver.replicas import Replicas
+from resolver.replicas import CHECK_INTERVAL, Replicas
 from resolver.store import DatabaseSettings
 from tests.support import Node, delete_record, eventually, onboard_enterprise, put_record, running_node, secure_basic
 
@@ -139,6 +139,41 @@ async def test_cache_loads_go_to_the_replica(replicated: tuple[Node, Replicated]
     assert connected >= 1
     _, text, _ = await node.get("/metrics")
     assert 'idnode_db_loads_total{source="replica"}' in text and 'idnode_db_replica_usable{replica="0"} 1.0' in text
+
+
+async def test_listing_goes_to_a_replica_only_when_it_holds_every_change_heard(
+    replicated: tuple[Node, Replicated],
+) -> None:
+    node, cluster = replicated
+    admin = await onboard_enterprise(node.dsn, "88.LIST")
+    auth = {"headers": secure_basic(admin.identity, admin.secret)}
+    for n in range(3):
+        await put_record(node.dsn, f"88.LIST/item-{n}", _url("https://example.org/item"))
+    await _caught_up(cluster)
+    await asyncio.sleep(2 * CHECK_INTERVAL)  # a health check saw the replica hold those changes
+    replicas = _replicas(node)
+    replica = replicas.replicas[0]
+
+    def scans() -> int:
+        """Reads the replica answered that were not cache loads (authorizing a listing loads records too)."""
+        return replica.loads - replicas.replica_loads
+
+    async def listed() -> list[str]:
+        status, body, _ = await node.get("/api/handles?prefix=88.LIST", **auth)
+        assert status == 200
+        return body["handles"]
+
+    reads = scans()
+    assert {f"88.LIST/item-{n}" for n in range(3)} <= set(await listed())
+    assert scans() == reads + 2  # the count and the page
+    await _on_standby(cluster, "SELECT pg_wal_replay_pause()")
+    try:
+        await put_record(node.dsn, "88.LIST/item-new", _url("https://example.org/item"))
+        await asyncio.sleep(0.2)  # the notification arrives
+        assert "88.LIST/item-new" in await listed()  # from the primary: the replica has not replayed it
+        assert scans() == reads + 2
+    finally:
+        await _on_standby(cluster, "SELECT pg_wal_replay_resume()")
 
 
 async def test_a_lagging_replica_never_answers_older_than_a_notification(replicated: tuple[Node, Replicated]) -> None:
