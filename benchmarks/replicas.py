@@ -242,8 +242,9 @@ async def _run(args: argparse.Namespace) -> int:
         ):
             await asyncio.sleep(2 * _SETTLE)  # the replica node's health check has seen the replica
             before = await _loads(on_replica.url)
-            for _ in range(args.repeats):
-                for name, server in (("replica", on_replica), ("primary", on_primary)):
+            pair = [("replica", on_replica), ("primary", on_primary)]
+            for repeat in range(args.repeats):
+                for name, server in pair if repeat % 2 == 0 else pair[::-1]:  # neither always runs first
                     best[name] = max(best[name], await _cold(wrk, server.url, script, args.duration))
             after = await _loads(on_replica.url)
             loads = {source: after[source] - before.get(source, 0.0) for source in after}

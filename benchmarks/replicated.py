@@ -18,13 +18,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.servers import free_port
 from resolver.embedded import POSTGRES_SYSTEM_USER, postgres_binaries
 
 __all__ = ["Replicated", "missing", "replicated_postgres"]
@@ -40,12 +40,6 @@ def missing() -> str | None:
         return f"no PostgreSQL binaries ({exc})"
     absent = [tool for tool in _TOOLS if not (binaries / tool).exists()]
     return f"PostgreSQL binaries in {binaries} lack {', '.join(absent)}" if absent else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -66,8 +60,8 @@ class Replicated:
         self.root = root
         self.bin = postgres_binaries()
         self.user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
-        self.primary = Server(root / "primary", _free_port())
-        self.standby = Server(root / "standby", _free_port())
+        self.primary = Server(root / "primary", free_port())
+        self.standby = Server(root / "standby", free_port())
         self.synchronous = synchronous
 
     def _run(self, tool: str, *args: str, timeout: float = 120.0) -> None:
