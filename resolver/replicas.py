@@ -69,7 +69,12 @@ _FETCH = (
 )
 """The rows of ``Store.fetch_records`` plus the server's replay position, in one round trip (a promoted standby,
 no longer in recovery, reports its own position)."""
-_REPLAYED = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
+_REPLAYED = (
+    "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END "
+    "FROM (SELECT EXISTS (SELECT FROM handles)) AS readable"
+)
+"""The health check's question; it reads ``handles`` too, so a replica that can answer it can answer loads (one
+without idnode's schema, or whose role may not read it, fails here and stays out)."""
 _PRIMARY_LSN = "SELECT pg_current_wal_lsn()"
 
 Rows = list[tuple[str, str, int, str]]
@@ -78,7 +83,7 @@ Rows = list[tuple[str, str, int, str]]
 class Replica:
     """One replica's pool and what the node knows of it."""
 
-    __slots__ = ("caught_up_to", "down_until", "index", "lag", "loads", "pool")
+    __slots__ = ("caught_up_to", "down_until", "failing", "index", "lag", "loads", "pool")
 
     def __init__(self, index: int, pool: Any) -> None:
         self.index = index
@@ -86,6 +91,8 @@ class Replica:
         self.caught_up_to = -1e18
         """Monotonic time of the latest primary state this replica is known to hold in full."""
         self.down_until = 0.0
+        self.failing = False
+        """Whether its last call failed (so a replica that stays down is logged once, not every second)."""
         self.lag: float | None = None
         self.loads = 0
 
@@ -131,7 +138,7 @@ class Replicas:
         self._samples: deque[tuple[float, int]] = deque()  # (asked at, primary position), oldest first
         self._seq = 0  # notifications heard
         self._bulk_seq = 0  # the notification count at the last bulk one
-        self._barrier: tuple[int, int] | None = (0, 0)  # (notification count when asked, primary position)
+        self._barrier = (0, 0)  # (notifications heard when it was asked, the primary's position)
         self._barrier_task: asyncio.Task[None] | None = None
         self._last_heard = -1e18
         self._task: asyncio.Task[None] | None = None
@@ -167,12 +174,12 @@ class Replicas:
         except Exception as exc:
             log.info("replicas: cannot read the primary's WAL position (%r); loads stay on the primary", exc)
             return
-        if self._barrier is None or seq >= self._barrier[0]:
+        if seq >= self._barrier[0]:
             self._barrier = (seq, position)
 
     def _bulk_barrier(self) -> int | None:
         """The position a replica must have replayed for a load, or None while it is not known yet."""
-        if self._barrier is None or self._barrier[0] < self._bulk_seq:
+        if self._barrier[0] < self._bulk_seq:
             self._ask_barrier()
             return None
         return self._barrier[1]
@@ -196,8 +203,10 @@ class Replicas:
         schema, a role without rights) is logged as the misconfiguration it is."""
         replica.down_until = self._clock() + pause
         replica.lag = None
-        level = logging.WARNING if unavailable(exc) else logging.ERROR
-        log.log(level, "replicas: replica %d failed (%r); left out for %.0f s", replica.index, exc, pause)
+        if not replica.failing:
+            level = logging.WARNING if unavailable(exc) else logging.ERROR
+            log.log(level, "replicas: replica %d failed (%r); reading elsewhere until it answers", replica.index, exc)
+        replica.failing = True
 
     async def _on_replicas(self, replicas: list[Replica], call: Callable[[Any], Awaitable[T]]) -> tuple[Replica, T]:
         """``call`` on the first of ``replicas`` that answers; raises LookupError when none does."""
@@ -317,6 +326,9 @@ class Replicas:
             self._failed(replica, exc, CHECK_INTERVAL)
             return
         replica.down_until = 0.0
+        if replica.failing:
+            log.info("replicas: replica %d answers again", replica.index)
+            replica.failing = False
         held = [at for at, position in self._samples if replayed is not None and position <= replayed]
         if held:
             replica.caught_up_to = max(replica.caught_up_to, held[-1])
