@@ -83,7 +83,7 @@ async def install(core: Core) -> Additions:
     settings = core.settings
     channel = Channel(settings.registry)
     write_pool = (await connect(core.dsn, settings.database)).pool
-    store = RegistryStore(core.store.pool, write_pool)
+    store = RegistryStore(core.store.pool, write_pool, core.store.scans)
     prefixes = core.lookup.prefixes
     records = CachedRecords(core.lookup)
     operators = Operators(store, settings.registry.operators)
