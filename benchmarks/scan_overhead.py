@@ -17,7 +17,6 @@ its counter, as after every ``stats_interval``'s roll-up. Then the memory a coun
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import inspect
 import os
@@ -33,7 +32,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 import resolver.proxy
-from benchmarks.metrics_overhead import HANDLE, PREFIX, VALUES, _database, _say, _seed
+from benchmarks.metrics_overhead import HANDLE, PREFIX, VALUES, _database, _say, _seed, run
 from resolver.app import LOOKUP, METRICS, create_app
 from resolver.config import Settings
 from resolver.proxy import Proxy
@@ -172,15 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("IDNODE_DATABASE_URL"), help="PostgreSQL server")
     parser.add_argument("--iterations", type=int, default=200_000, help="answers per round and variant")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (the variants alternate)")
-    parser.add_argument("--handles", type=int, default=10_000, help="distinct handles of the third variant")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    asyncio.run(_main(args))
+    parser.add_argument("--handles", type=int, default=10_000, help="distinct handles cycled over")
+    run(_main(parser.parse_args(argv)))
     return 0
 
 

@@ -312,6 +312,12 @@ _RECORD = {
     },
 }
 _OBJECT = {"type": "object"}
+_DAY_RANGE = [
+    _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
+    _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
+    _query("prefix", description="only this prefix (not those derived from it)"),
+]
+"""The statistics' parameters: a range of days, and one prefix."""
 _SESSION_PATH = {"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}
 
 _ANSWER_CHALLENGE: dict[str, Any] = {
@@ -682,9 +688,7 @@ _PATHS: dict[str, Any] = {
             "summary": "Operation statistics per UTC day and prefix: look-ups by outcome and registrations by"
             " operation (operators: every prefix; an enterprise: its own and derived prefixes)",
             "parameters": [
-                _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
-                _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
-                _query("prefix", description="only this prefix (not those derived from it)"),
+                *_DAY_RANGE,
                 _query("node", description="operators: the totals the child node of this prefix reported"),
             ],
             "responses": _answers({"200": _json(_ref("Statistics"), "from, to, [node,] days")}, *_LIST_ERRORS),
@@ -695,9 +699,7 @@ _PATHS: dict[str, Any] = {
             "summary": "Scan statistics: proxy answers (GET /{handle}) per UTC day, handle and link type, most"
             " scanned handles first (operators: every prefix; an enterprise: its own and derived prefixes)",
             "parameters": [
-                _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
-                _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
-                _query("prefix", description="only this prefix (not those derived from it)"),
+                *_DAY_RANGE,
                 _bounded(_query("page", "integer", "page of handles, from 0 (default 0)"), 0, 2**31 - 1),
                 _bounded(_query("pageSize", "integer", "handles a page (default 100)"), 1, 1000),
             ],

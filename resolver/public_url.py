@@ -8,7 +8,8 @@ only from what can be trusted (:func:`request_base`).
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+
+from resolver.sites import web_url
 
 __all__ = ["public_base", "request_base"]
 
@@ -22,13 +23,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def public_base(text: str) -> str:
     """``public_url`` as a base for proxy URLs: ``scheme://host[:port][/path]``, the scheme and host in lower case,
     the default port and a trailing ``/`` dropped; ValueError for anything that is not such an http(s) URL."""
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or not _HOST.fullmatch(parts.netloc):
+    parts, scheme, port = web_url(text)
+    if not _HOST.fullmatch(parts.netloc):
         raise ValueError(f"{text!r} is not an http:// or https:// URL with a host")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{text!r} must be scheme://host[:port][/path] (no query, fragment or user)")

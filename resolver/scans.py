@@ -9,11 +9,11 @@ The statistics recorder (``registry/recorder.py``) drains the counts every ``sta
 ``scan_stats`` by UTC day (``registry/scan_stats.py``). Nothing about the client is kept: no address, no time finer
 than the day, no header.
 
-Memory is bounded: at most ``MAX_HANDLES`` distinct (handle, link type) pairs are told apart between two drains (a
-minute); scans of further handles are counted under their prefix's ``P/(other)`` bucket (at most ``MAX_OTHERS``
-such bucket and link type pairs), and beyond that under ``(other)``. The buckets are lower case, which no handle key (ASCII
-upper case) can be, so they never mix with a real handle's counts. Link types come from the proxy's own names and
-the records' link types, a small set.
+Memory is bounded: at most ``MAX_HANDLES`` distinct (handle, link type) pairs are told apart between two drains
+(a minute); scans of further handles are counted under their prefix's ``P/(other)`` bucket (at most
+``MAX_OTHERS`` such bucket and link type pairs), and beyond that under ``(other)``. The buckets are lower case,
+which no handle key (ASCII upper case) can be, so they never mix with a real handle's counts. Link types come from
+the proxy's own names and the records' link types, a small set.
 """
 
 from __future__ import annotations
