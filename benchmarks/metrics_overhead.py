@@ -39,8 +39,9 @@ import time
 import timeit
 import types
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -259,15 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("IDNODE_DATABASE_URL"), help="PostgreSQL server")
     parser.add_argument("--iterations", type=int, default=200_000, help="look-ups per round and variant")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (the variants alternate)")
-    args = parser.parse_args(argv)
+    run(_main(parser.parse_args(argv)))
+    return 0
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (as a node runs), else on asyncio's loop."""
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    asyncio.run(_main(args))
-    return 0
+    asyncio.run(main)
 
 
 if __name__ == "__main__":

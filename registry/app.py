@@ -8,7 +8,7 @@
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
 5. returns its own routes (prefixes, enterprises, sessions, templates, batch, the SNMS-compatible API, reverse
-   look-up, statistics, child nodes, change feed, OpenAPI) and metric sources;
+   look-up, statistics and scan statistics, QR labels, child nodes, change feed, OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
    in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a
@@ -39,8 +39,11 @@ from registry.nodes import ChildWatch, NodesAPI
 from registry.openapi import OpenAPI
 from registry.permissions import Operators, Perm, Permissions
 from registry.prefix_api import PrefixesAPI
-from registry.recorder import StatsRecorder
+from registry.qr_api import QRLabels
+from registry.recorder import ScanRollup, StatsRecorder
 from registry.replication import MirrorAcks, Replication
+from registry.scan_stats import ScanStore
+from registry.scans_api import ScansAPI
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
 from registry.snms_api import SnmsAPI
@@ -121,7 +124,8 @@ async def install(core: Core) -> Additions:
     )
     batch = BatchWrites(store, stages, max_batch=settings.max_batch)
     stats = StatsStore(core.store.pool)
-    recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval)
+    scans = ScanRollup(core.scans, ScanStore(write_pool))
+    recorder = StatsRecorder(StatsStore(write_pool), core.tallies, settings.stats_interval, scans=scans)
     watch = ChildWatch(stats, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch, follower)
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
@@ -139,6 +143,8 @@ async def install(core: Core) -> Additions:
         *SnmsAPI(batch, tokens).routes(),
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),
+        *ScansAPI(ScanStore(core.store.pool), recorder, auth, operators).routes(),
+        *QRLabels(core.lookup, settings).routes(),
         *NodesAPI(
             stats, StatsStore(write_pool), auth, operators, report_interval=settings.hierarchy.report_interval
         ).routes(),

@@ -44,6 +44,10 @@
     idnode import FILE [--replace]    JSON Lines, one Handle.Net record per line; all or nothing
     idnode resolve HANDLE [--url]     print a record (or only its redirect URL) from the database
     idnode migrate                    apply schema migrations
+    idnode qr HANDLE -o FILE.svg|FILE.png [--ecc L|M|Q|H] [--scale N] [--border N]
+                                      the QR code of the handle's proxy URL under public_url (registry/qr_cli.py)
+    idnode labels --prefix P --out DIR [--format svg|png|none]
+                                      one code per handle of P, and labels.html: an A4 sheet to print
 
 Every command reads settings from flags, ``IDNODE_*`` variables and ``--config FILE`` (``resolver/config.py``).
 Every option of the settings table is a flag (generated from the table), accepted before the command or after it.
@@ -83,6 +87,8 @@ from registry.lifecycle import STATES, enterprise_json
 from registry.mirror_store import MirrorStore, NotAMirror
 from registry.nodes import add_node
 from registry.paging import paging
+from registry.qr_cli import add_commands as add_qr_commands
+from registry.qr_cli import run as run_qr
 from registry.statistics import REGISTRATION_OPS, StatsStore, parse_range
 from registry.store import Actor, EnterpriseRow, RegistryStore
 from registry.tls import server_context
@@ -236,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     resolve_cmd.add_argument("--url", action="store_true", help="print only the URL the proxy redirects to")
 
     commands.add_parser("migrate", parents=[common], help="apply schema migrations")
+    add_qr_commands(commands, common)
     return parser
 
 
@@ -702,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import(settings, args.file, args.replace)
         if args.command == "resolve":
             return _resolve(settings, args.handle, args.url)
+        if args.command in ("qr", "labels"):
+            return run_qr(settings, args, _with_store)
         return _migrate(settings)
     except ConfigError as exc:
         print(f"idnode: {exc}", file=sys.stderr)

@@ -182,6 +182,42 @@ _SCHEMAS: dict[str, Any] = {
             "days": {"type": "array", "items": _ref("DayStats"), "description": "sorted by day, then prefix"},
         },
     },
+    "ScanCounts": {
+        "type": "object",
+        "required": ["scans", "linkTypes"],
+        "properties": {
+            "scans": {"type": "integer", "minimum": 0},
+            "linkTypes": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "scans by link type: default (the redirect), page (the values page), a typed link's",
+            },
+        },
+    },
+    "ScanStatistics": {
+        "type": "object",
+        "required": ["responseCode", "from", "to", "prefix", "totals", "days", "handleCount", "handles"],
+        "properties": {
+            "responseCode": {"const": 1},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "prefix": {"type": ["string", "null"]},
+            "totals": _ref("ScanCounts"),
+            "days": {
+                "type": "array",
+                "items": {"allOf": [_ref("ScanCounts"), {"properties": {"day": {"type": "string", "format": "date"}}}]},
+                "description": "days with scans, in order",
+            },
+            "handleCount": {"type": "integer", "minimum": 0, "description": "handles with scans (every page)"},
+            "handles": {
+                "type": "array",
+                "items": {"allOf": [_ref("ScanCounts"), {"properties": {"handle": {"type": "string"}}}]},
+                "description": "this page of the handles, most scanned first; P/(other): beyond the per-minute bound",
+            },
+            "page": {"type": "integer", "minimum": 0},
+            "pageSize": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["responseCode"],
@@ -276,6 +312,12 @@ _RECORD = {
     },
 }
 _OBJECT = {"type": "object"}
+_DAY_RANGE = [
+    _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
+    _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
+    _query("prefix", description="only this prefix (not those derived from it)"),
+]
+"""The statistics' parameters: a range of days, and one prefix."""
 _SESSION_PATH = {"name": "which", "in": "path", "required": True, "schema": {"const": "this"}}
 
 _ANSWER_CHALLENGE: dict[str, Any] = {
@@ -646,12 +688,22 @@ _PATHS: dict[str, Any] = {
             "summary": "Operation statistics per UTC day and prefix: look-ups by outcome and registrations by"
             " operation (operators: every prefix; an enterprise: its own and derived prefixes)",
             "parameters": [
-                _query("from", description="first UTC day, YYYY-MM-DD (default: to, or today)"),
-                _query("to", description="last UTC day, YYYY-MM-DD (default: from, or today); at most 366 days"),
-                _query("prefix", description="only this prefix (not those derived from it)"),
+                *_DAY_RANGE,
                 _query("node", description="operators: the totals the child node of this prefix reported"),
             ],
             "responses": _answers({"200": _json(_ref("Statistics"), "from, to, [node,] days")}, *_LIST_ERRORS),
+        }
+    },
+    "/api/stats/scans": {
+        "get": {
+            "summary": "Scan statistics: proxy answers (GET /{handle}) per UTC day, handle and link type, most"
+            " scanned handles first (operators: every prefix; an enterprise: its own and derived prefixes)",
+            "parameters": [
+                *_DAY_RANGE,
+                _bounded(_query("page", "integer", "page of handles, from 0 (default 0)"), 0, 2**31 - 1),
+                _bounded(_query("pageSize", "integer", "handles a page (default 100)"), 1, 1000),
+            ],
+            "responses": _answers({"200": _json(_ref("ScanStatistics"), "totals, days, handles")}, *_LIST_ERRORS),
         }
     },
     "/api/nodes": {
@@ -735,6 +787,34 @@ _PATHS: dict[str, Any] = {
                 "404": {"description": "HTML page"},
                 "503": {"description": "the database is unavailable; retry", "headers": _RETRY_AFTER},
             },
+        }
+    },
+    "/qr/{label}": {
+        "get": {
+            "summary": "QR code of the handle's proxy URL (under public_url, else this request's origin)",
+            "parameters": [
+                {
+                    "name": "label",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "\\.(svg|png)$"},
+                    "description": "the handle, percent-encoded as on the proxy, then .svg or .png",
+                },
+                {"name": "ecc", "in": "query", "schema": {"enum": ["L", "M", "Q", "H", "l", "m", "q", "h"]}},
+                _bounded(_query("scale", "integer", "pixels (SVG units) a module (default 4)"), 1, 32),
+                _bounded(_query("border", "integer", "quiet zone in modules (default 4)"), 0, 16),
+            ],
+            "responses": _answers(
+                {
+                    "200": {
+                        "description": "the code",
+                        "content": {"image/svg+xml": {"schema": {"type": "string"}}, "image/png": {}},
+                    }
+                },
+                400,
+                404,
+                503,
+            ),
         }
     },
     "/": {

@@ -32,11 +32,13 @@ from resolver.identifiers import ascii_upper
 from resolver.tallies import OUTCOMES
 
 __all__ = [
+    "DAYS_FILTER",
     "MAX_DAYS",
     "REGISTRATION_OPS",
     "DayStats",
     "Scope",
     "StatsStore",
+    "filter_params",
     "parse_day",
     "parse_range",
 ]
@@ -62,10 +64,10 @@ _PUT_NODE = (
 _SCOPE = "($4::text IS NULL OR {col} = $4 OR {col} LIKE $5)"
 """The reader's scope: everything when $4 is NULL, else that prefix ($4) and those derived from it ($5)."""
 _ONLY = "($3::text IS NULL OR {col} = $3)"
-_LOOKUPS = (
-    f"SELECT day, prefix_key, {', '.join(OUTCOMES)} FROM lookup_stats "
-    f"WHERE day BETWEEN $1 AND $2 AND {_ONLY.format(col='prefix_key')} AND {_SCOPE.format(col='prefix_key')}"
-)
+DAYS_FILTER = f"day BETWEEN $1 AND $2 AND {_ONLY.format(col='prefix_key')} AND {_SCOPE.format(col='prefix_key')}"
+"""Rows of a table keyed by ``day`` and ``prefix_key`` that a query asks for; its parameters are
+:func:`filter_params`' (more may follow from $6)."""
+_LOOKUPS = f"SELECT day, prefix_key, {', '.join(OUTCOMES)} FROM lookup_stats WHERE {DAYS_FILTER}"
 _REGISTRATIONS = (
     "SELECT day, prefix_key, "
     + ", ".join(f"count(*) FILTER (WHERE op = '{op}')" for op in REGISTRATION_OPS)
@@ -120,6 +122,12 @@ class Scope:
             return None, None
         key = ascii_upper(self.own)
         return key, like_pattern(key) + ".%"
+
+
+def filter_params(start: date, end: date, scope: Scope, prefix: str | None) -> tuple[Any, ...]:
+    """The parameters of ``DAYS_FILTER``: days ``start``..``end`` (inclusive), ``prefix`` only when given, within
+    ``scope``."""
+    return (start, end, None if prefix is None else ascii_upper(prefix), *scope._args())
 
 
 @dataclass(slots=True)
@@ -206,8 +214,7 @@ class StatsStore:
     ) -> list[DayStats]:
         """Rows of ``start``..``end`` (inclusive) sorted by day and prefix: this node's own, or with ``node``
         (a child's prefix key) what that child reported."""
-        only = None if prefix is None else ascii_upper(prefix)
-        args = (start, end, only, *scope._args())
+        args = filter_params(start, end, scope, prefix)
         rows: dict[tuple[date, str], DayStats] = {}
 
         def row(day: date, key: str) -> DayStats:

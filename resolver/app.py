@@ -44,6 +44,7 @@ from resolver.proxy import Proxy
 from resolver.replicas import ReplicaReads, Replicas
 from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
 from resolver.router import new_application
+from resolver.scans import ScanCounts
 from resolver.site_info import SiteInfo
 from resolver.sites_client import ForwardMetrics, SitesClient
 from resolver.store import DatabaseSettings, Store, connect, open_pool, unavailable
@@ -90,6 +91,8 @@ class Core:
     lookup: Lookup
     tallies: PrefixTallies
     """Per-prefix look-up counts since the last roll-up (the statistics recorder drains them)."""
+    scans: ScanCounts
+    """Proxy answers per handle and link type since the last roll-up (the statistics recorder drains them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +183,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         keepalive=timeout,
         heard=None if replicas is None else replicas.heard,
     )
-    core = Core(settings, dsn, store, lookup, tallies)
+    scans = ScanCounts()
+    core = Core(settings, dsn, store, lookup, tallies, scans)
     additions = [await extend(core) for extend in extensions]
     hooks = [a.handles for a in additions if a.handles is not None]
     if len(hooks) > 1:
@@ -218,7 +222,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         app.on_startup.extend(added.on_startup)
         app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes)
+    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans)
     router.set_fallback(proxy.resolve)  # GET /{handle}: every path no other route claims
     app.add_routes(proxy.routes())
 

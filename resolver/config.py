@@ -29,6 +29,7 @@ from resolver.errors import ConfigError
 from resolver.forward_settings import HierarchySettings
 from resolver.identifiers import DEFAULT_MAX_HANDLE_BYTES, HARD_MAX_HANDLE_BYTES
 from resolver.mirror_settings import MirrorSettings
+from resolver.public_url import public_base
 from resolver.sites import base_url
 from resolver.store import DatabaseSettings
 
@@ -73,6 +74,7 @@ snms_token_lifetime         86400              seconds an SNMS bearer token (POS
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 upstream                    (none)             comma-separated base URLs of the node above (the top level: none)
 advertise_url               (none)             this node's public base URL (scheme://host:port), its HS_SITE
+public_url                  (request's)        base URL printed in QR codes: scheme://host[:port][/path]
 upstream_identity           (none)             identity at the parent (from its `idnode node add`), e.g. 300:0.NA/88.118
 upstream_secret             (none)             that identity's secret
 upstream_ca                 (none)             PEM file of CAs trusted for the parent and other sites (HTTPS)
@@ -138,6 +140,7 @@ class Settings:
     demo: bool = False
     redirect_schemes: tuple[str, ...] = ()
     stats_interval: float = 60.0
+    public_url: str | None = None
     tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -268,6 +271,11 @@ def _dsns(raw: Any) -> tuple[str, ...]:
     return dsns
 
 
+def _public_url(raw: Any) -> str:
+    """an http:// or https:// URL of the form scheme://host[:port][/path]"""
+    return public_base(_text(raw))
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
@@ -335,6 +343,7 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "serve_stale": ("hierarchy", "serve_stale", _non_negative_float),
     "max_referrals": ("hierarchy", "max_referrals", _int_in(1, 64)),
     "stats_interval": (None, "stats_interval", _positive_float),
+    "public_url": (None, "public_url", _public_url),
     "mirror_of": ("mirror", "mirror_of", _base_url),
     "mirror_identity": ("mirror", "mirror_identity", _text),
     "mirror_secret": ("mirror", "mirror_secret", _text),

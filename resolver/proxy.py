@@ -28,6 +28,7 @@ from resolver.metrics import NodeMetrics
 from resolver.pages import HTML_HEADERS, error_page, home_page, not_found_page, redirect_page, values_page
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, flag
+from resolver.scans import LINK_DEFAULT, LINK_PAGE, ScanCounts
 
 __all__ = ["Proxy"]
 
@@ -43,6 +44,7 @@ class Proxy:
         metrics: NodeMetrics,
         *,
         max_handle_bytes: int,
+        scans: ScanCounts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lookup = lookup
@@ -55,6 +57,7 @@ class Proxy:
         self._observe = metrics.latency["proxy"].observe
         self._responses = metrics.responses  # resolve counts its own answers (router.py)
         self._clock = clock
+        self._scan = (scans or ScanCounts()).count  # scan statistics: resolver/scans.py
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/" + ANY_TAIL, self.resolve)]
@@ -76,10 +79,12 @@ class Proxy:
         raw = request.raw_path
         if "?" not in raw and "%" not in raw and ":" not in raw:
             text = raw[1:]
-            entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
+            key = text.upper() if text.isascii() else ascii_upper(text)
+            entry = self._cache_get(key)
             if entry is not None and entry.location is not None:
                 self._counts.hit += 1
                 entry.tally.hit += 1
+                self._scan(key, LINK_DEFAULT)
                 self._responses[3] += 1
                 response = self._redirect(entry.location, entry.min_ttl)
                 self._observe(perf_counter() - started)
@@ -109,6 +114,7 @@ class Proxy:
             page = error_page(type(exc).__name__, exc.message or "", exc.handle)
             return _html(page, status=exc.http_status, headers=exc.headers())
         if not query and entry.location is not None:
+            self._scan(handle.key, LINK_DEFAULT)
             return self._redirect(entry.location, entry.min_ttl)
         value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
@@ -117,7 +123,9 @@ class Proxy:
             target = self.redirects.target(values)
             if target is not None:
                 location = self.redirects.location(target.value, query.get("urlappend", ""))
+                self._scan(handle.key, LINK_DEFAULT)
                 return self._redirect(location, entry.min_ttl)
+        self._scan(handle.key, LINK_PAGE)
         return _html(values_page(text, values, self.redirects.allows))
 
     def _redirect(self, location: str, ttl: int) -> web.StreamResponse:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["SITE_PREFIX_TYPE", "SITE_TYPE", "base_url", "own_site", "site_urls"]
+__all__ = ["SITE_PREFIX_TYPE", "SITE_TYPE", "base_url", "own_site", "site_urls", "web_url"]
 
 SITE_TYPE = "HS_SITE"
 SITE_PREFIX_TYPE = "HS_SITE.PREFIX"
@@ -26,12 +26,9 @@ _HTTP_PROTOCOLS = {"HTTP": "http", "HTTPS": "https"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def base_url(text: str) -> str:
-    """``scheme://host:port`` of an upstream or advertised URL; raises ValueError for anything else.
-
-    A path other than ``/``, a query, a fragment or user info is refused rather than dropped: a site's
-    interface has only an address and a port, so a node behind a path prefix cannot be described by one.
-    """
+def web_url(text: str) -> tuple[SplitResult, str, int | None]:
+    """``text`` split as an http:// or https:// URL with a host: its parts, its scheme (lower case) and its port
+    (None when not given); ValueError otherwise."""
     try:
         parts = urlsplit(text.strip())
         port = parts.port
@@ -40,6 +37,16 @@ def base_url(text: str) -> str:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"{text!r} is not an http:// or https:// URL with a host")
+    return parts, scheme, port
+
+
+def base_url(text: str) -> str:
+    """``scheme://host:port`` of an upstream or advertised URL; raises ValueError for anything else.
+
+    A path other than ``/``, a query, a fragment or user info is refused rather than dropped: a site's
+    interface has only an address and a port, so a node behind a path prefix cannot be described by one.
+    """
+    parts, scheme, port = web_url(text)
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{text!r} must be scheme://host[:port] only (a site interface has no path)")
     return f"{scheme}://{_url_host(parts.hostname)}:{port or _DEFAULT_PORTS[scheme]}"

@@ -38,6 +38,8 @@ SPEC_PATH = {
     "/api/templates/{prefix}/{version}": "/api/templates/{prefix}/{version}",
     "/api/openapi.json": "/api/openapi.json",
     "/api/stats": "/api/stats",
+    "/api/stats/scans": "/api/stats/scans",
+    "/qr/{tail}": "/qr/{label}",
     "/api/nodes": "/api/nodes",
     "/api/nodes/report": "/api/nodes/report",
     "/api/changes": "/api/changes",
