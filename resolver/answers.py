@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from resolver.cache import CacheEntry
 from resolver.identifiers import ascii_upper
+from resolver.product import product_of
 from resolver.records import (
     DEFAULT_TTL,
     SECRET_TYPES,
@@ -116,7 +117,8 @@ def _origin(url: str) -> tuple[str, str]:
 def build_entry(
     record: StoredRecord, values: Sequence[HandleValue] | None = None, *, redirects: Redirects = HTTP_ONLY
 ) -> CacheEntry:
-    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, and hidden values if any.
+    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, product view (typed links,
+    lifecycle) and hidden values if any.
 
     ``values`` are the record's values already decoded (a writer has them), saving a decode of ``record.values``.
     """
@@ -124,13 +126,15 @@ def build_entry(
         values = values_from_stored(record.values)
     public = _public(values)
     target = redirects.target(public)
+    location = safe_location(target.value) if target is not None else None
     return CacheEntry(
         record.handle,
         record.version,
         _exact(encode_record(record.handle, public)),
-        location=safe_location(target.value) if target is not None else None,
+        location=location,
         min_ttl=_seconds(target.ttl) if target is not None else DEFAULT_TTL,
         stored=None if len(public) == len(values) else record.values.encode(),
+        product=product_of(record.handle, public, location, safe_location),
     )
 
 

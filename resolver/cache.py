@@ -40,9 +40,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from resolver.records import DEFAULT_TTL, HandleValue, values_from_answer, values_from_stored
 from resolver.tallies import PrefixTallies, Tally
+
+if TYPE_CHECKING:
+    from resolver.product import Product
 
 __all__ = ["Cache", "CacheEntry", "CacheSettings", "Loader"]
 
@@ -78,7 +82,8 @@ class CacheEntry:
     """One cached record: the stored spelling, its version, the anonymous answer, and what the proxy needs.
 
     ``stored`` is the record's stored JSON, kept only when some value is hidden from anonymous readers; for
-    every other record the body already holds all values, so nothing is kept twice.
+    every other record the body already holds all values, so nothing is kept twice. ``product`` is the record's
+    typed links and lifecycle state (``resolver/product.py``), None for the records that have neither.
     """
 
     __slots__ = (
@@ -87,6 +92,7 @@ class CacheEntry:
         "handle",
         "location",
         "min_ttl",
+        "product",
         "referenced",
         "size",
         "stored",
@@ -103,6 +109,7 @@ class CacheEntry:
         location: str | None = None,
         min_ttl: int = DEFAULT_TTL,
         stored: str | bytes | None = None,
+        product: Product | None = None,
     ) -> None:
         self.handle = handle
         self.version = version
@@ -110,11 +117,13 @@ class CacheEntry:
         self.location = location
         self.min_ttl = min_ttl
         self.stored = stored
+        self.product = product
         held = (
             len(body)
             + 2 * len(handle)
             + (len(location) if location is not None else 0)
             + (len(stored) if stored is not None else 0)
+            + (product.size if product is not None else 0)
         )
         self.size = _ENTRY_OVERHEAD + held + held // 10
         self.expires_at = 0.0
