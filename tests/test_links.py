@@ -45,7 +45,7 @@ def test_render_without_a_default_sets_no_weights() -> None:
 
 
 def test_render_escapes_markup_in_attributes() -> None:
-    link = Link("gs1:pip", "https://e.example/?a=1&b=2", 'say "<hi>" & \'bye\'')
+    link = Link("gs1:pip", "https://e.example/?a=1&b=2", "say \"<hi>\" & 'bye'")
     assert links.parse(links.render([link])) == [link]
     assert "&amp;b=2" in links.render([link])
 
@@ -93,7 +93,11 @@ def test_by_rel_matches_curie_and_uri_alike() -> None:
 
 def test_every_listed_type_has_english_and_chinese_titles() -> None:
     types = links.link_types()
-    assert types["gs1:pip"] == {"uri": "https://ref.gs1.org/voc/pip", "en": "Product information page", "zh": "产品信息页"}
+    assert types["gs1:pip"] == {
+        "uri": "https://ref.gs1.org/voc/pip",
+        "en": "Product information page",
+        "zh": "产品信息页",
+    }
     assert all(entry["en"] and entry["zh"] for entry in types.values())
 
 
