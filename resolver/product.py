@@ -46,8 +46,11 @@ __all__ = [
     "link_header",
     "linkset",
     "product_of",
+    "with_links",
 ]
 
+LINKS_INDEX = 1000
+"""Where the ``links`` sugar puts its ``10320/loc`` value (the DOI Handbook's example index; 1001 is the template's)."""
 ATTRIBUTE_INDEX = 2000
 """Template attributes start here (registry/templates.py ``FIRST_ITEM_INDEX``)."""
 DEFAULT_LINK = links.GS1_VOCABULARY + "defaultLink"
@@ -209,6 +212,25 @@ def check_values(values: Sequence[HandleValue]) -> None:
             links.parse(value.value) if kind == LOC_TYPE else lifecycle.parse(value.value)
         except (LinkError, StatusError) as exc:
             raise InvalidValue(f"Value {value.index}: {exc}") from None
+
+
+def with_links(payload: Any) -> Any:
+    """A write body (``{"values": [...], "links": [...]}``) with its ``links`` array of link objects turned into one
+    ``10320/loc`` value at ``LINKS_INDEX`` (``links.links_from_json``, ``links.render``); any other body as it is.
+    400 rc 202 for a bad link; a ``values`` array that already uses ``LINKS_INDEX`` is refused by the decoder."""
+    if not isinstance(payload, dict) or "links" not in payload:
+        return payload
+    try:
+        value = {
+            "index": LINKS_INDEX,
+            "type": "10320/loc",
+            "data": links.render(links.links_from_json(payload["links"])),
+        }
+    except LinkError as exc:
+        raise InvalidValue(f"links: {exc}") from None
+    values = payload.get("values", [])
+    rest = {key: item for key, item in payload.items() if key not in ("links", "values")}
+    return {**rest, "values": [*values, value] if isinstance(values, list) else values}
 
 
 def _target(link: Link) -> dict[str, Any]:

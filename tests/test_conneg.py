@@ -31,7 +31,7 @@ from tests.support import (
 )
 
 HTML = "text/html;charset=UTF-8"
-VARY = "Accept, Accept-Language"
+VARY = "Accept, Accept-Language, Origin"
 PIP_ZH = Link("gs1:pip", "https://factory.example/p/123", "产品页", "zh", "text/html", True)
 PIP_EN = Link("gs1:pip", "https://factory.example/en/p/123", "Product page", "en", "text/html")
 SDS = Link("gs1:safetyInfo", "https://factory.example/sds/123.pdf", "SDS", type="application/pdf")
@@ -71,8 +71,17 @@ async def _get(node: Node, path: str, **headers: str) -> tuple[int, bytes, dict[
 def _negotiated(headers: dict[str, str]) -> None:
     assert headers["Vary"] == VARY
     assert headers["Link"] == LINK
-    assert headers["Access-Control-Allow-Origin"] == "*"
-    assert "Link" in headers["Access-Control-Expose-Headers"].split(", ")
+    assert "Access-Control-Allow-Origin" not in headers
+
+
+async def _cors(node: Node, path: str, **headers: str) -> None:
+    """The answer to ``path`` from a script on another origin: the same, plus CORS headers exposing ``Link``."""
+    status, _, plain = await _get(node, path, **headers)
+    again, _, cors = await _get(node, path, Origin="https://app.example", **headers)
+    assert again == status
+    assert cors["Access-Control-Allow-Origin"] == "*"
+    assert cors["Access-Control-Expose-Headers"] == "Link, Content-Length"
+    assert {k: v for k, v in cors.items() if not k.startswith("Access-Control-")} | {"Date": ""} == plain | {"Date": ""}
 
 
 # --- step 1: syntax, absence, withdrawal ---------------------------------------------------------------------
@@ -378,3 +387,31 @@ async def test_writes_of_values_the_proxy_cannot_serve_are_refused(
         assert status == 201, answer
         status, _, response = await node.get("/88.A/X")
         assert (status, response.headers["Location"]) == (302, PIP_ZH.href)
+
+
+async def test_a_links_array_in_a_put_body_becomes_the_10320_loc_value(database: str) -> None:
+    enterprise = await onboard_enterprise(database, "88.A")
+    headers = {**secure_basic(enterprise.identity, enterprise.secret), "Content-Type": "application/json"}
+    given = [link.to_json() for link in (PIP_ZH, PIP_EN, SDS)]
+    async with running_node(database, behind_trusted_proxy()) as node:
+        body = orjson.dumps({"values": [{"index": 1, "type": "URL", "data": URL_VALUE}], "links": given})
+        status, answer, _ = await node.call("PUT", "/api/handles/88.A/L", data=body, headers=headers)
+        assert status == 201, answer
+        _, record, _ = await node.get("/api/handles/88.A/L")
+        [value] = [v for v in record["values"] if v["index"] == 1000]
+        assert (value["type"], value["data"]["value"]) == ("10320/loc", links.render([PIP_ZH, PIP_EN, SDS]))
+        _, linkset, _ = await node.get("/88.A/L?linkType=linkset")
+        pips = orjson.loads(linkset)["linkset"][0]["https://ref.gs1.org/voc/pip"]
+        assert [p["href"] for p in pips] == [PIP_ZH.href, PIP_EN.href]
+        bad = orjson.dumps({"values": [], "links": [{"rel": "gs1:pip", "href": "javascript:alert(1)"}]})
+        status, answer, _ = await node.call("PUT", "/api/handles/88.A/L", data=bad, headers=headers)
+        assert (status, answer["responseCode"]) == (400, 202)
+        assert answer["message"].startswith("links: link href")
+
+
+@pytest.mark.parametrize(
+    ("query", "accept"),
+    [("", "*/*"), ("?linkType=linkset", "*/*"), ("", "application/json"), ("?noredirect", "*/*"), ("", FIREFOX)],
+)
+async def test_a_script_on_another_origin_may_read_the_link_header(pump: Node, query: str, accept: str) -> None:
+    await _cors(pump, f"/{PUMP}{query}", Accept=accept)
