@@ -88,6 +88,7 @@ SCHEMA_PROPERTIES: dict[str, str] = {
 _NESTED = {"manufacturer": "Organization", "brand": "Brand", "countryOfOrigin": "Country"}
 _SEPARATORS = re.compile(r"[\s_-]+")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_CHOSEN_SIZE = 16
 _TYPE_LENGTHS = frozenset({len(LOC_TYPE), len(STATUS_TYPE)})
 
 
@@ -113,7 +114,7 @@ class Product:
     ``target`` is that target, already safe.
     """
 
-    __slots__ = ("default", "link", "links", "location", "safe", "size", "status")
+    __slots__ = ("_chosen", "candidates", "default", "link", "links", "location", "safe", "size", "status")
 
     def __init__(
         self,
@@ -134,6 +135,12 @@ class Product:
             self.location = self.safe[self.default.href]
         else:
             self.location = target or (self.safe[links_[0].href] if links_ else None)
+        first = self.default or (links_[0] if links_ else None)
+        tagged = first is not None and not (status is not None and status.state == RECALLED)
+        self.candidates = tuple(c for c in links.by_rel(links_, first.rel) if c.lang) if tagged else ()
+        """The language-tagged links of the default link's type: what ``Accept-Language`` chooses among (none for a
+        recalled record: it goes to the recall link whatever the language)."""
+        self._chosen: dict[tuple[str, ...], str | None] | None = None
         self.size = 200 + len(self.link) + sum(150 + 2 * len(link.href) + len(link.title) for link in links_)
         """Estimated bytes held (``CacheEntry.size`` adds it): the links, their safe copies and the objects."""
 
@@ -148,16 +155,24 @@ class Product:
     def by_rel(self, rel: str) -> list[Link]:
         return links.by_rel(self.links, rel)
 
-    def for_languages(self, languages: Sequence[str]) -> str | None:
+    def for_languages(self, languages: tuple[str, ...]) -> str | None:
         """The default redirect for a reader of ``languages`` (lower-cased tags, most wanted first): among the
-        links of the default link's type (the first link's when none is marked), the first in a wanted language
-        (exact tag, then primary subtag: ``zh-cn`` takes ``zh``); none matching, or no languages, the default
-        redirect."""
-        if not languages or self.recalled or not self.links:
+        language-tagged links of the default link's type (the first link's when none is marked), the first in a
+        wanted language (exact tag, then primary subtag: ``zh-cn`` takes ``zh``); none matching, or no languages,
+        the default redirect. HOT for browsers (they all send Accept-Language): remembered per ``languages``
+        (``Negotiator`` hands out one tuple per header string), at most ``_CHOSEN_SIZE`` of them."""
+        if not languages or not self.candidates:
             return self.location
-        first = self.default or self.links[0]
-        chosen = pick_language(self.by_rel(first.rel), languages)
-        return self.safe[chosen.href] if chosen is not None else self.location
+        chosen = self._chosen
+        if chosen is None:
+            chosen = self._chosen = {}
+        if languages in chosen:
+            return chosen[languages]
+        if len(chosen) >= _CHOSEN_SIZE:
+            chosen.clear()
+        link = pick_language(self.candidates, languages)
+        location = chosen[languages] = self.safe[link.href] if link is not None else self.location
+        return location
 
 
 def pick_language(candidates: Sequence[Link], languages: Sequence[str]) -> Link | None:

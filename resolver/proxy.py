@@ -198,7 +198,7 @@ class Proxy:
         self, request: web.Request, text: str, entry: CacheEntry, query: MultiMapping[str]
     ) -> web.StreamResponse | None:
         """Steps 3–6 of the decision order (module docstring); None: the Handle.Net answer (a plain record, or a
-        filtered look-up of a product record)."""
+        ``type``/``index`` filtered look-up of a product record, which redirects to the filtered values' URL)."""
         product = entry.product
         cors = "Origin" in request.headers
         link_type = query.get("linkType", "")
@@ -219,7 +219,7 @@ class Proxy:
                 return _html(page, status=404, product=product, cors=cors)
             location = self.redirects.location(safe_location(chosen.href), query.get("urlappend", ""))
             return self._redirect(location, entry.min_ttl, product, cors)
-        if product is None:
+        if product is None or "type" in query or "index" in query:
             return None
         link = link_header(text)
         if wanted == JSON:
@@ -229,8 +229,6 @@ class Proxy:
             document = json_ld(text, entry.values, product, origin(request))
             headers = {**_DATA_HEADERS[cors], "Content-Type": JSON_LD_TYPE, "Link": link}
             return web.Response(body=orjson.dumps(document), headers=headers)
-        if "type" in query or "index" in query:
-            return None
         location = product.for_languages(languages)
         if location is None:
             return None

@@ -415,3 +415,10 @@ async def test_a_links_array_in_a_put_body_becomes_the_10320_loc_value(database:
 )
 async def test_a_script_on_another_origin_may_read_the_link_header(pump: Node, query: str, accept: str) -> None:
     await _cors(pump, f"/{PUMP}{query}", Accept=accept)
+
+
+async def test_language_choices_are_remembered_per_header_not_mixed_up(pump: Node) -> None:
+    sequence = [("en", PIP_EN), ("zh-CN", PIP_ZH), ("en", PIP_EN), ("de, en;q=0.5", PIP_EN), ("de", PIP_ZH)]
+    for language, link in sequence * 2:
+        _, _, headers = await _get(pump, f"/{PUMP}", **{"Accept-Language": language})
+        assert headers["Location"] == link.href, language
