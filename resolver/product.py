@@ -6,8 +6,9 @@ one: a ``10320/loc`` value with at least one location (``resolver/links.py``) or
 Handle.Net's does (transcripts F1–F5). A value that does not parse (written by SQL before the write path checked
 it, or by another node) is ignored, as Handle.Net ignores what it cannot read.
 
-The default redirect (:attr:`Product.location`): a recalled record's recall link; else the link marked default;
-else the record's first URL value (Handle.Net's target, ``answers.Redirects``); else the first link.
+The default redirect (:attr:`Product.location`): none for a withdrawn record (410); a recalled record's recall
+link; else the link marked default; else the record's first URL value (Handle.Net's target, ``answers.Redirects``);
+else the first link.
 
 Documents (slow path, built per request: they name the node's own origin):
 - :func:`linkset`: RFC 9264 §4.2 JSON. One context object whose ``anchor`` is the absolute proxy URL; link types
@@ -129,17 +130,19 @@ class Product:
         self.link = link_header(handle)
         self.safe = {link.href: locate(link.href) for link in links_}
         self.default = next((link for link in links_ if link.default), None)
-        if status is not None and status.state == RECALLED:
-            self.location: str | None = locate(status.link)
+        if status is not None and status.state == lifecycle.WITHDRAWN:
+            self.location: str | None = None  # answered 410, never redirected
+        elif status is not None and status.state == RECALLED:
+            self.location = locate(status.link)
         elif self.default is not None:
             self.location = self.safe[self.default.href]
         else:
             self.location = target or (self.safe[links_[0].href] if links_ else None)
         first = self.default or (links_[0] if links_ else None)
-        tagged = first is not None and not (status is not None and status.state == RECALLED)
+        tagged = first is not None and (status is None or status.state == lifecycle.ACTIVE)
         self.candidates = tuple(c for c in links.by_rel(links_, first.rel) if c.lang) if tagged else ()
         """The language-tagged links of the default link's type: what ``Accept-Language`` chooses among (none for a
-        recalled record: it goes to the recall link whatever the language)."""
+        recalled record, which goes to the recall link whatever the language, nor for a withdrawn one)."""
         self._chosen: dict[tuple[str, ...], str | None] | None = None
         self.size = 200 + len(self.link) + sum(150 + 2 * len(link.href) + len(link.title) for link in links_)
         """Estimated bytes held (``CacheEntry.size`` adds it): the links, their safe copies and the objects."""

@@ -129,17 +129,14 @@ class Proxy:
             entry = self._cache_get(text.upper() if text.isascii() else ascii_upper(text))
             if entry is not None:
                 product = entry.product
-                if product is None:
-                    location = entry.location
-                elif product.withdrawn:
-                    location = None
-                else:
-                    location = self._browser_location(product, request.headers)
+                # a product's is None when withdrawn (410) or when the request does not ask for HTML
+                location = entry.location if product is None else self._browser_location(product, request.headers)
                 if location is not None:
                     self._counts.hit += 1
                     entry.tally.hit += 1
                     self._responses[3] += 1
-                    response = self._redirect(location, entry.min_ttl, product, "Origin" in request.headers)
+                    cors = product is not None and "Origin" in request.headers
+                    response = self._redirect(location, entry.min_ttl, product, cors)
                     self._observe(perf_counter() - started)
                     return response
         response = await self._answer(request, raw.split("?", 1)[0][1:], request.query, encoded=True)
