@@ -24,6 +24,7 @@ from benchmarks.dataset import KEY_FORMAT, PREFIX
 
 __all__ = [
     "REPORT_MARK",
+    "BatchShape",
     "Keys",
     "batch_script",
     "batch_write_script",
@@ -147,16 +148,22 @@ def static_script() -> str:
     return _report()
 
 
-def get_script(path_before_handle: str, keys: Keys) -> str:
-    """``GET <path_before_handle><handle>`` with keys drawn from ``keys`` (``/api/handles/`` or ``/``)."""
+def get_script(path_before_handle: str, keys: Keys, headers: dict[str, str] | None = None) -> str:
+    """``GET <path_before_handle><handle>`` with keys drawn from ``keys`` (``/api/handles/`` or ``/``), sending
+    ``headers`` too (wrk sends no ``Accept-Encoding`` of its own)."""
     return (
         _common()
         + _chooser(keys)
         + f"local PATH = {_lua_string(path_before_handle)}\n"
+        + f"local HEADERS = {{{_header_table(headers or {})}}}\n"
         + "function init(args) build_keys() end\n"
-        + 'function request() return wrk.format("GET", PATH .. handle(next_key())) end\n'
+        + 'function request() return wrk.format("GET", PATH .. handle(next_key()), HEADERS) end\n'
         + _report()
     )
+
+
+def _header_table(headers: dict[str, str]) -> str:
+    return ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
 
 
 def batch_script(keys: Keys, size: int) -> str:
@@ -194,7 +201,7 @@ def write_script(reads: Keys | None, writes: Keys, *, write_fraction: float, bod
     """
     if not 0.0 < write_fraction <= 1.0:
         raise ValueError(f"writes: write_fraction must be in (0, 1], got {write_fraction}")
-    header_table = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+    header_table = _header_table(headers)
     read_keys = reads or writes
     return (
         _common()
@@ -215,28 +222,43 @@ end
     )
 
 
-def batch_write_script(keys: Keys, size: int, *, values_json: str, headers: dict[str, str]) -> str:
-    """``POST /api/handles:batch`` creating ``size`` records per request, numbers drawn afresh per request.
+@dataclass(frozen=True, slots=True)
+class BatchShape:
+    """How a batch write request is spelled: ``METHOD path``, then ``open``, per item ``before <handle> after``
+    joined by commas, then ``close``."""
+
+    method: str
+    path: str
+    open: str
+    before: str
+    after: str
+    close: str
+
+
+def batch_write_script(keys: Keys, size: int, *, shape: BatchShape, headers: dict[str, str]) -> str:
+    """A batch write creating ``size`` records per request, numbers drawn afresh per request.
 
     Built per request, not in ``init``: a body sent twice would create nothing the second time.
     """
     if size < 1:
         raise ValueError(f"batch: size must be at least 1, got {size}")
-    header_table = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+    header_table = _header_table(headers)
     return (
         _common()
         + _chooser(keys)
         + f"local SIZE = {size}\n"
-        + f"local VALUES = {_lua_string(values_json)}\n"
+        + f"local BEFORE, AFTER = {_lua_string(shape.before)}, {_lua_string(shape.after)}\n"
+        + f"local OPEN, CLOSE = {_lua_string(shape.open)}, {_lua_string(shape.close)}\n"
+        + f"local METHOD, PATH = {_lua_string(shape.method)}, {_lua_string(shape.path)}\n"
         + f"local HEADERS = {{{header_table}}}\n"
         + """\
 function init(args) build_keys() end
 function request()
   local items = {}
   for i = 1, SIZE do
-    items[i] = '{"op":"create","handle":"' .. handle(next_key()) .. '","values":' .. VALUES .. '}'
+    items[i] = BEFORE .. handle(next_key()) .. AFTER
   end
-  return wrk.format("POST", "/api/handles:batch", HEADERS, '{"items":[' .. table.concat(items, ",") .. ']}')
+  return wrk.format(METHOD, PATH, HEADERS, OPEN .. table.concat(items, ",") .. CLOSE)
 end
 """
         + _report()

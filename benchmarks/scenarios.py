@@ -55,8 +55,12 @@ class Scenario:
     expect_status_errors: bool = False
     sweep: bool = False
     """Run at ``plan.sweep_connections`` (the baselines and the cached look-up) instead of ``plan.connections``."""
+    fixed_connections: tuple[int, ...] = ()
+    """Run at these instead (large batches: 64 requests of 2,000 writes each would queue past wrk's timeout)."""
 
     def connections(self, plan: Plan) -> tuple[int, ...]:
+        if self.fixed_connections:
+            return self.fixed_connections
         if self.target.endswith("-w2"):
             return (plan.workers2_connections,)
         return plan.sweep_connections if self.sweep else plan.connections
@@ -69,6 +73,12 @@ def catalogue(plan: Plan) -> list[Scenario]:
         Scenario("hello", "aiohttp hello-world (uvloop)", "hello", static_script(), path="/hello", sweep=True),
         Scenario("nginx", "nginx static 400 B JSON", "nginx", static_script(), path="/static.json", sweep=True),
         Scenario("cached", "cached look-up (Zipf)", "node", get_script("/api/handles/", hot), sweep=True),
+        Scenario(
+            "cached_gzip",
+            "cached look-up, client accepts gzip (Zipf)",
+            "node",
+            get_script("/api/handles/", hot, {"Accept-Encoding": "gzip"}),
+        ),
         Scenario("proxy", "proxy redirect 302 (Zipf, cached)", "node", get_script("/", hot)),
         Scenario(
             "proxy_links",

@@ -306,6 +306,22 @@ def _state_change(summary: str) -> dict[str, Any]:
     }
 
 
+_IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+_IMPORT_JOB = {
+    "type": "object",
+    "required": ["responseCode", "job"],
+    "properties": {
+        "responseCode": {"const": 1},
+        "job": {
+            "type": "object",
+            "description": "id, prefix, actor, replace, state (queued, checking, writing, done, failed), bytes, total"
+            " (lines), checked (lines), rows and moved (valid records, and those through the final step), written and"
+            " skipped (when done), errorCount and errors ([{line, message}], the first 100), message, created,"
+            " started, finished",
+            "properties": {"state": {"enum": ["queued", "checking", "writing", "done", "failed"]}},
+        },
+    },
+}
 _ENTERPRISE_PATHS: dict[str, Any] = {
     "/api/enterprises": {
         "get": {
@@ -390,6 +406,45 @@ _ENTERPRISE_PATHS: dict[str, Any] = {
             "summary": "Revoke an application identity: its grant, identity handle and sessions end at once",
             "parameters": [_PREFIX, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": _answers({"200": _json(_OBJECT, "responseCode")}, *_ENTERPRISE_ERRORS),
+        }
+    },
+    "/api/enterprises/{prefix}/imports": {
+        "post": {
+            "summary": "Upload JSON Lines (one Handle.Net record per line, all under the prefix) to import in the"
+            " background, all or nothing, as idnode import does; answers the job to poll (Location)",
+            "parameters": [
+                _PREFIX,
+                _flag("replace", "overwrite records that exist (needs the update right); unchanged ones are kept"),
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "JSON Lines, streamed; Content-Encoding gzip accepted; at most max_import_bytes",
+                "content": {media: {"schema": {}} for media in _IMPORT_MEDIA},  # any text: lines are checked one by one
+            },
+            "responses": _answers(
+                {
+                    "202": {
+                        **_json(_IMPORT_JOB, "accepted: the job, queued"),
+                        "headers": {"Location": {"description": "the job", "schema": {"type": "string"}}},
+                    },
+                    "408": _json(_ref("Error"), "rc 4: no part of the upload arrived for body_timeout seconds"),
+                    "413": _json(_ref("Error"), "rc 4: the upload is larger than max_import_bytes"),
+                    "415": _json(_ref("Error"), "rc 4: the body is not sent as JSON Lines"),
+                },
+                *_ENTERPRISE_ERRORS,
+            ),
+        },
+        "get": {
+            "summary": "The enterprise's import jobs, newest first (the newest 100 without paging)",
+            "parameters": [_PREFIX, _query("page", "integer"), _query("pageSize", "integer")],
+            "responses": _answers({"200": _json(_OBJECT, "totalCount, imports: jobs")}, *_ENTERPRISE_ERRORS),
+        },
+    },
+    "/api/enterprises/{prefix}/imports/{id}": {
+        "get": {
+            "summary": "One import job: state, progress (checked of total lines, moved of rows), line errors",
+            "parameters": [_PREFIX, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _answers({"200": _json(_IMPORT_JOB, "the job")}, *_ENTERPRISE_ERRORS),
         }
     },
 }
@@ -726,6 +781,146 @@ _PATHS: dict[str, Any] = {
     "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
 }
 
+
+def _snms(summary: str, data: dict[str, Any], body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """An SNMS operation: always HTTP 200 with the envelope, ``status`` telling the outcome."""
+    operation: dict[str, Any] = {"summary": summary, **extra}
+    if body is not None:
+        operation["requestBody"] = _json(body, "JSON")
+    answer = {"anyOf": [data, {"type": "null"}], "description": "null unless status is 1"}
+    envelope = {**_SNMS_ENVELOPE, "properties": {**_SNMS_ENVELOPE["properties"], "data": answer}}
+    operation["responses"] = {
+        "200": _json(envelope, "status 1 ok, -1 not logged in, -2 business error, -3 no permission, -4 internal"),
+        "503": {"description": "the database is unavailable (envelope, status -4); retry", "headers": _RETRY_AFTER},
+    }
+    return operation
+
+
+_SNMS_ENVELOPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "message", "data"],
+    "properties": {"status": {"enum": [1, -1, -2, -3, -4]}, "message": {"type": "string"}, "data": {}},
+}
+_SNMS_VALUE = {
+    "type": "object",
+    "required": ["index", "type", "data"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 1, "not": {"const": 1001}},
+        "type": {"type": "string"},
+        "auth": {"type": "string", "description": "public (default, 1110), private (1100) or Handle.Net bits"},
+        "data": {
+            "type": "object",
+            "required": ["value"],
+            "properties": {"format": {"enum": ["string", "base64", "hex"]}, "value": {"type": "string"}},
+        },
+    },
+}
+_SNMS_RECORD = {
+    "type": "object",
+    "required": ["handle", "value"],
+    "properties": {
+        "handle": {"type": "string"},
+        "templateVersion": {"type": ["string", "null"], "description": "stored at index 1001"},
+        "value": {"type": "array", "items": _SNMS_VALUE},
+    },
+}
+_SNMS_DETAIL = {
+    "type": "object",
+    "required": ["prefix", "handle", "templateVersion", "value"],
+    "properties": {
+        "prefix": {"type": "string"},
+        "handle": {"type": "string"},
+        "templateVersion": {"type": ["string", "null"]},
+        "value": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "auth": {"type": "string"},
+                    "data": {"type": "object", "properties": {"format": {"type": "string"}, "value": {}}},
+                },
+            },
+            "description": "every value but index 1001, in Handle.Net's data formats (admin values as objects)",
+        },
+    },
+}
+_SNMS_ITEMS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "handle": {"type": ["string", "null"]},
+            "code": {"type": "integer", "description": "1 written, else the item's SNMS status (-2, -3)"},
+            "msg": {"type": "string"},
+        },
+    },
+}
+_SNMS_BEARER = [{"bearer": []}]
+
+
+def _snms_batch(summary: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An SNMS batch: an array of at most max_batch items in, one ``{handle, code, msg}`` per item out."""
+    body = {"type": "array", "items": item, "maxItems": 2000}
+    return _snms(f"{summary} (at most max_batch items)", _SNMS_ITEMS, body, security=_SNMS_BEARER)
+
+
+_SNMS_PATHS: dict[str, Any] = {
+    "/identity/token": {
+        "post": _snms(
+            "SNMS login: an identity handle (88.118.8/APP-mes) and its secret → a bearer token (24 h)",
+            {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string"},
+                    "expires": {"type": "integer"},
+                    "identity": {"type": "string"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {
+                    "username": {"type": "string", "maxLength": 50},
+                    "password": {"type": "string", "maxLength": 64},
+                },
+            },
+        )
+    },
+    "/identity/token/v1": {
+        "post": _snms("SNMS date-salted hash login: not supported (always status -2; see the README)", {"type": "null"})
+    },
+    "/identityv2/data": {
+        "post": _snms("SNMS register", _OBJECT, _SNMS_RECORD, security=_SNMS_BEARER),
+        "put": _snms(
+            "SNMS update: the record's data replaced, its HS_* values kept",
+            _OBJECT,
+            _SNMS_RECORD,
+            security=_SNMS_BEARER,
+        ),
+        "delete": _snms(
+            "SNMS delete",
+            _OBJECT,
+            {"type": "object", "required": ["handle"], "properties": {"handle": {"type": "string"}}},
+            security=_SNMS_BEARER,
+        ),
+    },
+    "/identityv2/data/detail": {
+        "get": _snms(
+            "SNMS resolve: public values, or all of them for an identity with READ_VALUE",
+            _SNMS_DETAIL,
+            parameters=[{**_query("handle"), "required": True}],
+        )
+    },
+    "/identityv2/data/batchCreate": {
+        "post": _snms_batch("SNMS batch register; a retry of stored records succeeds", _SNMS_RECORD)
+    },
+    "/identityv2/data/batchUpdate": {"put": _snms_batch("SNMS batch update", _SNMS_RECORD)},
+    "/identityv2/data/batchDelete": {"delete": _snms_batch("SNMS batch delete of handles", {"type": "string"})},
+}
+"""The SNMS-compatible API (``registry/snms_api.py``); the envelope's ``status`` tells the outcome, HTTP is 200."""
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -733,10 +928,18 @@ SPEC: dict[str, Any] = {
         "version": __version__,
         "description": "Industrial-internet identifier resolution node; wire-compatible with the Handle.Net REST API.",
     },
-    "paths": _PATHS | _ENTERPRISE_PATHS,
+    "paths": _PATHS | _ENTERPRISE_PATHS | _SNMS_PATHS,
     "components": {
         "schemas": _SCHEMAS,
-        "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "username index:handle"}},
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic", "description": "username index:handle"},
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "POST /identity/token",
+            },
+        },
     },
 }
 
