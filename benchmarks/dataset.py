@@ -5,32 +5,48 @@ Shape. Each record is what an IDIS secondary node registers for a product (like 
 attributes from index 2000, about 1.1 KB of stored JSON. Record ``n`` is ``88.999.1/PRD-2026-<n, 9 digits>``,
 so a Lua script can name any record from its number without a key file (``KEY_FORMAT`` is shared with
 ``lua.py``). Numbers ``0 .. count-1`` exist; numbers from ``ABSENT_BASE`` up never do (the 404 scenarios).
+Numbers from ``LINKED_BASE`` (``load``'s ``linked`` of them) are the same records with typed links besides: a
+``10320/loc`` value of three links, a default one (``resolver/links.py``), so the proxy answers them with its
+product decision order (``proxy_links``, next to the plain ``proxy``).
 
 Loading. Rows are built first (``values_to_stored(decode_values(...))``, the stored form the node itself
 writes), then written with one ``copy_records_to_table`` into ``handles`` after the prefix is homed by plain
 SQL. Only the COPY is timed, so ``rows_per_second`` is the import rate, not the generator's. The COPY goes
 through the schema's triggers (a version per row, one history row per record), as any import does. A second
-COPY of the same rows into a trigger-less copy of the table shows what those triggers cost.
+COPY of the same rows into a trigger-less copy of the table shows what those triggers cost. The linked records
+are written by a second, untimed COPY.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
 
+from resolver import links
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
 
-__all__ = ["ABSENT_BASE", "KEY_FORMAT", "PREFIX", "LoadReport", "handle_of", "load", "record_values"]
+__all__ = [
+    "ABSENT_BASE",
+    "KEY_FORMAT",
+    "LINKED_BASE",
+    "PREFIX",
+    "LoadReport",
+    "handle_of",
+    "load",
+    "record_values",
+]
 
 PREFIX = "88.999.1"
 KEY_FORMAT = "PRD-2026-%09d"
 """Suffix of record ``n``; also used verbatim by the Lua scripts (``string.format``)."""
 ABSENT_BASE = 900_000_000
 """Record numbers from here up are never loaded: look-ups of them answer 404."""
+LINKED_BASE = 800_000_000
+"""Record numbers from here (below ``ABSENT_BASE``) carry typed links."""
 TIMESTAMP = "2026-11-29T00:00:00Z"
 
 _KINDS = ("pump", "valve", "motor", "bearing", "sensor")
@@ -72,13 +88,26 @@ def record_values(number: int) -> list[dict[str, object]]:
         {"index": 1001, "type": "TEMPLATE", "data": f"{PREFIX}/TPL-PRODUCT/1"},
     ]
     values += [{"index": 2000 + i, "type": name, "data": text} for i, (name, text) in enumerate(attributes)]
+    if number >= LINKED_BASE:
+        values.append({"index": 2, "type": "10320/loc", "data": _locations(kind, suffix)})
     return values
 
 
-def rows(count: int) -> Iterator[tuple[str, str, str, str]]:
-    """``(handle_key, handle, prefix_key, values_json)`` for records ``0 .. count-1``."""
+def _locations(kind: str, suffix: str) -> str:
+    page = f"https://example.com/products/{kind}/{suffix}"
+    return links.render(
+        [
+            links.Link("gs1:pip", page, "产品页", "zh", "text/html", default=True),
+            links.Link("gs1:pip", page + "?lang=en", "Product page", "en", "text/html"),
+            links.Link("gs1:safetyInfo", f"https://example.com/sds/{kind}.pdf", "SDS", type="application/pdf"),
+        ]
+    )
+
+
+def rows(numbers: Iterable[int]) -> Iterator[tuple[str, str, str, str]]:
+    """``(handle_key, handle, prefix_key, values_json)`` for records ``numbers``."""
     prefix_key = ascii_upper(PREFIX)
-    for number in range(count):
+    for number in numbers:
         handle = handle_of(number)
         stored = values_to_stored(decode_values(record_values(number), timestamp=TIMESTAMP)).decode()
         yield ascii_upper(handle), handle, prefix_key, stored
@@ -102,10 +131,11 @@ class LoadReport:
         return self.rows / seconds if seconds else None
 
 
-async def load(dsn: str, count: int, *, compare_without_triggers: bool = True) -> LoadReport:
-    """Home ``PREFIX`` and COPY ``count`` records into ``handles``; returns the timings."""
+async def load(dsn: str, count: int, *, linked: int = 0, compare_without_triggers: bool = True) -> LoadReport:
+    """Home ``PREFIX`` and COPY ``count`` records into ``handles``, then ``linked`` records with typed links
+    (untimed); returns the timings."""
     started = time.perf_counter()
-    data = list(rows(count))
+    data = list(rows(range(count)))
     generated = time.perf_counter() - started
     mean = sum(len(r[3]) for r in data) / max(1, len(data))
     con = await asyncpg.connect(dsn)
@@ -127,6 +157,9 @@ async def load(dsn: str, count: int, *, compare_without_triggers: bool = True) -
                 plain = time.perf_counter() - started
             finally:
                 await con.execute("DROP TABLE bench_copy_plain")
+        if linked:
+            extra = list(rows(range(LINKED_BASE, LINKED_BASE + linked)))
+            await con.copy_records_to_table("handles", records=extra, columns=_COLUMNS)
         await con.execute("ANALYZE handles")
     finally:
         await con.close()

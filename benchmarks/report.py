@@ -24,6 +24,7 @@ _RATIOS = (
     ("cached_gzip_vs_hello", "cached_gzip", "hello", "cached look-up served gzip vs hello-world"),
     ("cached_gzip_vs_cached", "cached_gzip", "cached", "gzip client vs one served the decompressed JSON"),
     ("proxy_vs_hello", "proxy", "hello", "proxy 302 vs hello-world"),
+    ("proxy_links_vs_proxy", "proxy_links", "proxy", "302 with typed links + Vary vs plain 302 (issue 13: ≥ 0.95)"),
     ("hello_vs_nginx", "hello", "nginx", "T1c: Python vs the physical limit (≈ 0.27× measured)"),
     ("cold_vs_cached", "cold", "cached", "T3: cold look-up ≥ 0.3× cached, per Python core"),
     ("notfound_cached_vs_cached", "notfound_cached", "cached", "negative hit vs positive hit"),

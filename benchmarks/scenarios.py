@@ -17,7 +17,8 @@ Targets (each started once per run, in this order, by ``suite.py``):
 - ``hello-w2`` / ``node-w2``: two worker processes sharing the port, nothing pinned, two wrk threads (the
   anchors' §2c set-up); wrk shares the two cores with the servers.
 
-Key sets: cached look-ups draw Zipf-distributed ranks over the hot set; cold look-ups draw uniformly over all
+Key sets: cached look-ups draw Zipf-distributed ranks over the hot set (``proxy_links`` over the same number of
+records with typed links, ``dataset.LINKED_BASE``, cached with the hot set); cold look-ups draw uniformly over all
 records; "404 (cold)" draws uniformly over a billion numbers that were never loaded (each a miss, then a
 negative entry); "404 (cached)" draws Zipf over 1,000 absent numbers, which the warm-up turns into negative
 entries. Batches draw uniformly over the hot set, so every identifier is a cache hit. Forwarded look-ups draw
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmarks.dataset import ABSENT_BASE
+from benchmarks.dataset import ABSENT_BASE, LINKED_BASE
 from benchmarks.lua import Keys, batch_script, get_script, static_script
 from benchmarks.plan import Plan
 
@@ -79,6 +80,12 @@ def catalogue(plan: Plan) -> list[Scenario]:
             get_script("/api/handles/", hot, {"Accept-Encoding": "gzip"}),
         ),
         Scenario("proxy", "proxy redirect 302 (Zipf, cached)", "node", get_script("/", hot)),
+        Scenario(
+            "proxy_links",
+            "proxy redirect 302, typed links + Vary (Zipf, cached)",
+            "node",
+            get_script("/", Keys.zipf(LINKED_BASE, plan.hot_keys, plan.zipf_exponent)),
+        ),
         Scenario(
             "notfound_cached",
             "404, negative-cached (Zipf over 1,000)",

@@ -281,6 +281,7 @@ async def _node_default(runner: _Runner, db: BenchDatabase, group: list[Scenario
             f"({plan.hot_keys:,} handles cached in {warm.seconds:.1f} s)"
         )
         await fill_cache(node.url, absent_hot_numbers(), found=False)
+        await fill_cache(node.url, range(dataset.LINKED_BASE, dataset.LINKED_BASE + plan.hot_keys))
         meter = Meter(node, db)
         for scenario in group:
             await runner.wrk_series(meter, scenario, node)
@@ -393,7 +394,7 @@ async def run_suite(options: Options, say: Say) -> Results:
         results.meta["postgresql"] = await db.server_version()
         results.meta["database"] = "embedded (pinned with the server)" if db.embedded else "given by --database-url"
         say(f"data: generating and COPYing {plan.records:,} records")
-        report = await dataset.load(db.dsn, plan.records)
+        report = await dataset.load(db.dsn, plan.records, linked=plan.hot_keys)
         results.load = {
             "rows": report.rows,
             "generate_seconds": round(report.generate_seconds, 2),

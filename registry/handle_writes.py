@@ -8,7 +8,8 @@ authentication, transcript A3) → authentication (401; 403 rc 402 on plain HTTP
 
 Status: 201 when a PUT created the handle or added only new indexes, 200 when it replaced anything.
 ``mintNewSuffix=true`` appends a random lowercase UUIDv4 to the path (retried on collision) and answers with the
-minted handle. Listing is ``registry/listing.py``, history ``registry/history.py``.
+minted handle. Listing is ``registry/listing.py``, history ``registry/history.py``. A ``links`` array of link
+objects in the body (idnode) is one more value, ``10320/loc`` at index 1000 (``resolver/product.py`` ``with_links``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from resolver.errors import (
 from resolver.http import handle_text
 from resolver.identifiers import Handle, parse
 from resolver.numbers import ascii_integer
+from resolver.product import with_links
 from resolver.records import HandleValue, decode_values
 from resolver.responses import Handler, flag, json_body, json_response
 
@@ -109,7 +111,7 @@ class HandleWrites:
             if not same:
                 raise ProtocolError("Mismatched handle in PUT request")
         try:
-            values = decode_values(payload)
+            values = decode_values(with_links(payload))
         except HandleError as exc:
             exc.about(text)
             raise

@@ -779,12 +779,18 @@ _PATHS: dict[str, Any] = {
     "/{handle}": {
         "get": {
             "summary": "Proxy: 302 to the record's URL; ?noredirect shows its values as a page",
-            "parameters": [_HANDLE, _flag("noredirect"), _query("urlappend")],
+            "description": "Records with typed links (10320/loc) or a lifecycle state (IDNODE_STATUS) negotiate: "
+            "?linkType=linkset or Accept: application/linkset+json gives the RFC 9264 linkset, ?linkType=X a 302 "
+            "to that link (404 when absent), Accept: application/json the Handle record, application/ld+json "
+            "schema.org JSON-LD; ?lang= or Accept-Language picks the language; a withdrawn record is 410. "
+            "See the README's 'Product resolution'.",
+            "parameters": [_HANDLE, _flag("noredirect"), _query("urlappend"), _query("linkType"), _query("lang")],
             "responses": {
                 "302": {"description": "redirect"},
-                "200": {"description": "HTML page"},
+                "200": {"description": "HTML page, or a linkset, Handle record or JSON-LD (negotiated)"},
                 "400": {"description": "HTML page: not a handle"},
-                "404": {"description": "HTML page"},
+                "404": {"description": "HTML page: no such handle, or no link of the asked type"},
+                "410": {"description": "HTML page: the identifier is withdrawn (Link: rel=successor-version)"},
                 "503": {"description": "the database is unavailable; retry", "headers": _RETRY_AFTER},
             },
         }
@@ -815,6 +821,12 @@ _PATHS: dict[str, Any] = {
                 404,
                 503,
             ),
+        }
+    },
+    "/.well-known/idnode": {
+        "get": {
+            "summary": "This resolver's description: homed prefixes, link types (zh/en), languages, media types",
+            "responses": {"200": {"description": "JSON"}},
         }
     },
     "/": {

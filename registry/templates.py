@@ -42,6 +42,7 @@ from resolver.errors import (
 )
 from resolver.identifiers import ascii_upper, prefix_chain, validate_text
 from resolver.prefixes import PrefixTable
+from resolver.product import check_values
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
 
@@ -228,7 +229,9 @@ def template_reference(handle_prefix: str, values: Sequence[HandleValue]) -> tup
 
 
 class TemplateCheck:
-    """The check every registration goes through: the record against the template it names."""
+    """The check every registration goes through: the record against the template it names, and its typed links
+    and lifecycle state (``10320/loc``, ``IDNODE_STATUS``) against what the proxy can serve
+    (``resolver/product.py`` ``check_values``)."""
 
     __slots__ = ("_metrics", "_store")
 
@@ -242,6 +245,7 @@ class TemplateCheck:
 
     async def __call__(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
         """Validate ``values`` against the template they name; returns ``PREFIX/version`` or None."""
+        check_values(values)
         try:
             reference = template_reference(handle_prefix, values)
             if reference is None:

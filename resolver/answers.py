@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 from resolver.cache import CacheEntry
 from resolver.compression import compress_answer
 from resolver.identifiers import ascii_upper
+from resolver.product import product_of
 from resolver.records import (
     DEFAULT_TTL,
     SECRET_TYPES,
@@ -117,7 +118,8 @@ def _origin(url: str) -> tuple[str, str]:
 def build_entry(
     record: StoredRecord, values: Sequence[HandleValue] | None = None, *, redirects: Redirects = HTTP_ONLY
 ) -> CacheEntry:
-    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, and hidden values if any.
+    """A cache entry for a stored record: pre-encoded anonymous answer, proxy target, product view (typed links,
+    lifecycle) and hidden values if any.
 
     ``values`` are the record's values already decoded (a writer has them), saving a decode of ``record.values``.
     """
@@ -125,6 +127,7 @@ def build_entry(
         values = values_from_stored(record.values)
     public = _public(values)
     target = redirects.target(public)
+    location = safe_location(target.value) if target is not None else None
     # One string for the spelling and the cache's key when they are equal (upper case, as most product identifiers
     # are): the entry keeps the spelling beside the map's key, and sharing saves ~80 B per cached handle.
     spelling = record.key if record.handle == record.key else record.handle
@@ -132,9 +135,10 @@ def build_entry(
         spelling,
         record.version,
         _exact(compress_answer(encode_record(spelling, public))),
-        location=safe_location(target.value) if target is not None else None,
+        location=location,
         min_ttl=_seconds(target.ttl) if target is not None else DEFAULT_TTL,
         stored=None if len(public) == len(values) else record.values.encode(),
+        product=product_of(spelling, public, location, safe_location),
     )
 
 

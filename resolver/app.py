@@ -13,8 +13,8 @@
 5. Extensions (the registry): each is handed the stages above as a ``Core`` and returns its ``Additions``
    (hooks into ``/api/handles``, routes, start/stop steps, metric sources, ``/readyz`` details), so the
    endpoint below is built complete and nothing is patched afterwards.
-6. Routes: the API (its hot GET route first), health, ``/api/site``, then the extensions' routes, then ``/api``
-   errors, and last the proxy's catch-all ``/{handle}``.
+6. Routes: the API (its hot GET route first), health, ``/api/site``, ``/.well-known/idnode``, then the
+   extensions' routes, then ``/api`` errors, and last the proxy's catch-all ``/{handle}``.
 
 No middleware is installed: each one would run on every cached look-up (research/performance-anchors.md §2a).
 """
@@ -34,6 +34,7 @@ from resolver.answers import Redirects, build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
 from resolver.config import Settings
+from resolver.description import Description
 from resolver.errors import DatabaseUnavailable
 from resolver.forward import Forwarder
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
@@ -213,6 +214,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app.add_routes(endpoint.routes())
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
     app.add_routes(SiteInfo(hierarchy.advertise_url).routes())
+    app.add_routes(Description(prefixes, hierarchy.upstream).routes())
     if settings.admin_port is None:  # otherwise only the admin listener publishes it (resolver/admin.py)
         app.add_routes([web.get("/metrics", scrape)])
     for added in additions:

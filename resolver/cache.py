@@ -41,10 +41,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from resolver.compression import plain_answer
 from resolver.records import DEFAULT_TTL, HandleValue, values_from_answer, values_from_stored
 from resolver.tallies import PrefixTallies, Tally
+
+if TYPE_CHECKING:
+    from resolver.product import Product
 
 __all__ = ["Cache", "CacheEntry", "CacheSettings", "Loader"]
 
@@ -81,7 +85,8 @@ class CacheEntry:
     """One cached record: the stored spelling, its version, the anonymous answer, and what the proxy needs.
 
     ``stored`` is the record's stored JSON, kept only when some value is hidden from anonymous readers; for
-    every other record the body already holds all values, so nothing is kept twice.
+    every other record the body already holds all values, so nothing is kept twice. ``product`` is the record's
+    typed links and lifecycle state (``resolver/product.py``), None for the records that have neither.
     """
 
     __slots__ = (
@@ -90,6 +95,7 @@ class CacheEntry:
         "handle",
         "location",
         "min_ttl",
+        "product",
         "referenced",
         "stored",
         "tally",
@@ -105,6 +111,7 @@ class CacheEntry:
         location: str | None = None,
         min_ttl: int = DEFAULT_TTL,
         stored: str | bytes | None = None,
+        product: Product | None = None,
     ) -> None:
         self.handle = handle
         self.version = version
@@ -112,6 +119,7 @@ class CacheEntry:
         self.location = location
         self.min_ttl = min_ttl
         self.stored = stored
+        self.product = product
         self.expires_at = 0.0
         """Monotonic time the entry expires; once expired and kept for serve-stale, minus that time."""
         self.referenced = False
@@ -126,6 +134,7 @@ class CacheEntry:
             + 2 * len(self.handle)
             + (len(self.location) if self.location is not None else 0)
             + (len(self.stored) if self.stored is not None else 0)
+            + (self.product.size if self.product is not None else 0)
         )
         return _ENTRY_OVERHEAD + held + held // 10
 

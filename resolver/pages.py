@@ -18,7 +18,16 @@ from urllib.parse import quote
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
-__all__ = ["HTML_HEADERS", "error_page", "home_page", "not_found_page", "redirect_page", "values_page"]
+__all__ = [
+    "HTML_HEADERS",
+    "error_page",
+    "home_page",
+    "not_found_page",
+    "notice_banner",
+    "redirect_page",
+    "tombstone_page",
+    "values_page",
+]
 
 _ADMIN_NAMES = (
     "list handles",
@@ -45,6 +54,7 @@ _STYLE = (
     "form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}"
     "input[type=text]{flex:1 1 16rem;font:inherit;padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}"
     "button{font:inherit;padding:.45rem 1rem;border:0;border-radius:6px;background:#0969da;color:#fff}"
+    ".n{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:.7rem .9rem;margin:.6rem 0}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
@@ -93,9 +103,17 @@ def _data_html(value: HandleValue, links: Callable[[str], bool]) -> str:
     return escape(text)
 
 
-def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str], bool]) -> bytes:
+def notice_banner(title: str, notice: str, link: str = "") -> str:
+    """A lifecycle notice (recall, withdrawal) shown above everything else; ``link`` (http(s), checked by
+    ``resolver/lifecycle.py``) becomes a link to the notice's page."""
+    more = f' <a href="{escape(link, quote=True)}" rel="nofollow noopener">{escape(link)}</a>' if link else ""
+    return f'<div class="n" role="alert"><b>{escape(title)}</b><p>{escape(notice)}</p>{more}</div>'
+
+
+def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str], bool], *, banner: str = "") -> bytes:
     """All (public) values of a handle, one card each (the proxy's ``?noredirect`` view, transcript F2); URL
-    values for which ``links`` is true are links, the others text."""
+    values for which ``links`` is true are links, the others text. ``banner`` (``notice_banner``'s markup) goes
+    first."""
     cards = "".join(
         f'<div class="v"><div><span class="t">{escape(v.type)}</span> '
         f'<span class="i">#{v.index} · {escape(v.timestamp.replace("T", " "))}</span></div>'
@@ -104,7 +122,17 @@ def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str
     )
     if not values:
         cards = "<p>This identifier has no public values.</p>"
-    return _page(f"Handle {handle}", f"<h1>Handle Values for: {escape(handle)}</h1>{cards}")
+    return _page(f"Handle {handle}", f"{banner}<h1>Handle Values for: {escape(handle)}</h1>{cards}")
+
+
+def tombstone_page(handle: str, notice: str, successor: str = "") -> bytes:
+    """The 410 page of a withdrawn identifier; ``successor`` (a header-safe URL or path) is linked."""
+    more = f'<p>Successor: <a href="{escape(successor, quote=True)}">{escape(successor)}</a></p>' if successor else ""
+    return _page(
+        "Gone",
+        notice_banner("Withdrawn", notice or "This identifier has been withdrawn.")
+        + f"<h1>{escape(handle)}</h1>{more}",
+    )
 
 
 def not_found_page(handle: str) -> bytes:

@@ -6,33 +6,81 @@ with ``Expires`` from that value's TTL and a tiny HTML body; ``?noredirect`` (or
 records without a URL show the values page; unknown handles get a 404 page. The ``Location`` header is
 percent-encoded (IRI → URI), so a stored value can never split the header. Which URLs are targets, and how
 ``urlappend`` may extend one, is ``answers.Redirects``' decision. ``GET /?hdl=<handle>`` (the home page's form,
-as the Handle proxy's form sends it) answers as ``GET /<handle>`` does. Every answer carries
+as the Handle proxy's form sends it) answers as ``GET /<handle>`` does. Every HTML answer carries
 ``pages.HTML_HEADERS`` (nosniff, Content-Security-Policy, Referrer-Policy).
+
+Records with typed links or a lifecycle state (a ``Product``, ``resolver/product.py``) get the product
+resolver's decision order (research/product-resolvers.md §2), first match wins:
+
+1. bad syntax 400, unknown 404 (as for every record); withdrawn → 410 tombstone page, ``Link: rel="successor-version"``;
+2. ``?noredirect`` (``action=showvalues|showurls``) → the values page, a recall notice first;
+3. ``?linkType=linkset`` (or ``all``) or ``Accept: application/linkset+json`` → RFC 9264 linkset, 200;
+4. ``?linkType=X`` → 302 to the link of type X (in the wanted language, else the default among them, else the
+   first), 404 page when the record has none;
+5. ``Accept`` preferring ``application/json`` → the ``/api/handles/<h>`` record; ``application/ld+json`` →
+   schema.org JSON-LD (``resolver/negotiation.py`` ranks q-values; a browser's Accept prefers HTML);
+6. otherwise 302 to the default redirect (a recall link when recalled), the link of its type in the language of
+   ``?lang=`` or ``Accept-Language`` when there is one (``Product.for_languages``).
+
+Their answers carry ``Vary: Accept, Accept-Language, Origin``, ``Link`` to the linkset and to the Handle record,
+and, for a request with ``Origin``, CORS headers exposing ``Link`` (``_NEGOTIATED``). CORS only when asked for:
+each header costs the hot 302 about 0.5 µs of serialisation, and a scan never sends ``Origin``. The query-driven
+steps 3 and 4 answer for every record (a stock Handle client never sends ``linkType``); the header-driven ones only
+for product records, so a plain record with ``Accept: application/json`` still gets Handle.Net's 302 (transcript
+F4) and the plain 302 stays what it was.
+``Link`` targets are relative references (RFC 8288 §3.1: resolved against the request URI) so that the headers
+are the same for every request; the linkset's ``anchor`` and JSON-LD's ``@id`` are absolute, built from the
+request's origin.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import formatdate
 from time import perf_counter
 
+import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from resolver.answers import select
+from resolver.answers import render, safe_location, select
+from resolver.cache import CacheEntry
 from resolver.errors import HandleError, HandleNotFound, InvalidHandle
 from resolver.identifiers import ascii_upper, decode_path, parse, strip_scheme
 from resolver.lookup import Lookup
 from resolver.metrics import NodeMetrics
-from resolver.pages import HTML_HEADERS, error_page, home_page, not_found_page, redirect_page, values_page
+from resolver.negotiation import HTML, JSON, JSON_LD, LINKSET, Negotiator
+from resolver.pages import (
+    HTML_HEADERS,
+    error_page,
+    home_page,
+    not_found_page,
+    notice_banner,
+    redirect_page,
+    tombstone_page,
+    values_page,
+)
+from resolver.product import LINKSET_TYPE, Product, handle_path, json_ld, link_header, linkset, pick_language
 from resolver.records import ValueFilter
-from resolver.responses import ANY_TAIL, flag
-from resolver.scans import LINK_DEFAULT, LINK_PAGE, ScanCounts
+from resolver.responses import ANY_TAIL, JSON_TYPE, flag, is_secure
+from resolver.scans import LINK_DATA, LINK_DEFAULT, LINK_LINKSET, LINK_PAGE, ScanCounts
 
-__all__ = ["Proxy"]
+__all__ = ["JSON_LD_TYPE", "LINKSET_CONTEXT", "Proxy", "origin"]
 
 _NO_PAGES = frozenset({"favicon.ico", "robots.txt"})
+JSON_LD_TYPE = "application/ld+json"
+LINKSET_CONTEXT = (
+    '<https://ref.gs1.org/standards/resolver/linkset-context>; rel="http://www.w3.org/ns/json-ld#context"; '
+    'type="application/ld+json"'
+)
+"""What GS1's linkset validators look for on a linkset answer (research §2)."""
+VARY = "Accept, Accept-Language, Origin"
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Link, Content-Length"}
+_NEGOTIATED = ({"Vary": VARY}, {"Vary": VARY, **_CORS})
+"""A product answer's own headers, indexed by whether the request came with ``Origin`` (CORS)."""
+_PRODUCT_HEADERS = tuple({**HTML_HEADERS, **headers} for headers in _NEGOTIATED)
+_DATA_HEADERS = tuple({"X-Content-Type-Options": "nosniff", **headers} for headers in _NEGOTIATED)
 
 
 class Proxy:
@@ -58,6 +106,7 @@ class Proxy:
         self._responses = metrics.responses  # resolve counts its own answers (router.py)
         self._clock = clock
         self._scan = (scans or ScanCounts()).count  # scan statistics: resolver/scans.py
+        self._negotiator = Negotiator()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/" + ANY_TAIL, self.resolve)]
@@ -68,33 +117,47 @@ class Proxy:
         if not text:
             return _html(home_page())
         started = perf_counter()
-        response = await self._answer(text, request.query)
+        response = await self._answer(request, text, request.query)
         self._observe(perf_counter() - started)
         return response
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         """HOT PATH for QR-code scans: a cached record with a URL becomes a 302 from what the entry holds (its
-        target already percent-encoded) and an ``Expires`` formatted once per second; no parsing, no JSON."""
+        target already percent-encoded) and an ``Expires`` formatted once per second; no parsing, no JSON. A
+        cached product record a browser asks for is a 302 too, after two memoised header look-ups."""
         started = perf_counter()
         raw = request.raw_path
         if "?" not in raw and "%" not in raw and ":" not in raw:
             text = raw[1:]
             key = text.upper() if text.isascii() else ascii_upper(text)
             entry = self._cache_get(key)
-            if entry is not None and entry.location is not None:
-                self._counts.hit += 1
-                entry.tally.hit += 1
-                self._scan(key, LINK_DEFAULT)
-                self._responses[3] += 1
-                response = self._redirect(entry.location, entry.min_ttl)
-                self._observe(perf_counter() - started)
-                return response
-        response = await self._answer(raw.split("?", 1)[0][1:], request.query, encoded=True)
+            if entry is not None:
+                product = entry.product
+                # a product's is None when withdrawn (410) or when the request does not ask for HTML
+                location = entry.location if product is None else self._browser_location(product, request.headers)
+                if location is not None:
+                    self._counts.hit += 1
+                    entry.tally.hit += 1
+                    self._scan(key, LINK_DEFAULT)
+                    self._responses[3] += 1
+                    cors = product is not None and "Origin" in request.headers
+                    response = self._redirect(location, entry.min_ttl, product, cors)
+                    self._observe(perf_counter() - started)
+                    return response
+        response = await self._answer(request, raw.split("?", 1)[0][1:], request.query, encoded=True)
         self._responses[response.status // 100] += 1
         self._observe(perf_counter() - started)
         return response
 
-    async def _answer(self, text: str, query: MultiMapping[str], *, encoded: bool = False) -> web.StreamResponse:
+    def _browser_location(self, product: Product, headers: Mapping[str, str]) -> str | None:
+        """Where a request whose ``Accept`` prefers HTML is redirected (None: another variant, or no target)."""
+        if self._negotiator.variant(headers.get("Accept", "*/*")) != HTML:
+            return None
+        return product.for_languages(self._negotiator.languages(headers.get("Accept-Language", "")))
+
+    async def _answer(
+        self, request: web.Request, text: str, query: MultiMapping[str], *, encoded: bool = False
+    ) -> web.StreamResponse:
         """The redirect or page for handle ``text`` (percent-decoded first when ``encoded``) and ``query``."""
         try:
             try:
@@ -113,11 +176,18 @@ class Proxy:
         except HandleError as exc:  # DatabaseUnavailable included: 503 with Retry-After
             page = error_page(type(exc).__name__, exc.message or "", exc.handle)
             return _html(page, status=exc.http_status, headers=exc.headers())
-        if not query and entry.location is not None:
+        product = entry.product
+        if product is None and not query and entry.location is not None:
             self._scan(handle.key, LINK_DEFAULT)
             return self._redirect(entry.location, entry.min_ttl)
-        value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
+        if product is not None and product.withdrawn:
+            return _tombstone(text, product)
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
+        if not show:
+            answer = self._negotiated(request, text, handle.key, entry, query)
+            if answer is not None:
+                return answer
+        value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
         values = select(entry, value_filter)
         if not show:
             target = self.redirects.target(values)
@@ -126,11 +196,65 @@ class Proxy:
                 self._scan(handle.key, LINK_DEFAULT)
                 return self._redirect(location, entry.min_ttl)
         self._scan(handle.key, LINK_PAGE)
-        return _html(values_page(text, values, self.redirects.allows))
+        page = values_page(text, values, self.redirects.allows, banner=_banner(product))
+        return _html(page, product=product, cors="Origin" in request.headers)
 
-    def _redirect(self, location: str, ttl: int) -> web.StreamResponse:
-        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``)."""
-        headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
+    def _negotiated(
+        self, request: web.Request, text: str, key: str, entry: CacheEntry, query: MultiMapping[str]
+    ) -> web.StreamResponse | None:
+        """Steps 3–6 of the decision order (module docstring); None: the Handle.Net answer (a plain record, or a
+        ``type``/``index`` filtered look-up of a product record, which redirects to the filtered values' URL)."""
+        product = entry.product
+        cors = "Origin" in request.headers
+        link_type = query.get("linkType", "")
+        wanted = self._negotiator.variant(request.headers.get("Accept", "*/*")) if product is not None else HTML
+        if link_type in ("linkset", "all") or wanted == LINKSET:
+            document = linkset(text, product, entry.location, origin(request))
+            link = link_header(text) + ", " + LINKSET_CONTEXT
+            headers = {**_DATA_HEADERS[cors], "Content-Type": LINKSET_TYPE, "Link": link}
+            self._scan(key, LINK_LINKSET)
+            return web.Response(body=orjson.dumps(document), headers=headers)
+        languages = self._negotiator.languages(query.get("lang") or request.headers.get("Accept-Language", ""))
+        if link_type:
+            candidates = product.by_rel(link_type) if product is not None else []
+            chosen = pick_language(candidates, languages) or next((c for c in candidates if c.default), None)
+            if chosen is None and candidates:
+                chosen = candidates[0]
+            if chosen is None:
+                page = error_page("Link type not found", f"No link of type {link_type} for this identifier.", text)
+                return _html(page, status=404, product=product, cors=cors)
+            location = self.redirects.location(safe_location(chosen.href), query.get("urlappend", ""))
+            self._scan(key, link_type)
+            return self._redirect(location, entry.min_ttl, product, cors)
+        if product is None or "type" in query or "index" in query:
+            return None
+        link = link_header(text)
+        if wanted in (JSON, JSON_LD):
+            self._scan(key, LINK_DATA)
+        if wanted == JSON:
+            body = render(entry, text, ValueFilter())
+            return web.Response(body=body, headers={**_DATA_HEADERS[cors], "Content-Type": JSON_TYPE, "Link": link})
+        if wanted == JSON_LD:
+            document = json_ld(text, entry.values, product, origin(request))
+            headers = {**_DATA_HEADERS[cors], "Content-Type": JSON_LD_TYPE, "Link": link}
+            return web.Response(body=orjson.dumps(document), headers=headers)
+        location = product.for_languages(languages)
+        if location is None:
+            return None
+        location = self.redirects.location(location, query.get("urlappend", ""))
+        self._scan(key, LINK_DEFAULT)
+        return self._redirect(location, entry.min_ttl, product, cors)
+
+    def _redirect(
+        self, location: str, ttl: int, product: Product | None = None, cors: bool = False
+    ) -> web.StreamResponse:
+        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's with the
+        negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
+        if product is None:
+            headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
+        else:
+            expires = self._expires(ttl)
+            headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": product.link}
         return web.Response(status=302, body=redirect_page(location), headers=headers)
 
     def _expires(self, ttl: int) -> str:
@@ -144,6 +268,39 @@ class Proxy:
         return text
 
 
-def _html(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """An HTML answer with the page headers (nosniff, CSP, Referrer-Policy) plus an error's own (``Retry-After``)."""
+def _html(
+    body: bytes,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    product: Product | None = None,
+    cors: bool = False,
+) -> web.Response:
+    """An HTML answer with the page headers (nosniff, CSP, Referrer-Policy) plus an error's own (``Retry-After``);
+    for a product record, with the negotiation headers (``cors``: as ``Proxy._redirect``)."""
+    if product is not None:
+        headers = {**_NEGOTIATED[cors], "Link": product.link, **(headers or {})}
     return web.Response(body=body, status=status, headers={**HTML_HEADERS, **headers} if headers else HTML_HEADERS)
+
+
+def origin(request: web.Request) -> str:
+    """``scheme://host`` of this node as the client reached it (TLS, or a trusted proxy's word for it)."""
+    return f"{'https' if is_secure(request) else 'http'}://{safe_location(request.host)}"
+
+
+def _banner(product: Product | None) -> str:
+    if product is None or not product.recalled or product.status is None:
+        return ""
+    return notice_banner("Recalled", product.status.notice or "This product has been recalled.", product.status.link)
+
+
+def _tombstone(text: str, product: Product) -> web.Response:
+    """410 Gone for a withdrawn record, linking its successor (a handle: this node's ``/<handle>``)."""
+    status = product.status
+    assert status is not None
+    successor = ""
+    headers = {}
+    if status.successor:
+        successor = handle_path(status.successor) if status.successor_is_handle else safe_location(status.successor)
+        headers["Link"] = f'<{successor}>; rel="successor-version"'
+    return _html(tombstone_page(text, status.notice, successor), status=410, headers=headers)

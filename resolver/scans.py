@@ -20,12 +20,26 @@ from __future__ import annotations
 
 from resolver.tallies import prefix_of_key
 
-__all__ = ["LINK_DEFAULT", "LINK_PAGE", "MAX_HANDLES", "MAX_OTHERS", "OTHER", "ScanCounts", "other_bucket"]
+__all__ = [
+    "LINK_DATA",
+    "LINK_DEFAULT",
+    "LINK_LINKSET",
+    "LINK_PAGE",
+    "MAX_HANDLES",
+    "MAX_OTHERS",
+    "OTHER",
+    "ScanCounts",
+    "other_bucket",
+]
 
 LINK_DEFAULT = "default"
 """The redirect to the record's default (first) URL: today's 302."""
 LINK_PAGE = "page"
 """The values page (``?noredirect``, or a record without a URL)."""
+LINK_LINKSET = "linkset"
+"""A product record's RFC 9264 linkset (``?linkType=linkset`` or ``Accept: application/linkset+json``)."""
+LINK_DATA = "data"
+"""A product record asked for as data (``Accept: application/json`` or ``application/ld+json``)."""
 MAX_HANDLES = 100_000
 MAX_OTHERS = 10_000
 OTHER = "(other)"

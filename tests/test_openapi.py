@@ -48,6 +48,7 @@ SPEC_PATH = {
     "/hrls/handles/": "/hrls/handles",
     "/hrls/ping": "/hrls/ping",
     "/api/site": "/api/site",
+    "/.well-known/idnode": "/.well-known/idnode",
     "/healthz": "/healthz",
     "/readyz": "/readyz",
     "/metrics": "/metrics",

@@ -21,6 +21,7 @@ from registry.paging import Page
 from registry.recorder import ScanRollup, StatsRecorder
 from registry.scan_stats import ScanStore
 from registry.statistics import Scope, StatsStore
+from resolver import links
 from resolver.scans import ScanCounts
 from resolver.tallies import PrefixTallies
 from tests.support import (
@@ -173,6 +174,48 @@ async def test_every_kind_of_answer_counts_once_errors_never_and_each_reader_see
         assert (status, body["responseCode"]) == (403, 402)
         await _proxy(node, "/88.A/P1")  # after the last flush: the shutdown's flush keeps it
     assert (await _scan_rows(database))[("88.A", "88.A/P1", "default")] == 6
+
+
+PRODUCT = [
+    {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.com/pump"}},
+    {
+        "index": 2,
+        "type": "10320/loc",
+        "data": {
+            "format": "string",
+            "value": links.render(
+                [
+                    links.Link("gs1:pip", "https://example.com/pump", default=True),
+                    links.Link("gs1:safetyInfo", "https://example.com/sds.pdf"),
+                ]
+            ),
+        },
+    },
+]
+
+
+async def test_a_product_records_answers_count_by_what_was_asked(database: str) -> None:
+    await home(database, "88.A")
+    await put_record(database, "88.A/PUMP", PRODUCT)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        asked = [
+            ("/88.A/PUMP", {}, 302),
+            ("/88.A/PUMP", {}, 302),
+            ("/88.A/PUMP?linkType=gs1:safetyInfo", {}, 302),
+            ("/88.A/PUMP?linkType=linkset", {}, 200),
+            ("/88.A/PUMP", {"Accept": "application/json"}, 200),
+            ("/88.A/PUMP", {"Accept": "application/ld+json"}, 200),
+            ("/88.A/PUMP?linkType=gs1:recallStatus", {}, 404),  # no such link: not a scan
+        ]
+        for path, headers, expected in asked:
+            status, _, _ = await node.get(path, headers=headers)
+            assert status == expected, path
+    assert await _scan_rows(database) == {
+        ("88.A", "88.A/PUMP", "default"): 2,
+        ("88.A", "88.A/PUMP", "gs1:safetyInfo"): 1,
+        ("88.A", "88.A/PUMP", "linkset"): 1,
+        ("88.A", "88.A/PUMP", "data"): 2,
+    }
 
 
 K = 40
