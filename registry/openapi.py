@@ -266,6 +266,57 @@ _SCHEMAS: dict[str, Any] = {
             "state": {"enum": ["enabled", "disabled"]},
         },
     },
+    "SnmsAnswer": {
+        "type": "object",
+        "description": "SNMS's envelope, always over HTTP 200 (503 with Retry-After when the database cannot answer)",
+        "required": ["status", "message", "data"],
+        "properties": {
+            "status": {
+                "enum": [1, -1, -2, -3, -4],
+                "description": "1 ok, -1 not logged in, -2 business error (the message names the field or the "
+                "rule), -3 no permission (or a write sent to a mirror), -4 internal error",
+            },
+            "message": {"type": "string"},
+            "data": {},
+        },
+    },
+    "SnmsTemplate": {
+        "type": "object",
+        "description": "SNMS v5 data template; the same table as /api/templates",
+        "required": ["prefix", "version", "items"],
+        "properties": {
+            "prefix": {"type": "string"},
+            "version": {"type": "string", "description": "no '/'; what index 1001 of a record names"},
+            "description": {"type": ["string", "null"]},
+            "industryCategory": {"type": ["string", "null"], "pattern": "^[A-T]$", "description": "GB/T 4754-2017"},
+            "industrySpecific": {"type": ["string", "null"], "pattern": "^[0-9]{2}$"},
+            "industryTrade": {"type": ["string", "null"], "pattern": "^[0-9]{3}$"},
+            "industrySubclass": {"type": ["string", "null"], "pattern": "^[0-9]{4}$"},
+            "type": {"enum": [1, 2, None], "description": "1 active identifier carrier, 2 other"},
+            "items": {"type": "array", "items": _ref("SnmsTemplateItem")},
+        },
+    },
+    "SnmsTemplateItem": {
+        "type": "object",
+        "required": ["idIndex", "idType"],
+        "properties": {
+            "name": {"type": "string"},
+            "idType": {"type": "string"},
+            "idIndex": {"type": "integer", "minimum": 2000},
+            "required": {"type": "boolean"},
+            "state": {"enum": [0, 1], "description": "1 enabled (default), 0 disabled"},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["string", "number", "date"], "description": "v5 clients send string"},
+                    "minLength": {"type": "integer"},
+                    "maxLength": {"type": "integer"},
+                    "numberRange": {"type": "string", "examples": ["[1,10]"]},
+                    "dateFormat": {"type": "string", "examples": ["YYYY-MM-DD"]},
+                },
+            },
+        },
+    },
 }
 
 _RECORD = {
@@ -536,7 +587,8 @@ _PATHS: dict[str, Any] = {
             "responses": _answers({"200": _json(_OBJECT, "template")}, 400, 404, 503),
         },
         "put": {
-            "summary": "Publish a data template version (immutable once published)",
+            "summary": "Publish a data template version (immutable here once published; SNMS's PUT"
+            " /snms/api/v5/template may revise it within its rules)",
             "parameters": [_PREFIX, _VERSION],
             "requestBody": _json(
                 {
@@ -714,6 +766,37 @@ _PATHS: dict[str, Any] = {
     "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
 }
 
+_SNMS_ANSWER = {"200": _json(_ref("SnmsAnswer"), "the envelope; data as described")}
+_SNMS_NAMES = [
+    {**_query("prefix", description="the template's prefix"), "required": True},
+    {**_query("version", description="the template's version"), "required": True},
+]
+_SNMS_TEMPLATE_PATHS = {
+    "/snms/api/v5/template": {
+        "get": {
+            "summary": "SNMS: a data template in SNMS's v5 form (any template, also one published by /api/templates)",
+            "parameters": _SNMS_NAMES,
+            "responses": _SNMS_ANSWER,
+        },
+        "post": {
+            "summary": "SNMS: publish a data template version (the identical template again is a success)",
+            "requestBody": _json(_ref("SnmsTemplate"), "template"),
+            "responses": _SNMS_ANSWER,
+        },
+        "put": {
+            "summary": "SNMS: revise a version; items are disabled (state 0), never removed; a version that records"
+            " use may only loosen (disable, make optional, rename, add optional items)",
+            "requestBody": _json(_ref("SnmsTemplate"), "template"),
+            "responses": _SNMS_ANSWER,
+        },
+        "delete": {
+            "summary": "SNMS: delete a version no record uses",
+            "parameters": _SNMS_NAMES,
+            "responses": _SNMS_ANSWER,
+        },
+    }
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -721,7 +804,7 @@ SPEC: dict[str, Any] = {
         "version": __version__,
         "description": "Industrial-internet identifier resolution node; wire-compatible with the Handle.Net REST API.",
     },
-    "paths": _PATHS | _ENTERPRISE_PATHS,
+    "paths": _PATHS | _ENTERPRISE_PATHS | _SNMS_TEMPLATE_PATHS,
     "components": {
         "schemas": _SCHEMAS,
         "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "username index:handle"}},

@@ -30,14 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from registry.industry_codes import LEVELS, industry_problems
 from registry.permissions import Perm
 from registry.snms_envelope import answers_snms, snms_ok
-from registry.template_versions import TemplateVersions
-from registry.templates import ITEM_RULES, check_items, description_problem
+from registry.template_versions import ITEM_RULES, TemplateContent, TemplateVersions
+from registry.templates import check_items, description_problem
 from resolver.errors import HandleAlreadyExists, InvalidValue
 from resolver.responses import json_body
 
@@ -53,9 +52,7 @@ class SnmsTemplate:
 
     prefix: str
     version: str
-    description: str | None
-    items: list[dict[str, Any]]
-    classification: dict[str, Any] | None
+    content: TemplateContent
 
 
 def _is_int(value: Any) -> bool:
@@ -117,8 +114,8 @@ def parse_template(payload: Any) -> SnmsTemplate:
     if problems:
         raise InvalidValue("Invalid template: " + "; ".join(problems))
     classification = {field: payload[field] for field in (*LEVELS, "type") if payload.get(field) is not None}
-    prefix, version, description = payload["prefix"], payload["version"], payload.get("description")
-    return SnmsTemplate(prefix, version, description, items, classification or None)
+    content = TemplateContent(payload.get("description"), items, classification or None)
+    return SnmsTemplate(payload["prefix"], payload["version"], content)
 
 
 def _snms_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -132,21 +129,15 @@ def _snms_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def snms_form(
-    prefix: str,
-    version: str,
-    description: str | None,
-    items: list[dict[str, Any]],
-    classification: dict[str, Any] | None,
-) -> dict[str, Any]:
+def snms_form(prefix: str, version: str, content: TemplateContent) -> dict[str, Any]:
     """A template version in SNMS's v5 form (absent classification fields are null)."""
-    known = classification or {}
+    known = content.classification or {}
     return {
         "prefix": prefix,
         "version": version,
-        "description": description,
+        "description": content.description,
         **{field: known.get(field) for field in (*LEVELS, "type")},
-        "items": [_snms_item(item) for item in items],
+        "items": [_snms_item(item) for item in content.items],
     }
 
 
@@ -180,32 +171,26 @@ class SnmsTemplatesAPI:
     @answers_snms
     async def get(self, request: web.Request) -> web.StreamResponse:
         prefix, version = self._queried(request)
-        row = await self.versions.read(prefix, version)
-        classification = None if row.classification is None else orjson.loads(row.classification)
-        return snms_ok(snms_form(prefix, version, row.description, orjson.loads(row.items), classification))
+        return snms_ok(snms_form(prefix, version, TemplateContent.of(await self.versions.read(prefix, version))))
 
     @answers_snms
     async def post(self, request: web.Request) -> web.StreamResponse:
         """Publish a version; the identical template again is a success (a retry), another one is -2."""
         t = await self._body(request)
         actor = await self.versions.authorise(request, t.prefix, t.version, Perm.ADD_HANDLE)
-        existing = await self.versions.publish(actor, t.prefix, t.version, t.description, t.items, t.classification)
-        if existing is not None and (
-            orjson.loads(existing.items) != t.items
-            or existing.description != t.description
-            or (None if existing.classification is None else orjson.loads(existing.classification)) != t.classification
-        ):
+        existing = await self.versions.publish(actor, t.prefix, t.version, t.content)
+        if existing is not None and TemplateContent.of(existing) != t.content:
             raise HandleAlreadyExists(
                 f"Template {t.prefix}/{t.version} exists; PUT {PATH} changes it", handle=f"{t.prefix}/{t.version}"
             )
-        return snms_ok(snms_form(t.prefix, t.version, t.description, t.items, t.classification))
+        return snms_ok(snms_form(t.prefix, t.version, t.content))
 
     @answers_snms
     async def put(self, request: web.Request) -> web.StreamResponse:
         t = await self._body(request)
         actor = await self.versions.authorise(request, t.prefix, t.version, Perm.ADD_HANDLE)
-        await self.versions.revise(actor, t.prefix, t.version, t.description, t.items, t.classification)
-        return snms_ok(snms_form(t.prefix, t.version, t.description, t.items, t.classification))
+        await self.versions.revise(actor, t.prefix, t.version, t.content)
+        return snms_ok(snms_form(t.prefix, t.version, t.content))
 
     @answers_snms
     async def delete(self, request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,7 @@ the item. The use count is read with the version's row locked, so a revision and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,12 +28,14 @@ from aiohttp import web
 from registry.auth import Authenticator, actor_of
 from registry.permissions import Perm, Permissions
 from registry.store import Actor, RegistryStore, TemplateRow
-from registry.templates import ITEM_RULES
 from resolver.errors import HandleAlreadyExists, HandleNotFound, InvalidHandle, InvalidValue, PrefixNotHomed
 from resolver.identifiers import ascii_upper, validate_text
 from resolver.prefixes import PrefixTable
 
-__all__ = ["TemplateVersions", "revision_problems"]
+__all__ = ["ITEM_RULES", "TemplateContent", "TemplateVersions", "revision_problems"]
+
+ITEM_RULES = ("type", "minLength", "maxLength", "numberRange", "dateFormat")
+"""An item's value rules: what a record's value at its index is checked against (``registry/templates.py``)."""
 
 
 def _label(item: dict[str, Any]) -> str:
@@ -65,18 +68,34 @@ def revision_problems(stored: Sequence[dict[str, Any]], revised: Sequence[dict[s
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateContent:
+    """What a version holds besides its names: equal contents are the same template (a publish retried)."""
+
+    description: str | None
+    items: list[dict[str, Any]]
+    classification: dict[str, Any] | None = None
+    """SNMS's industry codes and carrier type (``registry/industry_codes.py``); None for idnode's own templates."""
+
+    @classmethod
+    def of(cls, row: TemplateRow) -> TemplateContent:
+        classification = None if row.classification is None else orjson.loads(row.classification)
+        return cls(row.description, orjson.loads(row.items), classification)
+
+    def stored(self) -> tuple[str | None, str, str | None]:
+        """``(description, items, classification)`` as the store takes them (JSON text)."""
+        classification = None if self.classification is None else orjson.dumps(self.classification).decode()
+        return self.description, orjson.dumps(self.items).decode(), classification
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateVersions:
     """Reading, publishing, revising and deleting template versions, with the rights and rules of the module."""
 
-    __slots__ = ("auth", "permissions", "prefixes", "store")
-
-    def __init__(
-        self, store: RegistryStore, prefixes: PrefixTable, auth: Authenticator, permissions: Permissions
-    ) -> None:
-        self.store = store
-        self.prefixes = prefixes
-        self.auth = auth
-        self.permissions = permissions
+    store: RegistryStore
+    prefixes: PrefixTable
+    auth: Authenticator
+    permissions: Permissions
 
     def names(self, prefix: str, version: str) -> tuple[str, str]:
         """``(prefix, version)`` checked: a homed prefix, and a version (when given) that index 1001 can name."""
@@ -102,36 +121,21 @@ class TemplateVersions:
         await self.permissions.require_prefix_admin(identity, prefix, perm, echo=echo)
         return actor_of(request, identity)
 
-    async def publish(
-        self,
-        actor: Actor,
-        prefix: str,
-        version: str,
-        description: str | None,
-        items: list[dict[str, Any]],
-        classification: dict[str, Any] | None = None,
-    ) -> TemplateRow | None:
+    async def publish(self, actor: Actor, prefix: str, version: str, content: TemplateContent) -> TemplateRow | None:
         """Store a new version; None when stored, else the version already there (the caller judges a retry)."""
+        description, items, classification = content.stored()
         published = await self.store.publish_template(
             ascii_upper(prefix),
             prefix,
             version,
             description,
-            orjson.dumps(items).decode(),
+            items,
             f"{actor.name} {actor.request_id}",
-            None if classification is None else orjson.dumps(classification).decode(),
+            classification,
         )
         return None if published else await self.read(prefix, version)
 
-    async def revise(
-        self,
-        actor: Actor,
-        prefix: str,
-        version: str,
-        description: str | None,
-        items: list[dict[str, Any]],
-        classification: dict[str, Any] | None,
-    ) -> None:
+    async def revise(self, actor: Actor, prefix: str, version: str, content: TemplateContent) -> None:
         """Replace a published version's content, if the module's rules allow it (InvalidValue naming each item
         they refuse)."""
         key = ascii_upper(prefix)
@@ -140,17 +144,11 @@ class TemplateVersions:
             if row is None:
                 raise HandleNotFound(f"No data template {prefix}/{version}", handle=f"{prefix}/{version}")
             used = await tx.template_use_count(f"{key}/{version}")
-            problems = revision_problems(orjson.loads(row.items), items, used=bool(used))
+            problems = revision_problems(orjson.loads(row.items), content.items, used=bool(used))
             if problems:
                 use = f" (used by {used} handle(s))" if used else ""
                 raise InvalidValue(f"Template {prefix}/{version}{use} cannot change so: " + "; ".join(problems))
-            await tx.revise_template(
-                key,
-                version,
-                description,
-                orjson.dumps(items).decode(),
-                None if classification is None else orjson.dumps(classification).decode(),
-            )
+            await tx.revise_template(key, version, *content.stored())
 
     async def delete(self, actor: Actor, prefix: str, version: str) -> None:
         """Delete a version no handle names."""

@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -33,6 +33,7 @@ from aiohttp import web
 from registry.metrics import RegistryMetrics
 from registry.permissions import Perm
 from registry.store import RegistryStore
+from registry.template_versions import TemplateContent, TemplateVersions
 from resolver.errors import (
     HandleAlreadyExists,
     InvalidValue,
@@ -42,11 +43,7 @@ from resolver.identifiers import ascii_upper, prefix_chain
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
 
-if TYPE_CHECKING:
-    from registry.template_versions import TemplateVersions
-
 __all__ = [
-    "ITEM_RULES",
     "TEMPLATE_INDEX",
     "ItemProblem",
     "TemplateCheck",
@@ -67,8 +64,6 @@ _BOUND = r"-?(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE = re.compile(rf"^\s*([\[(])\s*({_BOUND})?\s*,\s*({_BOUND})?\s*([\])])\s*$")
 """``[1,10]``, ``(0,)``, ``[,5.5]``: each bound a decimal number or empty; ``[.,5]`` is not a range."""
 _DATE_TOKENS = (("YYYY", "%Y"), ("MM", "%m"), ("DD", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))
-ITEM_RULES = ("type", "minLength", "maxLength", "numberRange", "dateFormat")
-"""An item's value rules: what a record's value at its index is checked against."""
 MAX_ITEMS = 500
 MAX_LENGTH_BOUND = 1 << 20
 _SHOWN = 64
@@ -341,14 +336,15 @@ class TemplatesAPI:
         """The version, with its SNMS classification (null for one published here without it)."""
         prefix, version = self._names(request)
         row = await self.versions.read(prefix, version)
+        content = TemplateContent.of(row)
         return json_response(
             {
                 "responseCode": 1,
                 "prefix": prefix,
                 "version": version,
-                "description": row.description,
-                "items": orjson.loads(row.items),
-                "classification": None if row.classification is None else orjson.loads(row.classification),
+                "description": content.description,
+                "items": content.items,
+                "classification": content.classification,
                 "createdAt": row.created_at.isoformat(),
             }
         )
@@ -360,7 +356,7 @@ class TemplatesAPI:
         payload = await json_body(request, require_json_type=True)
         description, items = check_template(payload)
         actor = await self.versions.authorise(request, prefix, version, Perm.ADD_HANDLE)
-        existing = await self.versions.publish(actor, prefix, version, description, items)
+        existing = await self.versions.publish(actor, prefix, version, TemplateContent(description, items))
         if existing is None:
             return json_response({"responseCode": 1, "prefix": prefix, "version": version}, status=201)
         if orjson.loads(existing.items) != items:

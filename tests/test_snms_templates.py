@@ -10,57 +10,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
-from resolver.config import RegistrySettings, Settings
-from tests.support import SECURE, Node, onboard_enterprise, running_node, secure_basic
+from tests.support import SECURE, Tenants, tenants
 
 PREFIX = "88.118.8"
 PATH = "/snms/api/v5/template"
-EXAMPLE: dict[str, Any] = {  # research §4.3, verbatim
-    "prefix": "88.118.8",
-    "version": "product-1.0",
-    "industryCategory": "C",
-    "industrySpecific": "34",
-    "industryTrade": "344",
-    "industrySubclass": "3441",
-    "type": 1,
-    "description": "pump",
-    "items": [
-        {
-            "name": "产品名称",
-            "idType": "productName",
-            "idIndex": 2000,
-            "required": True,
-            "metadata": {"type": "string", "minLength": 1, "maxLength": 100},
-        },
-        {
-            "name": "批次号",
-            "idType": "batchNo",
-            "idIndex": 2001,
-            "required": True,
-            "metadata": {"type": "string", "minLength": 1, "maxLength": 64},
-        },
-        {
-            "name": "生产日期",
-            "idType": "productionDate",
-            "idIndex": 2002,
-            "required": True,
-            "metadata": {"type": "string", "minLength": 10, "maxLength": 10},
-        },
-        {
-            "name": "生产企业",
-            "idType": "manufacturer",
-            "idIndex": 2003,
-            "required": True,
-            "metadata": {"type": "string", "minLength": 1, "maxLength": 200},
-        },
-    ],
-}
+EXAMPLE: dict[str, Any] = orjson.loads(  # research §4.3, verbatim
+    """{"prefix":"88.118.8","version":"product-1.0","industryCategory":"C","industrySpecific":"34",
+ "industryTrade":"344","industrySubclass":"3441","type":1,"description":"pump",
+ "items":[{"name":"产品名称","idType":"productName","idIndex":2000,"required":true,"metadata":{"type":"string","minLength":1,"maxLength":100}},
+  {"name":"批次号","idType":"batchNo","idIndex":2001,"required":true,"metadata":{"type":"string","minLength":1,"maxLength":64}},
+  {"name":"生产日期","idType":"productionDate","idIndex":2002,"required":true,"metadata":{"type":"string","minLength":10,"maxLength":10}},
+  {"name":"生产企业","idType":"manufacturer","idIndex":2003,"required":true,"metadata":{"type":"string","minLength":1,"maxLength":200}}]}"""
+)
 VALUES = [
     {"index": 1001, "type": "TEMPLATE_VERSION", "data": "product-1.0"},
     {"index": 2000, "type": "productName", "data": "Pump P3"},
@@ -90,12 +57,7 @@ def as_read(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class Site:
-    node: Node
-    owner: dict[str, str]
-    stranger: dict[str, str]
-
+class Site(Tenants):
     async def snms(
         self,
         method: str,
@@ -125,11 +87,8 @@ class Site:
 
 @pytest.fixture
 async def site(database: str) -> AsyncIterator[Site]:
-    owner = await onboard_enterprise(database, PREFIX)
-    stranger = await onboard_enterprise(database, "88.OTHER")
-    settings = Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
-    async with running_node(database, settings) as node:
-        yield Site(node, secure_basic(owner.identity, owner.secret), secure_basic(stranger.identity, stranger.secret))
+    async with tenants(database, PREFIX, Site) as site:
+        yield site
 
 
 @pytest.fixture
