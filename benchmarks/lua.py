@@ -147,16 +147,22 @@ def static_script() -> str:
     return _report()
 
 
-def get_script(path_before_handle: str, keys: Keys) -> str:
-    """``GET <path_before_handle><handle>`` with keys drawn from ``keys`` (``/api/handles/`` or ``/``)."""
+def get_script(path_before_handle: str, keys: Keys, headers: dict[str, str] | None = None) -> str:
+    """``GET <path_before_handle><handle>`` with keys drawn from ``keys`` (``/api/handles/`` or ``/``), sending
+    ``headers`` too (wrk sends no ``Accept-Encoding`` of its own)."""
     return (
         _common()
         + _chooser(keys)
         + f"local PATH = {_lua_string(path_before_handle)}\n"
+        + f"local HEADERS = {{{_header_table(headers or {})}}}\n"
         + "function init(args) build_keys() end\n"
-        + 'function request() return wrk.format("GET", PATH .. handle(next_key())) end\n'
+        + 'function request() return wrk.format("GET", PATH .. handle(next_key()), HEADERS) end\n'
         + _report()
     )
+
+
+def _header_table(headers: dict[str, str]) -> str:
+    return ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
 
 
 def batch_script(keys: Keys, size: int) -> str:
@@ -194,7 +200,7 @@ def write_script(reads: Keys | None, writes: Keys, *, write_fraction: float, bod
     """
     if not 0.0 < write_fraction <= 1.0:
         raise ValueError(f"writes: write_fraction must be in (0, 1], got {write_fraction}")
-    header_table = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+    header_table = _header_table(headers)
     read_keys = reads or writes
     return (
         _common()
@@ -222,7 +228,7 @@ def batch_write_script(keys: Keys, size: int, *, values_json: str, headers: dict
     """
     if size < 1:
         raise ValueError(f"batch: size must be at least 1, got {size}")
-    header_table = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+    header_table = _header_table(headers)
     return (
         _common()
         + _chooser(keys)

@@ -40,7 +40,7 @@ from benchmarks.procfs import descendants
 from resolver.embedded import EmbeddedPostgres
 from resolver.store import apply_migrations
 
-__all__ = ["BenchDatabase", "DbCounters", "bench_database"]
+__all__ = ["BenchDatabase", "DbCounters", "bench_database", "migrated"]
 
 NODE_APPLICATION = "idnode"
 
@@ -106,7 +106,7 @@ class BenchDatabase:
     async def sibling(self, suffix: str) -> AsyncIterator[BenchDatabase]:
         """Another fresh, migrated and empty database ``<name>_<suffix>`` on the same server (for a node that homes
         nothing: the forwarding targets), dropped on the way out."""
-        async with _migrated(self._probe, self.server_dsn, f"{self.name}_{suffix}") as name:
+        async with migrated(self._probe, self.server_dsn, f"{self.name}_{suffix}") as name:
             yield BenchDatabase(self.server_dsn, name, self._probe, self.postmaster)
 
     async def backend_pids(self) -> list[int]:
@@ -121,7 +121,7 @@ class BenchDatabase:
 
 
 @contextlib.asynccontextmanager
-async def _migrated(admin: asyncpg.Connection, server_dsn: str, name: str) -> AsyncIterator[str]:
+async def migrated(admin: asyncpg.Connection, server_dsn: str, name: str) -> AsyncIterator[str]:
     """A fresh database ``name`` with the node's migrations applied, dropped on the way out."""
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -180,7 +180,7 @@ async def bench_database(
             say("database: using the server given by --database-url (not pinned, not stopped)")
         admin = await asyncpg.connect(with_database(server_dsn, "postgres"))
         try:
-            async with _migrated(admin, server_dsn, f"idnode_bench_{os.getpid()}") as name:
+            async with migrated(admin, server_dsn, f"idnode_bench_{os.getpid()}") as name:
                 yield BenchDatabase(server_dsn, name, admin, postmaster)
         finally:
             await admin.close()

@@ -21,6 +21,8 @@ __all__ = ["Results", "markdown", "ratios", "write_json"]
 _RATIOS = (
     # name, scenario, baseline, what it anchors
     ("cached_vs_hello", "cached", "hello", "T1: cached look-up ≥ 0.80× hello-world"),
+    ("cached_gzip_vs_hello", "cached_gzip", "hello", "cached look-up served gzip vs hello-world"),
+    ("cached_gzip_vs_cached", "cached_gzip", "cached", "gzip client vs one served the decompressed JSON"),
     ("proxy_vs_hello", "proxy", "hello", "proxy 302 vs hello-world"),
     ("hello_vs_nginx", "hello", "nginx", "T1c: Python vs the physical limit (≈ 0.27× measured)"),
     ("cold_vs_cached", "cold", "cached", "T3: cold look-up ≥ 0.3× cached, per Python core"),

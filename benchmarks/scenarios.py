@@ -68,6 +68,12 @@ def catalogue(plan: Plan) -> list[Scenario]:
         Scenario("hello", "aiohttp hello-world (uvloop)", "hello", static_script(), path="/hello", sweep=True),
         Scenario("nginx", "nginx static 400 B JSON", "nginx", static_script(), path="/static.json", sweep=True),
         Scenario("cached", "cached look-up (Zipf)", "node", get_script("/api/handles/", hot), sweep=True),
+        Scenario(
+            "cached_gzip",
+            "cached look-up, client accepts gzip (Zipf)",
+            "node",
+            get_script("/api/handles/", hot, {"Accept-Encoding": "gzip"}),
+        ),
         Scenario("proxy", "proxy redirect 302 (Zipf, cached)", "node", get_script("/", hot)),
         Scenario(
             "notfound_cached",

@@ -28,6 +28,7 @@ from registry.feed import ChangeFeed, FeedWakeup
 from registry.feed_store import FeedStore
 from registry.handle_writes import HandleWrites
 from registry.history import HandleHistory
+from registry.import_api import ImportsAPI
 from registry.jobs import Jobs
 from registry.lifecycle import Suspensions
 from registry.listing import HandleListing
@@ -126,6 +127,7 @@ async def install(core: Core) -> Additions:
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *EnterprisesAPI(store, records, auth, operators, suspensions).routes(),
         *AppsAPI(store, records, auth, permissions).routes(),
+        *ImportsAPI(core, store, auth, permissions).routes(),
         *TemplatesAPI(template_versions, check_template).routes(),
     ]
     mirrored_snms = SnmsTemplatesAPI(template_versions).routes()  # the same, refused in SNMS's envelope

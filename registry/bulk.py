@@ -15,6 +15,19 @@ pre-hashed key outside the accepted iteration range is a line error, and a plain
 copied (a PBKDF2 run each, so a record with a plain key is never "unchanged" for ``replace``). Stored in the clear
 and readable by anyone was the alternative (security review of issue 8).
 
+An enterprise's own import (``POST /api/enterprises/{prefix}/imports``, ``registry/import_api.py``) passes a
+``Scope``: a line whose handle lies outside the enterprise's prefix is a line error naming the prefix it is under.
+Unless the importer is a node operator, prefix handles (``0.NA/...``: administrators and delegations) are line
+errors too, and ``replace`` asks ``Scope.may_replace`` about every existing record that has HS_ADMIN values of its
+own, or would get or change some, as the Handle API's ``Permissions.authorize_change`` does record by record: one
+prefix-wide check of the importer's rights cannot stand in for it (an app with the ``update`` right could otherwise
+re-key ``P/ADMIN``). Records are grouped by their administrators first, so a million records under pyhandle's
+default HS_ADMIN cost one question.
+
+The check stage yields to the event loop every ``_YIELD_EVERY`` lines: a node importing over HTTP keeps answering
+look-ups between them (a line costs ~50 µs of CPU, and without a pause only the COPY of every 20,000 lines would
+let other requests in: a stall of about a second).
+
 Progress is reported in two stages through ``stage`` (registry/progress.py shows them): ``check`` counts input
 lines as they are read, checked and copied, ``write`` counts rows of the final step, which runs in slices of
 ``_WRITE_SLICE`` rows so that it can report too (a few statements more, each still one trigger run).
@@ -22,8 +35,9 @@ lines as they are read, checked and copied, ``write`` counts rows of the final s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,12 +48,12 @@ from registry.secret_keys import hash_secrets, prepare_secrets
 from registry.store import Actor, set_actor
 from registry.templates import template_reference, validate_record
 from resolver.errors import HandleError
-from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse
+from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse, prefix_chain
 from resolver.prefixes import PrefixTable
 from resolver.records import HandleValue, decode_values, now_timestamp, values_to_stored
 from resolver.store import Store
 
-__all__ = ["ImportReport", "LineError", "Stage", "import_lines"]
+__all__ = ["ImportReport", "LineError", "Scope", "Stage", "import_lines"]
 
 MAX_REPORTED_ERRORS = 100
 
@@ -65,18 +79,47 @@ class ImportReport:
         return self.rows - self.written
 
 
-_COPY_CHUNK = 20_000
+_COPY_CHUNK = 2_000
+"""Rows per COPY call. asyncpg encodes a call's rows in one go, holding the event loop: 20,000 rows of 1.1 KB held it
+for up to 250 ms (a node importing over HTTP stalled its look-ups that long); 2,000 hold it about a tenth of that,
+at the same import rate (``python -m benchmarks.imports``, 2026-12-02)."""
 _WRITE_SLICE = 50_000
 _CHECK_REPORT = 1_000
 """Lines between two progress reports of the check stage (a report costs a call; a line costs ~50 µs)."""
+_YIELD_EVERY = 200
+"""Lines checked between two pauses for the event loop (about 10 ms of CPU; a pause costs a few µs)."""
 _BULK_TIMEOUT = 3600.0
 """Seconds a bulk statement may take; the pool's short per-query timeout is meant for the read path."""
-_COLUMNS = ("handle_key", "handle", "prefix_key", "values", "template_version")
+_COLUMNS = ("line", "handle_key", "handle", "prefix_key", "values", "template_version")
 
-Row = tuple[str, str, str, str, str | None]
+Row = tuple[int, str, str, str, str, str | None]
 Templates = dict[tuple[str, str], list[dict[str, Any]]]
 Stage = Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]
 """``stage(title, total, unit)`` shows one stage's progress and yields ``update(count)``."""
+
+
+Admins = list[tuple[str, int, str]]
+"""HS_ADMIN entries ``(admin handle, admin index, mask)``, as ``registry/permissions.py`` reads them."""
+MayReplace = Callable[[Admins | None, bool], Awaitable[str | None]]
+"""``may_replace(own admins or None, admins change)``: why the importer may not replace such records, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """An enterprise importing into its own prefix (see the module docstring); ``may_replace`` is None for a node
+    operator, who may import prefix handles and replace any record."""
+
+    prefix: str
+    may_replace: MayReplace | None
+
+    def refusal(self, handle: Handle) -> str | None:
+        """Why ``handle`` may not be imported here, None when it may."""
+        prefix = governing_prefix(handle)
+        if ascii_upper(self.prefix) not in prefix_chain(ascii_upper(prefix)):
+            return f"handle {handle.name} is under prefix {prefix}, not {self.prefix}"
+        if self.may_replace is not None and handle.prefix.upper() == "0.NA":
+            return f"prefix handle {handle.name}: change it with PUT /api/handles/{handle.name}, not an import"
+        return None
 
 
 def _silent(_title: str, _total: int | None, _unit: str) -> AbstractContextManager[Callable[[int], None]]:
@@ -128,26 +171,29 @@ async def import_lines(
     *,
     max_handle_bytes: int,
     replace: bool,
-    actor: str,
+    actor: str | Actor,
     total_lines: int | None = None,
     stage: Stage = _silent,
+    scope: Scope | None = None,
 ) -> ImportReport:
     """Check and import ``lines`` in one transaction (see the module docstring), showing progress through ``stage``."""
     report = ImportReport()
     stamp = now_timestamp()
     try:
         async with store.pool.acquire() as con, con.transaction():
-            await set_actor(con, Actor(actor))
+            await set_actor(con, actor if isinstance(actor, Actor) else Actor(actor))
             templates = {
                 (row[0], row[1]): orjson.loads(row[2])
                 for row in await con.fetch("SELECT prefix_key, version, items::text FROM templates")
             }
             await con.execute(
-                "CREATE TEMP TABLE idnode_import (n bigint GENERATED ALWAYS AS IDENTITY, handle_key text, "
+                "CREATE TEMP TABLE idnode_import (n bigint GENERATED ALWAYS AS IDENTITY, line bigint, handle_key text, "
                 'handle text, prefix_key text, "values" jsonb, template_version text) ON COMMIT DROP'
             )
             with stage("check", total_lines, "lines") as checked:
-                await _check_and_copy(con, lines, prefixes, templates, max_handle_bytes, stamp, report, checked)
+                await _check_and_copy(con, lines, prefixes, templates, max_handle_bytes, stamp, report, checked, scope)
+            if replace and scope is not None and scope.may_replace is not None and not report.error_count:
+                await _check_administrators(con, scope.may_replace, report)
             if report.error_count:
                 raise _Invalid
             with stage("write", report.rows, "rows") as written:
@@ -166,6 +212,7 @@ async def _check_and_copy(
     stamp: str,
     report: ImportReport,
     checked: Callable[[int], None],
+    scope: Scope | None,
 ) -> None:
     """Check every line into ``report``; while none is bad, stream the rows into the temporary table."""
     seen: dict[str, int] = {}
@@ -175,12 +222,18 @@ async def _check_and_copy(
         if number - last >= _CHECK_REPORT:
             checked(number - last)
             last = number
+        if number % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         if not line.strip():
             continue
         try:
             handle, values, template = _checked(line, prefixes, templates, max_handle_bytes, stamp)
         except (HandleError, ValueError) as exc:
             _error(report, number, getattr(exc, "message", None) or str(exc))
+            continue
+        refusal = scope.refusal(handle) if scope is not None else None
+        if refusal is not None:
+            _error(report, number, refusal)
             continue
         first = seen.setdefault(handle.key, number)
         if first != number:
@@ -189,7 +242,7 @@ async def _check_and_copy(
         report.rows += 1
         if report.error_count == 0:  # once a line is bad nothing is written: no PBKDF2 run for it either
             stored = values_to_stored(await hash_secrets(values)).decode()
-            chunk.append((handle.key, handle.name, handle.prefix_key, stored, template))
+            chunk.append((number, handle.key, handle.name, handle.prefix_key, stored, template))
             if len(chunk) >= _COPY_CHUNK:
                 await _copy(con, chunk)
                 chunk = []
@@ -200,6 +253,32 @@ async def _check_and_copy(
 
 async def _copy(con: Any, rows: list[Row]) -> None:
     await con.copy_records_to_table("idnode_import", records=rows, columns=_COLUMNS, timeout=_BULK_TIMEOUT)
+
+
+_ADMINS = (
+    "(SELECT jsonb_agg(v -> 'data' -> 'value' ORDER BY (v ->> 'index')::int) FROM jsonb_array_elements({0}) v "
+    "WHERE upper(v ->> 'type') = 'HS_ADMIN')"
+)
+_ADMINISTERED = (  # the checked rows that replace existing records with administrators of their own, or changes them
+    "SELECT i.line, h.handle, a.old::text AS old, a.old IS DISTINCT FROM a.new AS changes "
+    "FROM idnode_import i JOIN handles h USING (handle_key), "
+    "LATERAL (SELECT " + _ADMINS.format('h."values"') + " AS old, " + _ADMINS.format('i."values"') + " AS new) a "
+    "WHERE a.old IS NOT NULL OR a.new IS NOT NULL"
+)
+_ADMIN_GROUPS = f"SELECT DISTINCT old, changes FROM ({_ADMINISTERED}) r"
+_ADMIN_LINES = (
+    f"SELECT line, handle FROM ({_ADMINISTERED}) r WHERE old IS NOT DISTINCT FROM $1 AND changes = $2 ORDER BY line"
+)
+
+
+async def _check_administrators(con: Any, may_replace: MayReplace, report: ImportReport) -> None:
+    """A line error for every existing record the importer may not replace, by its administrators (module docstring)."""
+    for old, changes in await con.fetch(_ADMIN_GROUPS, timeout=_BULK_TIMEOUT):
+        admins = None if old is None else [(a["handle"], int(a["index"]), a["permissions"]) for a in orjson.loads(old)]
+        refusal = await may_replace(admins, changes)
+        if refusal is not None:
+            for line, name in await con.fetch(_ADMIN_LINES, old, changes, timeout=_BULK_TIMEOUT):
+                _error(report, line, f"{name}: {refusal}")
 
 
 _CHANGED = (  # with replace: a record whose content did not change keeps its version and gets no history row

@@ -357,6 +357,22 @@ def _state_change(summary: str) -> dict[str, Any]:
     }
 
 
+_IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+_IMPORT_JOB = {
+    "type": "object",
+    "required": ["responseCode", "job"],
+    "properties": {
+        "responseCode": {"const": 1},
+        "job": {
+            "type": "object",
+            "description": "id, prefix, actor, replace, state (queued, checking, writing, done, failed), bytes, total"
+            " (lines), checked (lines), rows and moved (valid records, and those through the final step), written and"
+            " skipped (when done), errorCount and errors ([{line, message}], the first 100), message, created,"
+            " started, finished",
+            "properties": {"state": {"enum": ["queued", "checking", "writing", "done", "failed"]}},
+        },
+    },
+}
 _ENTERPRISE_PATHS: dict[str, Any] = {
     "/api/enterprises": {
         "get": {
@@ -441,6 +457,45 @@ _ENTERPRISE_PATHS: dict[str, Any] = {
             "summary": "Revoke an application identity: its grant, identity handle and sessions end at once",
             "parameters": [_PREFIX, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": _answers({"200": _json(_OBJECT, "responseCode")}, *_ENTERPRISE_ERRORS),
+        }
+    },
+    "/api/enterprises/{prefix}/imports": {
+        "post": {
+            "summary": "Upload JSON Lines (one Handle.Net record per line, all under the prefix) to import in the"
+            " background, all or nothing, as idnode import does; answers the job to poll (Location)",
+            "parameters": [
+                _PREFIX,
+                _flag("replace", "overwrite records that exist (needs the update right); unchanged ones are kept"),
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "JSON Lines, streamed; Content-Encoding gzip accepted; at most max_import_bytes",
+                "content": {media: {"schema": {}} for media in _IMPORT_MEDIA},  # any text: lines are checked one by one
+            },
+            "responses": _answers(
+                {
+                    "202": {
+                        **_json(_IMPORT_JOB, "accepted: the job, queued"),
+                        "headers": {"Location": {"description": "the job", "schema": {"type": "string"}}},
+                    },
+                    "408": _json(_ref("Error"), "rc 4: no part of the upload arrived for body_timeout seconds"),
+                    "413": _json(_ref("Error"), "rc 4: the upload is larger than max_import_bytes"),
+                    "415": _json(_ref("Error"), "rc 4: the body is not sent as JSON Lines"),
+                },
+                *_ENTERPRISE_ERRORS,
+            ),
+        },
+        "get": {
+            "summary": "The enterprise's import jobs, newest first (the newest 100 without paging)",
+            "parameters": [_PREFIX, _query("page", "integer"), _query("pageSize", "integer")],
+            "responses": _answers({"200": _json(_OBJECT, "totalCount, imports: jobs")}, *_ENTERPRISE_ERRORS),
+        },
+    },
+    "/api/enterprises/{prefix}/imports/{id}": {
+        "get": {
+            "summary": "One import job: state, progress (checked of total lines, moved of rows), line errors",
+            "parameters": [_PREFIX, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _answers({"200": _json(_IMPORT_JOB, "the job")}, *_ENTERPRISE_ERRORS),
         }
     },
 }

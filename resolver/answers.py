@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import quote, urlsplit
 
 from resolver.cache import CacheEntry
+from resolver.compression import compress_answer
 from resolver.identifiers import ascii_upper
 from resolver.records import (
     DEFAULT_TTL,
@@ -124,10 +125,13 @@ def build_entry(
         values = values_from_stored(record.values)
     public = _public(values)
     target = redirects.target(public)
+    # One string for the spelling and the cache's key when they are equal (upper case, as most product identifiers
+    # are): the entry keeps the spelling beside the map's key, and sharing saves ~80 B per cached handle.
+    spelling = record.key if record.handle == record.key else record.handle
     return CacheEntry(
-        record.handle,
+        spelling,
         record.version,
-        _exact(encode_record(record.handle, public)),
+        _exact(compress_answer(encode_record(spelling, public))),
         location=safe_location(target.value) if target is not None else None,
         min_ttl=_seconds(target.ttl) if target is not None else DEFAULT_TTL,
         stored=None if len(public) == len(values) else record.values.encode(),
@@ -146,7 +150,11 @@ def _exact(body: bytes) -> bytes:
 
 
 def _seconds(ttl: int | str) -> int:
-    return ttl if isinstance(ttl, int) and ttl >= 0 else DEFAULT_TTL
+    """A target's TTL as whole seconds; the usual one as the shared ``DEFAULT_TTL`` object, not a 32-byte int of its
+    own per cached entry (ints above 256 are not shared by Python)."""
+    if not isinstance(ttl, int) or ttl < 0 or ttl == DEFAULT_TTL:
+        return DEFAULT_TTL
+    return ttl
 
 
 def render(
@@ -159,7 +167,7 @@ def render(
 ) -> bytes:
     """The answer for ``requested`` (echoed as given) with filters applied; the cached body when it is that."""
     if requested == entry.handle and not value_filter and public_only and not pretty:
-        return entry.body
+        return entry.body  # the cached answer, decompressed if need be
     return encode_record(requested, select(entry, value_filter, public_only=public_only), pretty=pretty)
 
 

@@ -1,9 +1,10 @@
 """The record cache: pre-encoded answers for homed handles, remembered absences, and coalesced misses.
 
 Purpose. A cached look-up must cost little more than aiohttp's hello-world, so a positive entry holds the
-answer already encoded (``CacheEntry.body``: the anonymous, unfiltered JSON for the stored spelling) and the
-hot path is one dict look-up plus an expiry compare. Everything else about the record is derived from the
-entry on demand (``CacheEntry.values``), which keeps a million entries near 1 KiB each.
+answer already encoded (``CacheEntry.answer``: the anonymous, unfiltered JSON for the stored spelling, gzip-
+compressed when that saves: ``compression.py``) and the hot path is one dict look-up plus an expiry compare.
+Everything else about the record is derived from the entry on demand (``CacheEntry.values``), which keeps a
+million entries under 1 KiB each.
 
 Policy.
 - Positive entries live until a change notification evicts them (``changes.py``), or ``safety_ttl`` passes.
@@ -41,6 +42,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from resolver.compression import plain_answer
 from resolver.records import DEFAULT_TTL, HandleValue, values_from_answer, values_from_stored
 from resolver.tallies import PrefixTallies, Tally
 
@@ -64,14 +66,15 @@ Loader = Callable[[Sequence[str]], Awaitable[dict[str, "CacheEntry"]]]
 _MAX_KEYS_PER_LOAD = 5000
 _NOWHERE = Tally()
 """The tally of an entry no cache holds (a cache without ``tallies`` counts into it too, unread)."""
-_ENTRY_OVERHEAD = 500
-"""An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its body, stored JSON and
-redirect target and twice its handle's (the entry's spelling and the map's key). The constant is the entry object,
-the headers of those strings and bytes, the version, expiry and size numbers, and the map's slot and node. Measured
-by ``benchmarks/cache_size.py`` (2026-12-01), Python's own allocations (tracemalloc) and the resident set (which
-adds the allocator's rounding and fragmentation) per cached handle were 882 / 967 B for a 335 B answer, 1,823 /
-2,185 B for the 1,249 B product record and 9,153 / 10,776 B for an 8.6 KB answer; the estimate (957, 1,992,
-10,055 B) is within 10 % of both, and tests/test_cache.py keeps it within 20 % of the traced size."""
+_ENTRY_OVERHEAD = 300
+"""An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its answer (as stored: gzip when
+that saved), stored JSON and redirect target and twice its handle's (the entry's spelling and the map's key, one
+string when they are equal: then the estimate errs high). The constant is the entry object, the headers of those
+strings and bytes, the version and expiry numbers, and the map's slot and node. Measured by
+``benchmarks/cache_size.py`` (2026-12-02), Python's own allocations (tracemalloc) per cached handle were 619 B for
+a 335 B answer, 865 B for the 1,249 B product record (944 B of resident set) and 728 B for an 8.6 KB answer (which
+compresses well); the estimate (617, 888, 738 B) is within 10 % of them, and tests/test_cache.py keeps it within
+20 % of the traced size."""
 
 
 class CacheEntry:
@@ -82,13 +85,12 @@ class CacheEntry:
     """
 
     __slots__ = (
-        "body",
+        "answer",
         "expires_at",
         "handle",
         "location",
         "min_ttl",
         "referenced",
-        "size",
         "stored",
         "tally",
         "version",
@@ -98,7 +100,7 @@ class CacheEntry:
         self,
         handle: str,
         version: int,
-        body: bytes,
+        answer: bytes,
         *,
         location: str | None = None,
         min_ttl: int = DEFAULT_TTL,
@@ -106,21 +108,31 @@ class CacheEntry:
     ) -> None:
         self.handle = handle
         self.version = version
-        self.body = body
+        self.answer = answer
         self.location = location
         self.min_ttl = min_ttl
         self.stored = stored
-        held = (
-            len(body)
-            + 2 * len(handle)
-            + (len(location) if location is not None else 0)
-            + (len(stored) if stored is not None else 0)
-        )
-        self.size = _ENTRY_OVERHEAD + held + held // 10
         self.expires_at = 0.0
         """Monotonic time the entry expires; once expired and kept for serve-stale, minus that time."""
         self.referenced = False
         self.tally = _NOWHERE
+
+    @property
+    def size(self) -> int:
+        """The estimated memory this entry holds (see ``_ENTRY_OVERHEAD``); computed, not stored, since an int per
+        entry would cost another 32 B, and the fields it reads never change."""
+        held = (
+            len(self.answer)
+            + 2 * len(self.handle)
+            + (len(self.location) if self.location is not None else 0)
+            + (len(self.stored) if self.stored is not None else 0)
+        )
+        return _ENTRY_OVERHEAD + held + held // 10
+
+    @property
+    def body(self) -> bytes:
+        """The anonymous answer as JSON (``answer``, decompressed when it is gzip)."""
+        return plain_answer(self.answer)
 
     @property
     def values(self) -> tuple[HandleValue, ...]:

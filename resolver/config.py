@@ -47,6 +47,7 @@ database_timeout            5                  seconds a database call may take 
 max_handle_bytes            255                longest identifier accepted (IDIS; Handle.Net allows 2048)
 max_body_bytes              4194304            largest request body: max_batch items of about 2 KiB each
 body_timeout                30                 seconds a client may take to send a request body (then 408)
+max_import_bytes            1073741824         largest JSON Lines upload to POST /api/enterprises/{prefix}/imports
 max_batch                   2000               identifiers per POST /api/resolve
 cache_max_entries           1000000            positive cache entries
 cache_max_bytes             1073741824         estimated bytes held by positive entries
@@ -121,6 +122,7 @@ class Settings:
     max_handle_bytes: int = DEFAULT_MAX_HANDLE_BYTES
     max_body_bytes: int = 4 << 20
     body_timeout: float = 30.0
+    max_import_bytes: int = 1 << 30
     max_batch: int = 2000
     log_level: str = "INFO"
     log_format: str = "text"
@@ -258,6 +260,7 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "max_body_bytes": (None, "max_body_bytes", _int_in(1024, 64 << 20)),
     "max_batch": (None, "max_batch", _int_in(1, 100_000)),
     "body_timeout": (None, "body_timeout", _positive_float),
+    "max_import_bytes": (None, "max_import_bytes", _int_in(1024, 1 << 40)),
     "log_level": (None, "log_level", _log_level),
     "log_format": (None, "log_format", _log_format),
     "access_log_sample": (None, "access_log_sample", _fraction),

@@ -28,6 +28,7 @@ from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from resolver.answers import render
 from resolver.cache import CacheEntry
+from resolver.compression import accepts_gzip, is_gzip, plain_answer
 from resolver.errors import (
     AuthenticationNeeded,
     HandleError,
@@ -43,7 +44,9 @@ from resolver.metrics import NodeMetrics
 from resolver.records import ValueFilter
 from resolver.responses import (
     ANY_TAIL,
+    GZIP_RECORD_HEADERS,
     JSON_HEADERS,
+    RECORD_HEADERS,
     Handler,
     answers_errors,
     error_response,
@@ -176,7 +179,13 @@ class HandlesEndpoint:
             if entry is not None and entry.handle == text and plain:
                 self._counts.hit += 1
                 entry.tally.hit += 1
-                response = web.Response(body=entry.body, headers=JSON_HEADERS)
+                answer = entry.answer
+                if not is_gzip(answer):
+                    response = web.Response(body=answer, headers=RECORD_HEADERS)
+                elif accepts_gzip(request.headers.get("Accept-Encoding", "")):
+                    response = web.Response(body=answer, headers=GZIP_RECORD_HEADERS)
+                else:
+                    response = web.Response(body=plain_answer(answer), headers=RECORD_HEADERS)
             elif entry is None and plain and text and self._is_absent(key) and self._plain_absence(key, text):
                 # A remembered absence: the text was validated when it was first looked up.
                 self._counts.negative_hit += 1
@@ -254,6 +263,7 @@ class HandlesEndpoint:
             entry.tally.hit += 1
         body = render(entry, text, value_filter, public_only=public_only, pretty=flag(params, "pretty"))
         response = json_response(body, callback=params.get("callback"))
+        response.headers["Vary"] = "Accept-Encoding"
         return with_cors(request, response)
 
     async def post_handle(self, request: web.Request) -> web.StreamResponse:

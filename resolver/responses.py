@@ -33,8 +33,10 @@ from resolver.store import unavailable
 __all__ = [
     "ANY_TAIL",
     "BODY_TIMEOUT",
+    "GZIP_RECORD_HEADERS",
     "JSON_HEADERS",
     "JSON_TYPE",
+    "RECORD_HEADERS",
     "ErrorRenderer",
     "Handler",
     "answering",
@@ -54,6 +56,11 @@ JSON_TYPE = "application/json;charset=UTF-8"
 JSON_HEADERS = {"Content-Type": JSON_TYPE, "X-Content-Type-Options": "nosniff"}
 """Handle.Net's exact Content-Type (transcript B1), and ``nosniff`` so that a browser never reads an answer (which
 echoes client-chosen text) as HTML or script."""
+
+RECORD_HEADERS = {**JSON_HEADERS, "Vary": "Accept-Encoding"}
+"""A record's JSON answer, which gzip-accepting clients get compressed (``compression.py``); Handle.Net sends the same
+``Vary`` on every JSON answer (transcript B21b)."""
+GZIP_RECORD_HEADERS = {**RECORD_HEADERS, "Content-Encoding": "gzip"}
 
 _JSONP_HEADERS = {"Content-Type": "application/javascript;charset=UTF-8", "X-Content-Type-Options": "nosniff"}
 _CALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_$.]")

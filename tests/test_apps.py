@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -35,6 +35,7 @@ from tests.test_cli import idnode
 URL = [{"index": 1, "type": "URL", "data": "https://example.org/x"}]
 OTHER_URL = [{"index": 1, "type": "URL", "data": "https://example.org/y"}]
 APPS = "/api/enterprises/88.118.7/apps"
+S = TypeVar("S", bound="Site")
 
 
 @dataclass
@@ -56,19 +57,25 @@ class Site:
         return secure_basic(body["identity"], body["secret"])
 
 
-@pytest.fixture
-async def site(database: str) -> AsyncIterator[Site]:
+async def serve_site(database: str, settings: Settings, kind: type[S]) -> AsyncIterator[S]:
+    """The operator and the enterprises 88.118.7 (Acme) and 88.118.8 (Beta) on ``database``, served with
+    ``settings``, as a ``kind`` of ``Site``."""
     operator = await add_node_operator(database, "88.118/OPERATOR")
     acme = await onboard_enterprise(database, "88.118.7", name="Acme")
     beta = await onboard_enterprise(database, "88.118.8", name="Beta")
-    settings = Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
     async with running_node(database, settings) as node:
-        yield Site(
+        yield kind(
             node,
             secure_basic(operator.identity, operator.secret),
             secure_basic(acme.identity, acme.secret),
             secure_basic(beta.identity, beta.secret),
         )
+
+
+@pytest.fixture
+async def site(database: str) -> AsyncIterator[Site]:
+    async for site in serve_site(database, Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",))), Site):
+        yield site
 
 
 async def test_an_app_with_register_and_update_writes_under_its_prefix_only(site: Site) -> None:

@@ -11,6 +11,7 @@ fixed, so a failure reproduces; the output names each failing case with a ``curl
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ import pytest
 
 from registry.enterprises import Credentials
 from tests.support import (
+    REPO,
     Node,
     basic,
     enterprises_and_operator,
@@ -116,8 +118,9 @@ async def _fuzz(fuzzed: Fuzzed, config: str, *headers: str) -> tuple[int, str]:
     ]  # fmt: skip
     for header in headers:
         command += ["--header", header]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks", "PYTHONPATH": str(REPO)}
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     output, _ = await process.communicate()
     return process.returncode or 0, output.decode(errors="replace")

@@ -30,6 +30,8 @@ SPEC_PATH = {
     "/api/enterprises/{prefix}/rotate-secret": "/api/enterprises/{prefix}/rotate-secret",
     "/api/enterprises/{prefix}/apps": "/api/enterprises/{prefix}/apps",
     "/api/enterprises/{prefix}/apps/{name}": "/api/enterprises/{prefix}/apps/{name}",
+    "/api/enterprises/{prefix}/imports": "/api/enterprises/{prefix}/imports",
+    "/api/enterprises/{prefix}/imports/{id}": "/api/enterprises/{prefix}/imports/{id}",
     "/api/sessions": "/api/sessions",
     "/api/sessions/{which}": "/api/sessions/{which}",
     "/api/templates/{prefix}": "/api/templates/{prefix}",
