@@ -24,6 +24,7 @@ from benchmarks.dataset import KEY_FORMAT, PREFIX
 
 __all__ = [
     "REPORT_MARK",
+    "BatchShape",
     "Keys",
     "batch_script",
     "batch_write_script",
@@ -221,8 +222,21 @@ end
     )
 
 
-def batch_write_script(keys: Keys, size: int, *, values_json: str, headers: dict[str, str]) -> str:
-    """``POST /api/handles:batch`` creating ``size`` records per request, numbers drawn afresh per request.
+@dataclass(frozen=True, slots=True)
+class BatchShape:
+    """How a batch write request is spelled: ``METHOD path``, then ``open``, per item ``before <handle> after``
+    joined by commas, then ``close``."""
+
+    method: str
+    path: str
+    open: str
+    before: str
+    after: str
+    close: str
+
+
+def batch_write_script(keys: Keys, size: int, *, shape: BatchShape, headers: dict[str, str]) -> str:
+    """A batch write creating ``size`` records per request, numbers drawn afresh per request.
 
     Built per request, not in ``init``: a body sent twice would create nothing the second time.
     """
@@ -233,16 +247,18 @@ def batch_write_script(keys: Keys, size: int, *, values_json: str, headers: dict
         _common()
         + _chooser(keys)
         + f"local SIZE = {size}\n"
-        + f"local VALUES = {_lua_string(values_json)}\n"
+        + f"local BEFORE, AFTER = {_lua_string(shape.before)}, {_lua_string(shape.after)}\n"
+        + f"local OPEN, CLOSE = {_lua_string(shape.open)}, {_lua_string(shape.close)}\n"
+        + f"local METHOD, PATH = {_lua_string(shape.method)}, {_lua_string(shape.path)}\n"
         + f"local HEADERS = {{{header_table}}}\n"
         + """\
 function init(args) build_keys() end
 function request()
   local items = {}
   for i = 1, SIZE do
-    items[i] = '{"op":"create","handle":"' .. handle(next_key()) .. '","values":' .. VALUES .. '}'
+    items[i] = BEFORE .. handle(next_key()) .. AFTER
   end
-  return wrk.format("POST", "/api/handles:batch", HEADERS, '{"items":[' .. table.concat(items, ",") .. ']}')
+  return wrk.format(METHOD, PATH, HEADERS, OPEN .. table.concat(items, ",") .. CLOSE)
 end
 """
         + _report()

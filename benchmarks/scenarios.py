@@ -54,8 +54,12 @@ class Scenario:
     expect_status_errors: bool = False
     sweep: bool = False
     """Run at ``plan.sweep_connections`` (the baselines and the cached look-up) instead of ``plan.connections``."""
+    fixed_connections: tuple[int, ...] = ()
+    """Run at these instead (large batches: 64 requests of 2,000 writes each would queue past wrk's timeout)."""
 
     def connections(self, plan: Plan) -> tuple[int, ...]:
+        if self.fixed_connections:
+            return self.fixed_connections
         if self.target.endswith("-w2"):
             return (plan.workers2_connections,)
         return plan.sweep_connections if self.sweep else plan.connections

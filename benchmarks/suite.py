@@ -222,16 +222,24 @@ class _Runner:
 
     async def writes(self, meter: Meter, server: Server, unavailable: str | None) -> None:
         """The registry scenarios, or one "skipped" line each saying why they cannot run."""
-        single, batch = (unavailable, unavailable) if unavailable else await writes.probe(server.url)
-        for scenario in writes.write_scenarios(self.plan):
-            why = batch if scenario.batch else single
+        if unavailable:
+            available = writes.Availability(unavailable, unavailable, unavailable)
+        else:
+            available = await writes.probe(server.url)
+        for scenario in writes.write_scenarios(self.plan, available.token):
+            why = available.why_not(scenario.kind)
             if why is not None:
                 self._record(Series(scenario.name, "-", skipped=why))
                 continue
             await self.wrk_series(
                 meter,
                 Scenario(
-                    scenario.name, scenario.title, "node", scenario.script, items_per_request=scenario.items_per_request
+                    scenario.name,
+                    scenario.title,
+                    "node",
+                    scenario.script,
+                    items_per_request=scenario.items_per_request,
+                    fixed_connections=scenario.connections,
                 ),
                 server,
             )

@@ -4,11 +4,11 @@
 1. decides what a secure channel is (TLS, or a trusted proxy's ``X-Forwarded-Proto: https``);
 2. opens a second pool for writes and builds the data layer over both (why two: ``registry/store.py``);
 3. builds the shared parts once: records through the cache, operators, permissions, the authenticator (with
-   session look-up), the template check, the writer, and the counters;
+   session look-up and SNMS bearer tokens), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, enterprises, sessions, templates, SNMS's templates, batch, reverse look-up,
-   statistics, child nodes, change feed, OpenAPI) and metric sources;
+5. returns its own routes (prefixes, enterprises, sessions, templates, batch, the SNMS-compatible API and its
+   templates, reverse look-up, statistics, child nodes, change feed, OpenAPI) and metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
    in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a
@@ -43,8 +43,10 @@ from registry.recorder import StatsRecorder
 from registry.replication import MirrorAcks, Replication
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
+from registry.snms_api import SnmsAPI
 from registry.snms_envelope import answers_snms
 from registry.snms_templates import SnmsTemplatesAPI
+from registry.snms_tokens import Tokens, load_token_key
 from registry.statistics import StatsStore
 from registry.stats_api import StatsAPI
 from registry.store import RegistryStore
@@ -84,13 +86,17 @@ async def install(core: Core) -> Additions:
     settings = core.settings
     channel = Channel(settings.registry)
     write_pool = (await connect(core.dsn, settings.database)).pool
-    store = RegistryStore(core.store.pool, write_pool)
+    store = RegistryStore(core.store.pool, write_pool, core.store.scans)
     prefixes = core.lookup.prefixes
     records = CachedRecords(core.lookup)
     operators = Operators(store, settings.registry.operators)
     suspensions = Suspensions(store)
     permissions = Permissions(records.values_of, operators.includes, suspensions.covering)
-    auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store))
+    tokens = Tokens(
+        lambda: load_token_key(settings.registry.snms_token_key, settings.data_dir),
+        lifetime=settings.registry.snms_token_lifetime,
+    )
+    auth = Authenticator(settings.registry, channel, records.values_of, session_identity(store), tokens=tokens)
     metrics = RegistryMetrics(lambda: auth.failures)
     check_template = TemplateCheck(store, metrics)
     writer = Writer(store)
@@ -136,6 +142,7 @@ async def install(core: Core) -> Additions:
         *replication.guard_routes(mirrored_snms, answers_snms),
         *Sessions(store, auth).routes(),
         *batch.routes(),
+        *SnmsAPI(batch, tokens).routes(),
         *ReverseLookup(store, auth, permissions).routes(),
         *StatsAPI(stats, recorder, auth, operators).routes(),
         *NodesAPI(

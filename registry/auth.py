@@ -10,7 +10,9 @@ Basic (research §4.1): base64 of ``<percent-encoded username>:<password bytes>`
 username is percent-decoded keeping ``+``; ``index:handle`` is split at its first colon only when the part before
 it is all digits, otherwise the index is 0, meaning "any secret key of that handle". A request's credentials only
 count on a secure channel (TLS, or a trusted proxy that says ``X-Forwarded-Proto: https``); elsewhere they are
-ignored, as Handle.Net does (transcript A8).
+ignored, as Handle.Net does (transcript A8). ``Authorization: Bearer <token>`` carries a token from the SNMS login
+(``POST /identity/token``), valid only while its identity's secret keys are those it was issued for
+(``registry/snms_tokens.py``); the same secure-channel rule applies.
 
 Verifying a password costs a PBKDF2 run (tens of milliseconds by design), so a successful check is remembered as
 a SHA-256 of the password under the stored hash: later requests cost one hash, and changing the key forgets it.
@@ -50,6 +52,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from registry.snms_tokens import Tokens, key_generation
 from registry.store import Actor
 from resolver.config import RegistrySettings
 from resolver.errors import AuthenticationFailed, AuthenticationNeeded, BadCredentials, TooManyFailures
@@ -292,18 +295,26 @@ class Authenticator:
         values_of: ValuesOf,
         session_identity: SessionIdentity,
         *,
+        tokens: Tokens | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.is_secure = channel.is_secure
         self.client_address = channel.client_address
         self._values_of = values_of
         self._session_identity = session_identity
+        self.tokens = tokens
         limit, window = settings.auth_failure_limit, settings.auth_failure_window
         self._pair_limiter = FailureLimiter(limit, window, clock)
         self._identity_limiter = FailureLimiter(limit * IDENTITY_FACTOR, window, clock)
         self._address_limiter = FailureLimiter(limit * ADDRESS_FACTOR, window, clock)
         self._verified: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
-        self.failures: dict[str, int] = {"bad_secret": 0, "unknown_identity": 0, "malformed": 0, "rate_limited": 0}
+        self.failures: dict[str, int] = {
+            "bad_secret": 0,
+            "unknown_identity": 0,
+            "malformed": 0,
+            "rate_limited": 0,
+            "bad_token": 0,
+        }
 
     async def identify(self, request: web.Request) -> Identity | None:
         """The authenticated identity, None when the request carries no usable credentials.
@@ -320,7 +331,23 @@ class Authenticator:
             return identity
         if scheme == "handle":
             return await self._session_identity(parse_handle_authorization(header).get("sessionId", ""))
+        if scheme == "bearer" and self.tokens is not None:
+            return await self._bearer(self.tokens, header.split(" ", 1)[-1].strip())
         return None
+
+    async def _bearer(self, tokens: Tokens, token: str) -> Identity:
+        """The identity of a valid token whose secret keys are still those it was issued for (revoked, rotated or
+        removed keys end it: ``registry/snms_tokens.py``)."""
+        try:
+            claims = tokens.verify(token)
+            identity = Identity.parse(claims.subject)
+        except BadCredentials:
+            self.failures["bad_token"] += 1
+            raise
+        if key_generation(await self.key_values(identity, "HS_SECKEY")) != claims.generation:
+            self.failures["bad_token"] += 1
+            raise BadCredentials("Bearer token revoked: its identity's key was changed or removed")
+        return identity
 
     async def require(self, request: web.Request, handle: str | None = None) -> Identity:
         """The authenticated identity; AuthenticationNeeded (401, 403 on plain HTTP) when there is none."""
@@ -345,8 +372,9 @@ class Authenticator:
         values = await self._values_of(identity.handle)
         return [v for v in values or () if v.type_key() == kind and identity.index in (0, v.index)]
 
-    async def verify_password(self, identity: Identity, password: bytes, peer: str) -> None:
-        """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures."""
+    async def verify_password(self, identity: Identity, password: bytes, peer: str) -> Identity:
+        """Raise unless ``password`` is a secret key of ``identity``; counts and limits failures. Returns the
+        identity at the index of the key that matched (``identity`` itself when it names one)."""
         wait = self.blocked_for(identity, peer)
         if wait > 0:
             self.failures["rate_limited"] += 1
@@ -359,7 +387,7 @@ class Authenticator:
             for value in values:
                 if await self._check(identity, value, password):
                     self.succeed(identity, peer)
-                    return
+                    return Identity(identity.handle, value.index)
             self.failures["bad_secret"] += 1
         self.fail(identity, peer)
         if ceiling > 0:

@@ -266,20 +266,6 @@ _SCHEMAS: dict[str, Any] = {
             "state": {"enum": ["enabled", "disabled"]},
         },
     },
-    "SnmsAnswer": {
-        "type": "object",
-        "description": "SNMS's envelope, always over HTTP 200 (503 with Retry-After when the database cannot answer)",
-        "required": ["status", "message", "data"],
-        "properties": {
-            "status": {
-                "enum": [1, -1, -2, -3, -4],
-                "description": "1 ok, -1 not logged in, -2 business error (the message names the field or the "
-                "rule), -3 no permission (or a write sent to a mirror), -4 internal error",
-            },
-            "message": {"type": "string"},
-            "data": {},
-        },
-    },
     "SnmsTemplate": {
         "type": "object",
         "description": "SNMS v5 data template; the same table as /api/templates",
@@ -821,36 +807,177 @@ _PATHS: dict[str, Any] = {
     "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
 }
 
-_SNMS_ANSWER = {"200": _json(_ref("SnmsAnswer"), "the envelope; data as described")}
-_SNMS_NAMES = [
+
+def _snms(summary: str, data: dict[str, Any], body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """An SNMS operation: always HTTP 200 with the envelope, ``status`` telling the outcome."""
+    operation: dict[str, Any] = {"summary": summary, **extra}
+    if body is not None:
+        operation["requestBody"] = _json(body, "JSON")
+    answer = {"anyOf": [data, {"type": "null"}], "description": "null unless status is 1"}
+    envelope = {**_SNMS_ENVELOPE, "properties": {**_SNMS_ENVELOPE["properties"], "data": answer}}
+    operation["responses"] = {
+        "200": _json(envelope, "status 1 ok, -1 not logged in, -2 business error, -3 no permission, -4 internal"),
+        "503": {"description": "the database is unavailable (envelope, status -4); retry", "headers": _RETRY_AFTER},
+    }
+    return operation
+
+
+_SNMS_ENVELOPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "message", "data"],
+    "properties": {"status": {"enum": [1, -1, -2, -3, -4]}, "message": {"type": "string"}, "data": {}},
+}
+_SNMS_VALUE = {
+    "type": "object",
+    "required": ["index", "type", "data"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 1, "not": {"const": 1001}},
+        "type": {"type": "string"},
+        "auth": {"type": "string", "description": "public (default, 1110), private (1100) or Handle.Net bits"},
+        "data": {
+            "type": "object",
+            "required": ["value"],
+            "properties": {"format": {"enum": ["string", "base64", "hex"]}, "value": {"type": "string"}},
+        },
+    },
+}
+_SNMS_RECORD = {
+    "type": "object",
+    "required": ["handle", "value"],
+    "properties": {
+        "handle": {"type": "string"},
+        "templateVersion": {"type": ["string", "null"], "description": "stored at index 1001"},
+        "value": {"type": "array", "items": _SNMS_VALUE},
+    },
+}
+_SNMS_DETAIL = {
+    "type": "object",
+    "required": ["prefix", "handle", "templateVersion", "value"],
+    "properties": {
+        "prefix": {"type": "string"},
+        "handle": {"type": "string"},
+        "templateVersion": {"type": ["string", "null"]},
+        "value": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "auth": {"type": "string"},
+                    "data": {"type": "object", "properties": {"format": {"type": "string"}, "value": {}}},
+                },
+            },
+            "description": "every value but index 1001, in Handle.Net's data formats (admin values as objects)",
+        },
+    },
+}
+_SNMS_ITEMS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "handle": {"type": ["string", "null"]},
+            "code": {"type": "integer", "description": "1 written, else the item's SNMS status (-2, -3)"},
+            "msg": {"type": "string"},
+        },
+    },
+}
+_SNMS_BEARER = [{"bearer": []}]
+_SNMS_TEMPLATE_WRITER = [{"basic": []}, *_SNMS_BEARER]
+"""``/snms/api/v5/template`` writes take what ``/api/templates`` does (Basic, sessions) and SNMS's token."""
+_SNMS_TEMPLATE_NAMES = [
     {**_query("prefix", description="the template's prefix"), "required": True},
     {**_query("version", description="the template's version"), "required": True},
 ]
-_SNMS_TEMPLATE_PATHS = {
+
+
+def _snms_batch(summary: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An SNMS batch: an array of at most max_batch items in, one ``{handle, code, msg}`` per item out."""
+    body = {"type": "array", "items": item, "maxItems": 2000}
+    return _snms(f"{summary} (at most max_batch items)", _SNMS_ITEMS, body, security=_SNMS_BEARER)
+
+
+_SNMS_PATHS: dict[str, Any] = {
+    "/identity/token": {
+        "post": _snms(
+            "SNMS login: an identity handle (88.118.8/APP-mes) and its secret → a bearer token (24 h)",
+            {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string"},
+                    "expires": {"type": "integer"},
+                    "identity": {"type": "string"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {
+                    "username": {"type": "string", "maxLength": 50},
+                    "password": {"type": "string", "maxLength": 64},
+                },
+            },
+        )
+    },
+    "/identity/token/v1": {
+        "post": _snms("SNMS date-salted hash login: not supported (always status -2; see the README)", {"type": "null"})
+    },
+    "/identityv2/data": {
+        "post": _snms("SNMS register", _OBJECT, _SNMS_RECORD, security=_SNMS_BEARER),
+        "put": _snms(
+            "SNMS update: the record's data replaced, its HS_* values kept",
+            _OBJECT,
+            _SNMS_RECORD,
+            security=_SNMS_BEARER,
+        ),
+        "delete": _snms(
+            "SNMS delete",
+            _OBJECT,
+            {"type": "object", "required": ["handle"], "properties": {"handle": {"type": "string"}}},
+            security=_SNMS_BEARER,
+        ),
+    },
+    "/identityv2/data/detail": {
+        "get": _snms(
+            "SNMS resolve: public values, or all of them for an identity with READ_VALUE",
+            _SNMS_DETAIL,
+            parameters=[{**_query("handle"), "required": True}],
+        )
+    },
+    "/identityv2/data/batchCreate": {
+        "post": _snms_batch("SNMS batch register; a retry of stored records succeeds", _SNMS_RECORD)
+    },
+    "/identityv2/data/batchUpdate": {"put": _snms_batch("SNMS batch update", _SNMS_RECORD)},
+    "/identityv2/data/batchDelete": {"delete": _snms_batch("SNMS batch delete of handles", {"type": "string"})},
     "/snms/api/v5/template": {
-        "get": {
-            "summary": "SNMS: a data template in SNMS's v5 form (any template, also one published by /api/templates)",
-            "parameters": _SNMS_NAMES,
-            "responses": _SNMS_ANSWER,
-        },
-        "post": {
-            "summary": "SNMS: publish a data template version (the identical template again is a success)",
-            "requestBody": _json(_ref("SnmsTemplate"), "template"),
-            "responses": _SNMS_ANSWER,
-        },
-        "put": {
-            "summary": "SNMS: revise a version; items are disabled (state 0), never removed; a version that records"
-            " use may only loosen (disable, make optional, rename, add optional items)",
-            "requestBody": _json(_ref("SnmsTemplate"), "template"),
-            "responses": _SNMS_ANSWER,
-        },
-        "delete": {
-            "summary": "SNMS: delete a version no record uses",
-            "parameters": _SNMS_NAMES,
-            "responses": _SNMS_ANSWER,
-        },
-    }
+        "get": _snms(
+            "SNMS: a data template in SNMS's v5 form (any template, also one published by /api/templates)",
+            _ref("SnmsTemplate"),
+            parameters=_SNMS_TEMPLATE_NAMES,
+        ),
+        "post": _snms(
+            "SNMS: publish a data template version (the identical template again is a success)",
+            _ref("SnmsTemplate"),
+            _ref("SnmsTemplate"),
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+        "put": _snms(
+            "SNMS: revise a version; items are disabled (state 0), never removed; a version that records use may"
+            " only loosen (disable, make optional, rename, add optional items)",
+            _ref("SnmsTemplate"),
+            _ref("SnmsTemplate"),
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+        "delete": _snms(
+            "SNMS: delete a version no record uses",
+            {"type": "object", "properties": {"prefix": {"type": "string"}, "version": {"type": "string"}}},
+            parameters=_SNMS_TEMPLATE_NAMES,
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+    },
 }
+"""The SNMS-compatible API (``registry/snms_api.py``); the envelope's ``status`` tells the outcome, HTTP is 200."""
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -859,10 +986,18 @@ SPEC: dict[str, Any] = {
         "version": __version__,
         "description": "Industrial-internet identifier resolution node; wire-compatible with the Handle.Net REST API.",
     },
-    "paths": _PATHS | _ENTERPRISE_PATHS | _SNMS_TEMPLATE_PATHS,
+    "paths": _PATHS | _ENTERPRISE_PATHS | _SNMS_PATHS,
     "components": {
         "schemas": _SCHEMAS,
-        "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "username index:handle"}},
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic", "description": "username index:handle"},
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "POST /identity/token",
+            },
+        },
     },
 }
 

@@ -5,7 +5,9 @@ handles (writes, listing, history, reverse look-up), data templates, sessions, o
 and enterprises). Statements of the read path (cache loads, the prefix table) stay in ``resolver/store.py``.
 
 Which pool (the one rule): a statement that only reads runs on the **read** pool; a statement or transaction
-that changes anything runs on the **write** pool. A write transaction holds its connection while it authorizes,
+that changes anything runs on the **write** pool. Listing and search run on ``scans``: the read replicas when the
+node has some (``resolver/replicas.py`` decides when a replica is current enough), else the read pool.
+A write transaction holds its connection while it authorizes,
 and authorizing reads records through the cache, which borrows from the read pool. With one shared pool, as many
 concurrent writes as the pool has connections would each wait for a connection none of them releases (seen under
 load: every connection "idle in transaction" on the row lock). With two pools write connections may wait on read
@@ -346,11 +348,13 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 class RegistryStore:
     """The registry's statements over a read pool and a write pool (see the module docstring for the rule)."""
 
-    __slots__ = ("read", "write")
+    __slots__ = ("read", "scans", "write")
 
-    def __init__(self, read: asyncpg.Pool, write: asyncpg.Pool | None = None) -> None:
+    def __init__(self, read: asyncpg.Pool, write: asyncpg.Pool | None = None, scans: Any = None) -> None:
         self.read = read
         self.write = write if write is not None else read
+        self.scans = scans if scans is not None else read
+        """Listing and search: the read replicas when the node has some (``resolver/replicas.py``), else ``read``."""
 
     @asynccontextmanager
     async def transaction(self, actor: Actor) -> AsyncIterator[WriteTransaction]:
@@ -390,11 +394,11 @@ class RegistryStore:
     # --- handles: reading ---------------------------------------------------------------------------------------
 
     async def count_handles(self, prefix_key: str) -> int:
-        return await self.read.fetchval("SELECT count(*) FROM handles WHERE prefix_key = $1", prefix_key)
+        return await self.scans.fetchval("SELECT count(*) FROM handles WHERE prefix_key = $1", prefix_key)
 
     async def list_handles(self, prefix_key: str, *, limit: int | None = None, offset: int = 0) -> list[str]:
         """Handle names of one prefix in key order; a page of them when ``limit`` is given."""
-        rows = await self.read.fetch(
+        rows = await self.scans.fetch(
             "SELECT handle FROM handles WHERE prefix_key = $1 ORDER BY handle_key LIMIT $2 OFFSET $3",
             prefix_key,
             limit,
@@ -441,7 +445,7 @@ class RegistryStore:
             args.append(list(besides))
             clauses.append(f"h.prefix_key <> ALL(${len(args)}::text[])")
         args.append(limit)
-        rows = await self.read.fetch(
+        rows = await self.scans.fetch(
             f"SELECT h.handle FROM handles h WHERE {' AND '.join(clauses)} ORDER BY h.handle_key LIMIT ${len(args)}",
             *args,
         )

@@ -1,6 +1,8 @@
 """Wiring: the one place where the read path's stages are built and connected, in this order.
 
-1. ``Store``: the pool; everything below that needs the database receives it or a function over it.
+1. ``Store``: the pool; everything below that needs the database receives it or a function over it. With
+   ``database_replica_urls`` it also holds the replicas' pools and their router (``replicas.py``), which the change
+   listener tells what it hears.
 2. ``PrefixTable``: loaded before serving, so the first request already knows what is homed here.
 3. ``Cache`` with a loader over the store (``answers.build_entry`` turns rows into entries); the cache
    itself knows nothing about PostgreSQL. ``Lookup`` over cache and prefix table, and the ``Forwarder`` that
@@ -39,11 +41,12 @@ from resolver.lookup import Lookup
 from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, new_registry, scrape
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
+from resolver.replicas import ReplicaReads, Replicas
 from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
 from resolver.router import new_application
 from resolver.site_info import SiteInfo
 from resolver.sites_client import ForwardMetrics, SitesClient
-from resolver.store import Store, connect, unavailable
+from resolver.store import DatabaseSettings, Store, connect, open_pool, unavailable
 from resolver.tallies import PrefixTallies
 
 __all__ = [
@@ -131,9 +134,20 @@ def _loader(store: Store, metrics: NodeMetrics, redirects: Redirects) -> Loader:
     return load
 
 
+async def _open_store(dsn: str, settings: DatabaseSettings) -> Store:
+    """The primary's pool, and the replicas' when ``replica_urls`` names some (their pools open no connection before
+    the first read, so a replica that is down does not stop the node from starting)."""
+    store = await connect(dsn, settings)
+    if not settings.replica_urls:
+        return store
+    pools = [await open_pool(url, settings, min_size=0) for url in settings.replica_urls]
+    replicas = Replicas(store.pool, pools, max_lag=settings.replica_max_lag)
+    return Store(store.pool, replicas, ReplicaReads(replicas))
+
+
 async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Extension] = ()) -> web.Application:
     """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
-    store = await connect(dsn, settings.database)
+    store = await _open_store(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
     metrics = NodeMetrics()
     redirects = Redirects(settings.redirect_schemes)
@@ -157,8 +171,14 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         forwarder.forget_sites()  # a delegation may have moved
 
     timeout = settings.database.command_timeout
+    replicas = store.replicas
     listener = ChangeListener(
-        lambda: asyncpg.connect(dsn, timeout=timeout), cache, reload_prefixes, settings.changes, keepalive=timeout
+        lambda: asyncpg.connect(dsn, timeout=timeout),
+        cache,
+        reload_prefixes,
+        settings.changes,
+        keepalive=timeout,
+        heard=None if replicas is None else replicas.heard,
     )
     core = Core(settings, dsn, store, lookup, tallies)
     additions = [await extend(core) for extend in extensions]
@@ -173,6 +193,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         hooks=hooks[0] if hooks else HandleHooks(),
     )
     sources = [sites.metrics.collect, *(source for added in additions for source in added.metrics)]
+    if replicas is not None:
+        sources.append(replicas.collect)
     collector = NodeCollector(metrics, cache.stats, listener, store.pool, sources, workers=settings.workers)
 
     app, router = new_application(client_max_size=settings.max_body_bytes, responses=metrics.responses)
@@ -201,6 +223,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app.add_routes(proxy.routes())
 
     async def start_listening(_app: web.Application) -> None:
+        if replicas is not None:
+            replicas.start()
         await listener.start(timeout=LISTEN_START_TIMEOUT)
 
     async def shut_down(_app: web.Application) -> None:

@@ -8,6 +8,9 @@ that LISTENs on the channel the triggers of ``schema/0001_init.sql`` notify. Pay
 - ``'*'`` → ``cache.flush()`` (a bulk change)
 - ``'prefixes'`` → reload the prefix table, then flush
 
+Every payload is also handed to ``heard`` (when given) before the cache applies it, and a (re)connection counts as
+``'*'`` there: the read replicas' currency rules (``replicas.py``) build on what the node was told.
+
 While the connection is down the node cannot hear about changes. It keeps answering from the cache: a lost
 LISTEN connection usually means the database itself is away (crashed, restarting, frozen), and then the cache is
 the only thing that can still answer; its entries are at most as stale as the outage (issue 8 measured a flush
@@ -53,6 +56,7 @@ class ChangeListener:
     __slots__ = (
         "_cache",
         "_connect",
+        "_heard",
         "_keepalive",
         "_lost",
         "_ready",
@@ -73,8 +77,10 @@ class ChangeListener:
         settings: ChangesSettings,
         *,
         keepalive: float = 5.0,
+        heard: Callable[[str], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._heard = heard
         self._cache = cache
         self._reload_prefixes = reload_prefixes
         self._settings = settings
@@ -136,6 +142,8 @@ class ChangeListener:
         con.add_termination_listener(lambda _con: self._lost.set())
         await con.add_listener(CHANNEL, self._on_notification)
         # Anything may have changed while nobody listened: start from a clean cache and a fresh prefix table.
+        if self._heard is not None:
+            self._heard("*")  # and read replicas must catch up with the primary's present (resolver/replicas.py)
         self._cache.flush()
         await self._reload_prefixes()
         self.connected = 1
@@ -157,6 +165,8 @@ class ChangeListener:
 
     def _on_notification(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
         self.notifications += 1
+        if self._heard is not None:
+            self._heard(payload)
         self.apply(payload)
 
     def apply(self, payload: str) -> None:

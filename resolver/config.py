@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from resolver.answers import Redirects
 from resolver.cache import CacheSettings
@@ -42,6 +43,8 @@ admin_port                  (none)             serve /metrics on this port inste
 workers                     1                  node processes sharing the port (SO_REUSEPORT)
 data_dir                    ./data             embedded PostgreSQL cluster and other local state
 database_url                (none)             PostgreSQL DSN; none starts the embedded server
+database_replica_urls       (none)             read replicas' DSNs (streaming standbys): cache loads, listing, search
+database_replica_max_lag    10                 seconds of replay lag past which a replica is not read
 database_pool_min/max       2 / 16             asyncpg pool bounds per process
 database_timeout            5                  seconds a database call may take (waiting for a connection included)
 max_handle_bytes            255                longest identifier accepted (IDIS; Handle.Net allows 2048)
@@ -65,6 +68,8 @@ tls_cert / tls_key          (generated)        PEM files; without them a self-si
 trusted_proxies             (none)             comma-separated addresses/CIDRs whose X-Forwarded-Proto is believed
 operators                   (none)             comma-separated node-operator identities, e.g. 300:88.118/OPERATOR
 auth_failure_limit          10                 failed logins per identity and client address (IPv6: /64) per minute
+snms_token_key              (generated)        signs SNMS bearer tokens (32+ chars); without it one is kept in data_dir
+snms_token_lifetime         86400              seconds an SNMS bearer token (POST /identity/token) stays valid
 redirect_schemes            (none)             URL schemes the proxy redirects to besides http, https (e.g. ftp)
 upstream                    (none)             comma-separated base URLs of the node above (the top level: none)
 advertise_url               (none)             this node's public base URL (scheme://host:port), its HS_SITE
@@ -109,6 +114,8 @@ class RegistrySettings:
     operators: tuple[str, ...] = ()
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
+    snms_token_key: str | None = None
+    snms_token_lifetime: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +204,14 @@ def _log_format(raw: Any) -> str:
     return text
 
 
+def _lag_bound(raw: Any) -> float:
+    """a number of seconds above 2 (two replica health checks)"""
+    value = _positive_float(raw)
+    if not value > 2:
+        raise ValueError("must exceed 2")
+    return value
+
+
 def _fraction(raw: Any) -> float:
     """a number from 0 to 1"""
     value = float(raw)
@@ -240,10 +255,30 @@ def _base_urls(raw: Any) -> tuple[str, ...]:
     return urls
 
 
+_DSN_START = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+"""A comma that starts another URL (``scheme://``), not one between the hosts of a multi-host DSN."""
+
+
+def _dsns(raw: Any) -> tuple[str, ...]:
+    """postgresql:// DSNs, comma-separated (a multi-host DSN's own commas stay in it)"""
+    items = raw if isinstance(raw, list | tuple) else _DSN_START.split(str(raw).strip())
+    dsns = tuple(str(item).strip() for item in items if str(item).strip())
+    if not all(dsn.startswith(("postgresql://", "postgres://")) for dsn in dsns):
+        raise ValueError("not a postgresql:// DSN")
+    return dsns
+
+
 def _text(raw: Any) -> str:
     """a string"""
     if not isinstance(raw, str) or not raw:
         raise ValueError("must be a non-empty string")
+    return raw
+
+
+def _token_key(raw: Any) -> str:
+    """a string of at least 32 characters"""
+    if not isinstance(raw, str) or len(raw.encode("utf-8")) < 32:
+        raise ValueError("must be at least 32 characters")
     return raw
 
 
@@ -267,6 +302,8 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "slow_request_ms": (None, "slow_request_ms", _non_negative_float),
     "demo": (None, "demo", _bool),
     "database_url": ("database", "url", _text),
+    "database_replica_urls": ("database", "replica_urls", _dsns),
+    "database_replica_max_lag": ("database", "replica_max_lag", _lag_bound),
     "database_pool_min": ("database", "pool_min", _int_in(1, 1000)),
     "database_pool_max": ("database", "pool_max", _int_in(1, 1000)),
     "database_timeout": ("database", "command_timeout", _positive_float),
@@ -282,6 +319,8 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "trusted_proxies": ("registry", "trusted_proxies", _words),
     "operators": ("registry", "operators", _words),
     "auth_failure_limit": ("registry", "auth_failure_limit", _int_in(1, 1_000_000)),
+    "snms_token_key": ("registry", "snms_token_key", _token_key),
+    "snms_token_lifetime": ("registry", "snms_token_lifetime", _positive_float),
     "redirect_schemes": (None, "redirect_schemes", _url_schemes),
     "upstream": ("hierarchy", "upstream", _base_urls),
     "advertise_url": ("hierarchy", "advertise_url", _base_url),
@@ -436,12 +475,29 @@ def load_settings(
             "(give the parent's https:// URL, and upstream_ca for a self-signed certificate)"
         )
     _check_mirror(settings)
+    _check_failover_url(settings.database.url)
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"config: database_pool_min={settings.database.pool_min} exceeds "
             f"database_pool_max={settings.database.pool_max}"
         )
     return settings
+
+
+def _check_failover_url(url: str | None) -> None:
+    """A ``database_url`` naming several hosts must say which one to use: without ``target_session_attrs`` asyncpg
+    takes the first that answers, and after a failover that may be the old primary come back as a standby, where
+    every write and the LISTEN would fail until an operator intervenes."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    hosts = parts.netloc.rpartition("@")[2].split(",") + ",".join(query.get("host", [])).split(",")[1:]
+    if len(hosts) > 1 and query.get("target_session_attrs", [""])[-1] not in ("read-write", "primary"):
+        raise ConfigError(
+            "config: database_url names several hosts; add target_session_attrs=read-write so that the node "
+            "connects to the primary among them"
+        )
 
 
 def _check_mirror(settings: Settings) -> None:

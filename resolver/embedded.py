@@ -27,13 +27,24 @@ from typing import IO
 
 from resolver.errors import ConfigError
 
-__all__ = ["DataDirLock", "EmbeddedPostgres"]
+__all__ = ["POSTGRES_SYSTEM_USER", "DataDirLock", "EmbeddedPostgres", "postgres_binaries"]
 
 log = logging.getLogger("idnode.embedded")
 
 POSTGRES_VERSION = 18
 START_TIMEOUT = 120.0
 """A first start (initdb) took up to 12.5 s on a cold VM (research §2); allow far more before giving up."""
+
+
+POSTGRES_SYSTEM_USER = "pgserver"
+"""The system user the package runs PostgreSQL as when idnode runs as root (PostgreSQL refuses root)."""
+
+
+def postgres_binaries() -> Path:
+    """The directory of the pinned version's ``initdb``, ``pg_ctl``, ``pg_basebackup``…, for tools that run a cluster
+    of their own (the replication tests start a primary and a standby with them)."""
+    _, postgres_server = _server_module()
+    return Path(postgres_server.POSTGRES_VERSIONS[POSTGRES_VERSION])
 
 
 def _server_module():

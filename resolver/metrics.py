@@ -300,7 +300,7 @@ def new_registry(collector: NodeCollector) -> CollectorRegistry:
 # --- node-wide totals over several workers -------------------------------------------------------------------
 
 _MINIMUM = frozenset({"process_start_time_seconds"})
-_MAXIMUM = frozenset({"idnode_build_info", "idnode_workers", "process_max_fds"})
+_MAXIMUM = frozenset({"idnode_build_info", "idnode_workers", "process_max_fds", "idnode_db_replica_lag_seconds"})
 _MAXIMUM_TYPES = frozenset({"info", "stateset"})
 
 

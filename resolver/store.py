@@ -29,10 +29,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolAcquireContext
+
+if TYPE_CHECKING:
+    from resolver.replicas import Replicas
 
 __all__ = [
     "DatabaseSettings",
@@ -59,6 +62,10 @@ class DatabaseSettings:
     """Options ``database_*``: where the database is, the pool's bounds, and the deadline of every call."""
 
     url: str | None = None
+    replica_urls: tuple[str, ...] = ()
+    """Streaming standbys for cache loads, listing and search (``resolver/replicas.py``)."""
+    replica_max_lag: float = 10.0
+    """Seconds of replay lag past which a replica is not read (and how long a change notification's floor lives)."""
     pool_min: int = 2
     pool_max: int = 16
     command_timeout: float = 5.0
@@ -96,6 +103,8 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,  # connection lost or rejected
     asyncpg.OperatorInterventionError,  # starting up, shutting down, crashed, statement cancelled
     asyncpg.TooManyConnectionsError,
+    asyncpg.ReadOnlySQLTransactionError,  # a write reached a standby: a failover is under way (see _on_standby)
+    asyncpg.TargetServerAttributeNotMatched,  # a multi-host database_url found no primary (yet)
 )
 
 
@@ -121,13 +130,24 @@ def _timed_out(exc: BaseException | None) -> bool:
     return False
 
 
+def _on_standby(exc: BaseException | None) -> bool:
+    """A statement was refused because its connection's server is (now) a read-only standby."""
+    while exc is not None:
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            return True
+        exc = exc.__context__ if isinstance(exc, asyncpg.InterfaceError) else None
+    return False
+
+
 class _TerminateOnTimeout(PoolAcquireContext):
-    """``pool.acquire()`` whose connection is terminated, not handed back, when its work timed out."""
+    """``pool.acquire()`` whose connection is terminated, not handed back, when its work timed out, or when its server
+    turned out to be a standby: after a failover a pooled connection may still point at the old primary come back as
+    a standby, and a new connection (``target_session_attrs=read-write``) finds the new primary."""
 
     __slots__ = ()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self.connection is not None and _timed_out(exc):
+        if self.connection is not None and (_timed_out(exc) or _on_standby(exc)):
             self.connection.terminate()
         await super().__aexit__(exc_type, exc, tb)
 
@@ -174,10 +194,16 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
 
 async def connect(dsn: str, settings: DatabaseSettings) -> Store:
     """Open the pool; raises ``OSError``/``asyncpg`` errors the caller turns into a start-up message."""
+    return Store(await open_pool(dsn, settings))
+
+
+async def open_pool(dsn: str, settings: DatabaseSettings, *, min_size: int | None = None) -> DeadlinePool:
+    """A ``DeadlinePool`` over ``dsn`` with the settings' bounds; ``min_size=0`` opens no connection before the first
+    call (a replica that is down at start-up does not stop the node)."""
     pool = DeadlinePool(
         dsn,
         deadline=settings.command_timeout,
-        min_size=settings.pool_min,
+        min_size=settings.pool_min if min_size is None else min_size,
         max_size=settings.pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
@@ -187,25 +213,39 @@ async def connect(dsn: str, settings: DatabaseSettings) -> Store:
         server_settings={"application_name": "idnode"},
     )
     await pool
-    return Store(pool)
+    return pool
 
 
 class Store:
-    """The database as the node sees it. Holds the pool; every method is one round trip unless it says otherwise."""
+    """The database as the node sees it. Holds the pool; every method is one round trip unless it says otherwise.
 
-    __slots__ = ("pool",)
+    ``replicas``, when given, serves cache loads (``fetch_records``) and ``scans`` (the registry's listing and
+    search) from read replicas under its currency rules; ``pool`` is always the primary.
+    """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    __slots__ = ("pool", "replicas", "scans")
+
+    def __init__(self, pool: asyncpg.Pool, replicas: Replicas | None = None, scans: Any = None) -> None:
         self.pool = pool
+        self.replicas = replicas
+        self.scans = pool if scans is None else scans
 
     async def close(self, timeout: float = 10.0) -> None:
         """Close gracefully, but never hang a shutdown on a connection that is not coming back."""
+        if self.replicas is not None:
+            await self.replicas.close(timeout)
         await close_pool(self.pool, timeout)
 
     async def fetch_records(self, keys: Sequence[str]) -> list[StoredRecord]:
         """The stored records among ``keys`` (absent keys are simply missing from the result)."""
-        rows = await self.pool.fetch(_FETCH, list(keys))
+        if self.replicas is None:
+            rows = await self._primary_rows(keys)
+        else:
+            rows = await self.replicas.fetch_records(keys, self._primary_rows)
         return [StoredRecord(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def _primary_rows(self, keys: Sequence[str]) -> list[Any]:
+        return await self.pool.fetch(_FETCH, list(keys))
 
     async def fetch_prefixes(self) -> list[PrefixRow]:
         rows = await self.pool.fetch(_PREFIXES)

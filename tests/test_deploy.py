@@ -56,7 +56,7 @@ PENDING_REGISTRY_METRICS: frozenset[str] = frozenset()
 """Metrics the dashboard or alerts use before the registry exposes them. Empty this as they land: a name listed
 here that a node does expose fails test_dashboard_and_alert_metrics_exist_in_a_real_scrape."""
 
-PENDING_OPTIONS: frozenset[str] = frozenset({"database_replica_urls"})
+PENDING_OPTIONS: frozenset[str] = frozenset()
 """Settings the deploy files use before resolver/config.py has them (resolver/logs.py reads them). Same rule:
 an option listed here that config.py knows fails test_every_idnode_variable_is_a_real_setting_with_a_valid_value."""
 

@@ -52,6 +52,13 @@ SPEC_PATH = {
     "/metrics": "/metrics",
     "/": "/",
     "/{tail}": "/{handle}",
+    "/identity/token": "/identity/token",
+    "/identity/token/v1": "/identity/token/v1",
+    "/identityv2/data": "/identityv2/data",
+    "/identityv2/data/detail": "/identityv2/data/detail",
+    "/identityv2/data/batchCreate": "/identityv2/data/batchCreate",
+    "/identityv2/data/batchUpdate": "/identityv2/data/batchUpdate",
+    "/identityv2/data/batchDelete": "/identityv2/data/batchDelete",
 }
 """aiohttp canonical path → the path that describes it in the document."""
 
@@ -64,8 +71,9 @@ ANY_METHOD = {
 }
 """What a ``*`` route really serves (the others answer 405); empty: only 405s, so any described operation will do."""
 
-NOT_ENDPOINTS = frozenset({("*", "/api"), ("*", "/api/{tail}")})
-"""Catch-alls that answer 404 "Unknown HTTP API endpoint" for whatever is not an endpoint (transcripts F7, F8)."""
+NOT_ENDPOINTS = frozenset({("*", "/api"), ("*", "/api/{tail}"), ("*", "/identity/{tail}"), ("*", "/identityv2/{tail}")})
+"""Catch-alls that answer 404 "Unknown HTTP API endpoint" for whatever is not an endpoint (transcripts F7, F8), and
+SNMS's, which answer the envelope with status -2."""
 
 SERVED_WITHOUT_OWN_ROUTE = frozenset({"/api/handles/{handle}/history"})
 """Paths the handle route answers itself (``GET /api/handles/<h>/history``)."""
