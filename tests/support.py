@@ -350,6 +350,8 @@ class Tenants:
     node: Node
     owner: dict[str, str]
     stranger: dict[str, str]
+    owner_secret: str = ""
+    """The owner's admin secret, for logins other than Basic (SNMS's ``/identity/token``)."""
 
 
 @contextlib.asynccontextmanager
@@ -358,7 +360,8 @@ async def tenants(database: str, owner_prefix: str, kind: type[_T]) -> AsyncIter
     owner = await onboard_enterprise(database, owner_prefix)
     stranger = await onboard_enterprise(database, "88.OTHER")
     async with running_node(database, behind_trusted_proxy()) as node:
-        yield kind(node, secure_basic(owner.identity, owner.secret), secure_basic(stranger.identity, stranger.secret))
+        owner_headers = secure_basic(owner.identity, owner.secret)
+        yield kind(node, owner_headers, secure_basic(stranger.identity, stranger.secret), owner.secret)
 
 
 def self_signed_context(directory: Path) -> ssl.SSLContext:

@@ -355,6 +355,19 @@ async def test_without_credentials_writes_are_not_logged_in_and_reads_are_public
     assert (await created.read())["data"] == as_read(EXAMPLE)
 
 
+async def test_an_snms_login_token_writes_templates(site: Site) -> None:
+    status, login, _ = await site.node.call(
+        "POST", "/identity/token", json={"username": f"{PREFIX}/ADMIN", "password": site.owner_secret}, headers=SECURE
+    )
+    assert (status, login["status"]) == (200, 1), login
+    bearer = {**SECURE, "Authorization": f"Bearer {login['data']['token']}"}
+    assert (await site.snms("POST", EXAMPLE, headers=bearer))["status"] == 1
+    assert (await site.snms("PUT", with_item(1, state=0), headers=bearer))["status"] == 1
+    forged = {**SECURE, "Authorization": "Bearer " + login["data"]["token"][:-4] + "AAAA"}
+    assert (await site.snms("PUT", EXAMPLE, headers=forged))["status"] in (-1, -3)
+    assert (await site.read())["data"]["items"][1]["state"] == 0
+
+
 # --- malformed -----------------------------------------------------------------------------------------------
 
 
