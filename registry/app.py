@@ -7,8 +7,9 @@
    session look-up and SNMS bearer tokens), the template check, the writer, and the counters;
 4. gives each endpoint only what it uses, and returns the ``/api/handles`` hooks (PUT/DELETE, the private-value
    reader, listing, history) so the read API's endpoint is built complete, with its hot GET route untouched;
-5. returns its own routes (prefixes, enterprises, sessions, templates, batch, the SNMS-compatible API, reverse
-   look-up, statistics and scan statistics, QR labels, child nodes, change feed, OpenAPI) and metric sources;
+5. returns its own routes (prefixes, enterprises, sessions, templates, batch, the SNMS-compatible API and its
+   templates, reverse look-up, statistics and scan statistics, QR labels, child nodes, change feed, OpenAPI) and
+   metric sources;
 6. runs the background jobs (``registry/jobs.py``): the statistics recorder in every worker; the child-health count and,
    with ``upstream_identity``, the publisher/reporter to the parent, and with ``mirror_of`` the mirror's follower,
    in the primary worker only. Replication (``registry/replication.py``) brackets every handle write: refused on a
@@ -47,10 +48,13 @@ from registry.scans_api import ScansAPI
 from registry.search import ReverseLookup
 from registry.sessions import Sessions, session_identity
 from registry.snms_api import SnmsAPI
+from registry.snms_envelope import answers_snms
+from registry.snms_templates import SnmsTemplatesAPI
 from registry.snms_tokens import Tokens, load_token_key
 from registry.statistics import StatsStore
 from registry.stats_api import StatsAPI
 from registry.store import RegistryStore
+from registry.template_versions import TemplateVersions
 from registry.templates import TemplateCheck, TemplatesAPI
 from registry.write_stages import WriteStages
 from registry.writes import Writer
@@ -129,15 +133,18 @@ async def install(core: Core) -> Additions:
     watch = ChildWatch(stats, settings.hierarchy.report_interval)
     jobs = Jobs(core, recorder, stats, watch, follower)
     wakeup = FeedWakeup(core.dsn, settings.database.command_timeout)
+    template_versions = TemplateVersions(store, prefixes, auth, permissions)
     mirrored = [  # what a mirror copies from its primary: written there, not here
         *PrefixesAPI(store, core.store, auth, operators).routes(),
         *EnterprisesAPI(store, records, auth, operators, suspensions).routes(),
         *AppsAPI(store, records, auth, permissions).routes(),
         *ImportsAPI(core, store, auth, permissions).routes(),
-        *TemplatesAPI(store, prefixes, auth, permissions, check_template).routes(),
+        *TemplatesAPI(template_versions, check_template).routes(),
     ]
+    mirrored_snms = SnmsTemplatesAPI(template_versions).routes()  # the same, refused in SNMS's envelope
     routes = [
         *replication.guard_routes(mirrored),
+        *replication.guard_routes(mirrored_snms, answers_snms),
         *Sessions(store, auth).routes(),
         *batch.routes(),
         *SnmsAPI(batch, tokens).routes(),

@@ -302,6 +302,43 @@ _SCHEMAS: dict[str, Any] = {
             "state": {"enum": ["enabled", "disabled"]},
         },
     },
+    "SnmsTemplate": {
+        "type": "object",
+        "description": "SNMS v5 data template; the same table as /api/templates",
+        "required": ["prefix", "version", "items"],
+        "properties": {
+            "prefix": {"type": "string"},
+            "version": {"type": "string", "description": "no '/'; what index 1001 of a record names"},
+            "description": {"type": ["string", "null"]},
+            "industryCategory": {"type": ["string", "null"], "pattern": "^[A-T]$", "description": "GB/T 4754-2017"},
+            "industrySpecific": {"type": ["string", "null"], "pattern": "^[0-9]{2}$"},
+            "industryTrade": {"type": ["string", "null"], "pattern": "^[0-9]{3}$"},
+            "industrySubclass": {"type": ["string", "null"], "pattern": "^[0-9]{4}$"},
+            "type": {"enum": [1, 2, None], "description": "1 active identifier carrier, 2 other"},
+            "items": {"type": "array", "items": _ref("SnmsTemplateItem")},
+        },
+    },
+    "SnmsTemplateItem": {
+        "type": "object",
+        "required": ["idIndex", "idType"],
+        "properties": {
+            "name": {"type": "string"},
+            "idType": {"type": "string"},
+            "idIndex": {"type": "integer", "minimum": 2000},
+            "required": {"type": "boolean"},
+            "state": {"enum": [0, 1], "description": "1 enabled (default), 0 disabled"},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["string", "number", "date"], "description": "v5 clients send string"},
+                    "minLength": {"type": "integer"},
+                    "maxLength": {"type": "integer"},
+                    "numberRange": {"type": "string", "examples": ["[1,10]"]},
+                    "dateFormat": {"type": "string", "examples": ["YYYY-MM-DD"]},
+                },
+            },
+        },
+    },
 }
 
 _RECORD = {
@@ -633,7 +670,8 @@ _PATHS: dict[str, Any] = {
             "responses": _answers({"200": _json(_OBJECT, "template")}, 400, 404, 503),
         },
         "put": {
-            "summary": "Publish a data template version (immutable once published)",
+            "summary": "Publish a data template version (immutable here once published; SNMS's PUT"
+            " /snms/api/v5/template may revise it within its rules)",
             "parameters": [_PREFIX, _VERSION],
             "requestBody": _json(
                 {
@@ -938,6 +976,12 @@ _SNMS_ITEMS = {
     },
 }
 _SNMS_BEARER = [{"bearer": []}]
+_SNMS_TEMPLATE_WRITER = [{"basic": []}, *_SNMS_BEARER]
+"""``/snms/api/v5/template`` writes take what ``/api/templates`` does (Basic, sessions) and SNMS's token."""
+_SNMS_TEMPLATE_NAMES = [
+    {**_query("prefix", description="the template's prefix"), "required": True},
+    {**_query("version", description="the template's version"), "required": True},
+]
 
 
 def _snms_batch(summary: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -998,6 +1042,32 @@ _SNMS_PATHS: dict[str, Any] = {
     },
     "/identityv2/data/batchUpdate": {"put": _snms_batch("SNMS batch update", _SNMS_RECORD)},
     "/identityv2/data/batchDelete": {"delete": _snms_batch("SNMS batch delete of handles", {"type": "string"})},
+    "/snms/api/v5/template": {
+        "get": _snms(
+            "SNMS: a data template in SNMS's v5 form (any template, also one published by /api/templates)",
+            _ref("SnmsTemplate"),
+            parameters=_SNMS_TEMPLATE_NAMES,
+        ),
+        "post": _snms(
+            "SNMS: publish a data template version (the identical template again is a success)",
+            _ref("SnmsTemplate"),
+            _ref("SnmsTemplate"),
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+        "put": _snms(
+            "SNMS: revise a version; items are disabled (state 0), never removed; a version that records use may"
+            " only loosen (disable, make optional, rename, add optional items)",
+            _ref("SnmsTemplate"),
+            _ref("SnmsTemplate"),
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+        "delete": _snms(
+            "SNMS: delete a version no record uses",
+            {"type": "object", "properties": {"prefix": {"type": "string"}, "version": {"type": "string"}}},
+            parameters=_SNMS_TEMPLATE_NAMES,
+            security=_SNMS_TEMPLATE_WRITER,
+        ),
+    },
 }
 """The SNMS-compatible API (``registry/snms_api.py``); the envelope's ``status`` tells the outcome, HTTP is 200."""
 

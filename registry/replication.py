@@ -21,7 +21,7 @@ mirrors. The confirmations are kept in the process that serves the feed, hence `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -93,14 +93,20 @@ class Replication:
     def taken_over(self) -> None:
         self.mirroring = False
 
-    def guard_routes(self, routes: Sequence[web.RouteDef]) -> list[web.RouteDef]:
+    def guard_routes(
+        self, routes: Sequence[web.RouteDef], answers: Callable[[Handler], Handler] = answers_errors
+    ) -> list[web.RouteDef]:
         """``routes`` whose writes (any method but GET, HEAD and OPTIONS) are refused on a mirror first, as handle
         writes are: prefixes, enterprises and templates are mirrored too, and a change made here would be
-        overwritten by the primary's next one, or silently differ from it."""
-        return [web.route(route.method, route.path, self._guarded(route.handler), **route.kwargs) for route in routes]
+        overwritten by the primary's next one, or silently differ from it. ``answers`` renders the refusal in the
+        routes' own dialect (``answers_snms`` for SNMS's envelope)."""
+        return [
+            web.route(route.method, route.path, self._guarded(route.handler, answers), **route.kwargs)
+            for route in routes
+        ]
 
-    def _guarded(self, handler: Handler) -> Handler:
-        @answers_errors
+    def _guarded(self, handler: Handler, answers: Callable[[Handler], Handler]) -> Handler:
+        @answers
         async def guarded(request: web.Request) -> web.StreamResponse:
             if request.method not in _READS:
                 await self.refuse_on_mirror()

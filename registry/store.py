@@ -134,9 +134,15 @@ ENTERPRISE_FIELDS = ("name", "credit_code", "contact", "address")
 
 @dataclass(frozen=True, slots=True)
 class TemplateRow:
+    """A data template version: its items and SNMS classification (industry codes, carrier type) as JSON text."""
+
     description: str | None
     items: str
     created_at: datetime
+    classification: str | None
+
+
+_TEMPLATE_COLUMNS = "description, items::text, created_at, classification::text FROM templates"
 
 
 class WriteTransaction:
@@ -306,6 +312,27 @@ class WriteTransaction:
     async def template_use_count(self, reference: str) -> int:
         return await self._con.fetchval("SELECT count(*) FROM handles WHERE template_version = $1", reference)
 
+    async def lock_template(self, prefix_key: str, version: str) -> TemplateRow | None:
+        """A template version, locked until commit (a revision and a deletion take turns); None when absent."""
+        row = await self._con.fetchrow(
+            f"SELECT {_TEMPLATE_COLUMNS} WHERE prefix_key = $1 AND version = $2 FOR UPDATE", prefix_key, version
+        )
+        return None if row is None else TemplateRow(*row)
+
+    async def revise_template(
+        self, prefix_key: str, version: str, description: str | None, items: str, classification: str | None
+    ) -> None:
+        """Replace a locked version's content; the change-feed trigger records it with the transaction's actor."""
+        await self._con.execute(
+            "UPDATE templates SET description = $3, items = $4::jsonb, classification = $5::jsonb "
+            "WHERE prefix_key = $1 AND version = $2",
+            prefix_key,
+            version,
+            description,
+            items,
+            classification,
+        )
+
     async def delete_template(self, prefix_key: str, version: str) -> bool:
         status = await self._con.execute(
             "DELETE FROM templates WHERE prefix_key = $1 AND version = $2", prefix_key, version
@@ -433,9 +460,7 @@ class RegistryStore:
 
     async def template(self, prefix_key: str, version: str) -> TemplateRow | None:
         row = await self.read.fetchrow(
-            "SELECT description, items::text, created_at FROM templates WHERE prefix_key = $1 AND version = $2",
-            prefix_key,
-            version,
+            f"SELECT {_TEMPLATE_COLUMNS} WHERE prefix_key = $1 AND version = $2", prefix_key, version
         )
         return None if row is None else TemplateRow(*row)
 
@@ -446,18 +471,27 @@ class RegistryStore:
         return [row[0] for row in rows]
 
     async def publish_template(
-        self, prefix_key: str, prefix: str, version: str, description: str | None, items: str, created_by: str
+        self,
+        prefix_key: str,
+        prefix: str,
+        version: str,
+        description: str | None,
+        items: str,
+        created_by: str,
+        classification: str | None = None,
     ) -> bool:
-        """Store a new template version; False when that version exists already (versions are immutable)."""
+        """Store a new template version; False when that version exists already (it is changed only by a
+        revision, ``WriteTransaction.revise_template``)."""
         status = await self.write.execute(
-            "INSERT INTO templates (prefix_key, prefix, version, description, items, created_by) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT DO NOTHING",
+            "INSERT INTO templates (prefix_key, prefix, version, description, items, created_by, classification) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb) ON CONFLICT DO NOTHING",
             prefix_key,
             prefix,
             version,
             description,
             items,
             created_by,
+            classification,
         )
         return status.endswith(" 1")
 

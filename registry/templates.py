@@ -2,9 +2,10 @@
 
 A template is ``{prefix, version, description?, items: [...]}``; each item is
 ``{idIndex ≥ 2000, idType, name, required, type: string|number|date, minLength?, maxLength?, numberRange?,
-dateFormat?, state: enabled|disabled}`` (research/idis-secondary-node.md §4.3). Published versions are immutable:
-``PUT`` of an existing version succeeds only when it is identical (a safe retry), ``DELETE`` is refused while a
-handle still names the version.
+dateFormat?, state: enabled|disabled}`` (research/idis-secondary-node.md §4.3). Here a published version is
+immutable: ``PUT`` of an existing version succeeds only when it is identical (a safe retry), ``DELETE`` is refused
+while a handle still names the version. SNMS's ``PUT /snms/api/v5/template`` (``registry/snms_templates.py``) may
+revise a version, within the rules of ``registry/template_versions.py``, which both APIs share.
 
 A record names its template by a value at index 1001 (reserved: it can only be set this way) whose data is the
 version, or ``<prefix>/<version>`` for a template of an ancestor prefix (a secondary node's industry template,
@@ -22,31 +23,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from registry.auth import Authenticator, actor_of
 from registry.metrics import RegistryMetrics
-from registry.permissions import Perm, Permissions
+from registry.permissions import Perm
 from registry.store import RegistryStore
+from registry.template_versions import TemplateContent, TemplateVersions
 from resolver.errors import (
     HandleAlreadyExists,
-    HandleNotFound,
-    InvalidHandle,
     InvalidValue,
-    PrefixNotHomed,
     ProtocolError,
 )
-from resolver.identifiers import ascii_upper, prefix_chain, validate_text
-from resolver.prefixes import PrefixTable
+from resolver.identifiers import ascii_upper, prefix_chain
 from resolver.product import check_values
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
 
-__all__ = ["TEMPLATE_INDEX", "TemplateCheck", "TemplatesAPI", "check_template", "validate_record"]
+__all__ = [
+    "TEMPLATE_INDEX",
+    "ItemProblem",
+    "TemplateCheck",
+    "TemplatesAPI",
+    "check_items",
+    "check_template",
+    "description_problem",
+    "validate_record",
+]
 
 TEMPLATE_INDEX = 1001
 FIRST_ITEM_INDEX = 2000
@@ -86,63 +93,105 @@ def _strftime_pattern(date_format: str) -> str:
     return out
 
 
-def check_template(payload: Any) -> tuple[str | None, list[dict[str, Any]]]:
-    """Validate a template body; returns (description, normalised items) or raises InvalidValue listing problems."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
-        raise ProtocolError('Expected {"items": [...], "description": "..."}')
-    items, problems, seen = [], [], set()
-    if len(payload["items"]) > MAX_ITEMS:
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    """What is wrong with one item of a template body: where (its position in the list, its ``idIndex`` when that
+    was readable), which field (idnode's name; empty for the item as a whole) and what. Each API words the place
+    its own way (``item 2001: …`` here, ``items[1].metadata.maxLength: …`` in SNMS's form)."""
+
+    position: int
+    index: int | None
+    field: str
+    problem: str
+
+
+def check_items(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[ItemProblem]]:
+    """Normalise a template's items (sorted by ``idIndex``, defaults filled in); the problems found, all of them."""
+    if len(raw_items) > MAX_ITEMS:
         raise InvalidValue(f"A template holds at most {MAX_ITEMS} items")
-    for position, raw in enumerate(payload["items"]):
-        where = f"item {position}"
+    items: list[dict[str, Any]] = []
+    problems: list[ItemProblem] = []
+    seen: set[int] = set()
+    for position, raw in enumerate(raw_items):
         if not isinstance(raw, dict):
-            problems.append(f"{where}: not an object")
+            problems.append(ItemProblem(position, None, "", "not an object"))
             continue
         index = raw.get("idIndex")
         if not isinstance(index, int) or isinstance(index, bool) or not FIRST_ITEM_INDEX <= index < 1 << 31:
-            problems.append(f"{where}: idIndex must be an integer from {FIRST_ITEM_INDEX} to {(1 << 31) - 1}")
+            problems.append(
+                ItemProblem(position, None, "idIndex", f"must be an integer from {FIRST_ITEM_INDEX} to {(1 << 31) - 1}")
+            )
             continue
-        where = f"item {index}"
+        found = _item_field_problems(raw)
         if index in seen:
-            problems.append(f"{where}: idIndex used twice")
+            found.insert(0, ("idIndex", "used twice"))
         seen.add(index)
-        kind = raw.get("type", "string")
-        state = raw.get("state", "enabled")
-        for name, required in (("idType", True), ("name", False), ("dateFormat", False)):
-            problem = _text_problem(raw.get(name), required=required)
-            if problem:
-                problems.append(f"{where}: {name} {problem}")
-        if not isinstance(kind, str) or kind not in _TYPES:
-            problems.append(f"{where}: type must be one of string, number, date")
-        if not isinstance(state, str) or state not in _STATES:
-            problems.append(f"{where}: state must be enabled or disabled")
-        for bound in ("minLength", "maxLength"):
-            value = raw.get(bound, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LENGTH_BOUND:
-                problems.append(f"{where}: {bound} must be an integer from 0 to {MAX_LENGTH_BOUND}")
-        if "numberRange" in raw and (not isinstance(raw["numberRange"], str) or not _RANGE.match(raw["numberRange"])):
-            problems.append(f"{where}: numberRange must look like [1,10] or (0,)")
+        problems += [ItemProblem(position, index, field, problem) for field, problem in found]
         if problems:
             continue
+        kind = raw.get("type", "string")
         items.append(
             {
                 "idIndex": index,
                 "idType": raw["idType"],
                 "name": raw.get("name", raw["idType"]),
-                "required": bool(raw.get("required", False)),
+                "required": raw.get("required", False),
                 "type": kind,
-                "state": state,
+                "state": raw.get("state", "enabled"),
                 **{k: raw[k] for k in ("minLength", "maxLength", "numberRange") if k in raw},
                 **({"dateFormat": raw.get("dateFormat", "YYYY-MM-DD")} if kind == "date" else {}),
             }
         )
+    return sorted(items, key=lambda i: i["idIndex"]), problems
+
+
+def _item_field_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, problem)`` for each field of one item (its ``idIndex`` already checked) that is wrong."""
+    found = []
+    for name, required in (("idType", True), ("name", False), ("dateFormat", False)):
+        problem = _text_problem(raw.get(name), required=required)
+        if problem:
+            found.append((name, problem))
+    if not isinstance(raw.get("required", False), bool):
+        found.append(("required", "must be true or false"))
+    kind = raw.get("type", "string")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        found.append(("type", "must be one of string, number, date"))
+    state = raw.get("state", "enabled")
+    if not isinstance(state, str) or state not in _STATES:
+        found.append(("state", "must be enabled or disabled"))
+    for bound in ("minLength", "maxLength"):
+        value = raw.get(bound, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LENGTH_BOUND:
+            found.append((bound, f"must be an integer from 0 to {MAX_LENGTH_BOUND}"))
+    if "numberRange" in raw and (not isinstance(raw["numberRange"], str) or not _RANGE.match(raw["numberRange"])):
+        found.append(("numberRange", "must look like [1,10] or (0,)"))
+    return found
+
+
+def description_problem(description: Any) -> str | None:
+    """What is wrong with a template's description (None: fine; it is optional)."""
+    return _text_problem(description, required=False)
+
+
+def check_template(payload: Any) -> tuple[str | None, list[dict[str, Any]]]:
+    """Validate a template body; returns (description, normalised items) or raises InvalidValue listing problems."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
+        raise ProtocolError('Expected {"items": [...], "description": "..."}')
+    items, problems = check_items(payload["items"])
     if problems:
-        raise InvalidValue("Invalid template: " + "; ".join(problems))
+        raise InvalidValue(
+            "Invalid template: "
+            + "; ".join(
+                f"item {p.position if p.index is None else p.index}: {p.field + ' ' if p.field else ''}{p.problem}"
+                for p in problems
+            )
+        )
     description = payload.get("description")
-    problem = _text_problem(description, required=False)
+    problem = description_problem(description)
     if problem:
         raise InvalidValue(f"Invalid template: description {problem}")
-    return description, sorted(items, key=lambda i: i["idIndex"])
+    return description, items
 
 
 def _in_range(number: float, spec: str) -> bool:
@@ -265,18 +314,8 @@ class TemplateCheck:
 class TemplatesAPI:
     """``/api/templates/{prefix}[/{version}]``."""
 
-    def __init__(
-        self,
-        store: RegistryStore,
-        prefixes: PrefixTable,
-        auth: Authenticator,
-        permissions: Permissions,
-        check: TemplateCheck,
-    ) -> None:
-        self.store = store
-        self.prefixes = prefixes
-        self.auth = auth
-        self.permissions = permissions
+    def __init__(self, versions: TemplateVersions, check: TemplateCheck) -> None:
+        self.versions = versions
         self.check = check
 
     def routes(self) -> list[web.RouteDef]:
@@ -288,35 +327,28 @@ class TemplatesAPI:
         ]
 
     def _names(self, request: web.Request) -> tuple[str, str]:
-        prefix = validate_text(request.match_info["prefix"])
-        version = request.match_info.get("version", "")
-        if version:
-            validate_text(version, max_bytes=128)
-            if "/" in version:
-                raise InvalidHandle("A template version must not contain '/'", handle=version)
-        if not self.prefixes.homes(prefix):
-            raise PrefixNotHomed(handle=prefix)
-        return prefix, version
+        return self.versions.names(request.match_info["prefix"], request.match_info.get("version", ""))
 
     @answers_errors
     async def list_versions(self, request: web.Request) -> web.StreamResponse:
         prefix, _ = self._names(request)
-        versions = await self.store.template_versions(ascii_upper(prefix))
+        versions = await self.versions.store.template_versions(ascii_upper(prefix))
         return json_response({"responseCode": 1, "prefix": prefix, "versions": versions})
 
     @answers_errors
     async def get(self, request: web.Request) -> web.StreamResponse:
+        """The version, with its SNMS classification (null for one published here without it)."""
         prefix, version = self._names(request)
-        row = await self.store.template(ascii_upper(prefix), version)
-        if row is None:
-            raise HandleNotFound(f"No data template {prefix}/{version}", handle=f"{prefix}/{version}")
+        row = await self.versions.read(prefix, version)
+        content = TemplateContent.of(row)
         return json_response(
             {
                 "responseCode": 1,
                 "prefix": prefix,
                 "version": version,
-                "description": row.description,
-                "items": orjson.loads(row.items),
+                "description": content.description,
+                "items": content.items,
+                "classification": content.classification,
                 "createdAt": row.created_at.isoformat(),
             }
         )
@@ -327,34 +359,17 @@ class TemplatesAPI:
         prefix, version = self._names(request)
         payload = await json_body(request, require_json_type=True)
         description, items = check_template(payload)
-        echo = f"{prefix}/{version}"
-        identity = await self.auth.require(request, echo)
-        await self.permissions.require_prefix_admin(identity, prefix, Perm.ADD_HANDLE, echo=echo)
-        actor = actor_of(request, identity)
-        published = await self.store.publish_template(
-            ascii_upper(prefix),
-            prefix,
-            version,
-            description,
-            orjson.dumps(items).decode(),
-            f"{actor.name} {actor.request_id}",
-        )
-        if published:
+        actor = await self.versions.authorise(request, prefix, version, Perm.ADD_HANDLE)
+        existing = await self.versions.publish(actor, prefix, version, TemplateContent(description, items))
+        if existing is None:
             return json_response({"responseCode": 1, "prefix": prefix, "version": version}, status=201)
-        if await self.check.items(prefix, version) != items:
+        if orjson.loads(existing.items) != items:
             raise HandleAlreadyExists(f"Template {prefix}/{version} is published and immutable", handle=version)
         return json_response({"responseCode": 1, "prefix": prefix, "version": version})
 
     @answers_errors
     async def delete(self, request: web.Request) -> web.StreamResponse:
         prefix, version = self._names(request)
-        echo = f"{prefix}/{version}"
-        identity = await self.auth.require(request, echo)
-        await self.permissions.require_prefix_admin(identity, prefix, Perm.DELETE_HANDLE, echo=echo)
-        async with self.store.transaction(actor_of(request, identity)) as tx:
-            in_use = await tx.template_use_count(f"{ascii_upper(prefix)}/{version}")
-            if in_use:
-                raise HandleAlreadyExists(f"Template {prefix}/{version} is used by {in_use} handle(s)", handle=version)
-            if not await tx.delete_template(ascii_upper(prefix), version):
-                raise HandleNotFound(f"No data template {prefix}/{version}", handle=echo)
+        actor = await self.versions.authorise(request, prefix, version, Perm.DELETE_HANDLE)
+        await self.versions.delete(actor, prefix, version)
         return json_response({"responseCode": 1, "prefix": prefix, "version": version})

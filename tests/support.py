@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -337,6 +337,31 @@ async def enterprises_and_operator(dsn: str) -> dict[str, Credentials]:
         "B": await onboard_enterprise(dsn, "88.B"),
         "operator": await add_node_operator(dsn, "99.OPS/OPERATOR"),
     }
+
+
+_T = TypeVar("_T", bound="Tenants")
+
+
+@dataclass
+class Tenants:
+    """A node behind a trusted proxy with two enterprises: the ``owner`` of the prefix under test and a
+    ``stranger`` (``88.OTHER``), each as its admin's secure Basic headers."""
+
+    node: Node
+    owner: dict[str, str]
+    stranger: dict[str, str]
+    owner_secret: str = ""
+    """The owner's admin secret, for logins other than Basic (SNMS's ``/identity/token``)."""
+
+
+@contextlib.asynccontextmanager
+async def tenants(database: str, owner_prefix: str, kind: type[_T]) -> AsyncIterator[_T]:
+    """Onboard ``owner_prefix`` and ``88.OTHER`` and run a node over ``database``; yields ``kind`` (a ``Tenants``)."""
+    owner = await onboard_enterprise(database, owner_prefix)
+    stranger = await onboard_enterprise(database, "88.OTHER")
+    async with running_node(database, behind_trusted_proxy()) as node:
+        owner_headers = secure_basic(owner.identity, owner.secret)
+        yield kind(node, owner_headers, secure_basic(stranger.identity, stranger.secret), owner.secret)
 
 
 def self_signed_context(directory: Path) -> ssl.SSLContext:

@@ -249,6 +249,12 @@ async def test_writes_to_a_mirror_are_refused_naming_the_primary(
                 status, answer, _ = await mirror.call(method, path, json=body, headers=as_operator)
                 assert (status, answer["responseCode"]) == (403, 401), (method, path, answer)
                 assert primary.url in answer["message"]
+            snms_template = {"prefix": "88.A", "version": "V1", "items": []}  # SNMS's API: refused in its envelope
+            status, answer, _ = await mirror.call(
+                "POST", "/snms/api/v5/template", json=snms_template, headers=as_operator
+            )
+            assert (status, answer["status"], answer["data"]) == (200, -3, None), answer
+            assert primary.url in answer["message"]
             status, _, _ = await mirror.get("/api/enterprises", headers=as_operator)
             assert status == 200  # reads still answer
 

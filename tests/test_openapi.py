@@ -37,6 +37,7 @@ SPEC_PATH = {
     "/api/templates/{prefix}": "/api/templates/{prefix}",
     "/api/templates/{prefix}/{version}": "/api/templates/{prefix}/{version}",
     "/api/openapi.json": "/api/openapi.json",
+    "/snms/api/v5/template": "/snms/api/v5/template",
     "/api/stats": "/api/stats",
     "/api/stats/scans": "/api/stats/scans",
     "/qr/{tail}": "/qr/{label}",

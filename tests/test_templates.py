@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from resolver.config import RegistrySettings, Settings
-from tests.support import SECURE, Node, onboard_enterprise, running_node, secure_basic
+from tests.support import SECURE, Tenants, tenants
 
 TEMPLATE = {
     "description": "Pump, model line 3",
@@ -54,12 +52,7 @@ def _changed(changes: dict[int, Any]) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class Site:
-    node: Node
-    owner: dict[str, str]
-    stranger: dict[str, str]
-
+class Site(Tenants):
     async def publish(self, version: str, body: Any, headers: dict[str, str] | None = None, prefix: str = "88.TEST"):
         return await self.node.call(
             "PUT", f"/api/templates/{prefix}/{version}", json=body, headers=self.owner if headers is None else headers
@@ -71,11 +64,8 @@ class Site:
 
 @pytest.fixture
 async def site(database: str) -> AsyncIterator[Site]:
-    owner = await onboard_enterprise(database, "88.TEST")
-    stranger = await onboard_enterprise(database, "88.OTHER")
-    settings = Settings(registry=RegistrySettings(trusted_proxies=("127.0.0.1",)))
-    async with running_node(database, settings) as node:
-        yield Site(node, secure_basic(owner.identity, owner.secret), secure_basic(stranger.identity, stranger.secret))
+    async with tenants(database, "88.TEST", Site) as site:
+        yield site
 
 
 @pytest.fixture
