@@ -1,7 +1,8 @@
 """``POST /api/handles:batch``: up to ``max_batch`` creates, replaces and deletes with one result each.
 
 Body ``{"items": [{"op": "create"|"replace"|"delete", "handle": "...", "values": [...]}, ...]}`` (or the bare
-array). The answer is 200 ``{"responseCode": 1, "results": [...]}`` with, per item in request order,
+array); a create or replace may carry a ``links`` array, stored as a PUT stores it (``resolver/product.py``
+``values_with_links``). The answer is 200 ``{"responseCode": 1, "results": [...]}`` with, per item in request order,
 ``{"handle", "responseCode", "status"[, "message"]}``: the code and HTTP status the single-handle API would have
 given. Items that fail (bad values, no permission, an existing handle for ``create``) are reported and skipped;
 the others are written. Retrying a batch is safe: a ``create`` whose handle already holds exactly those values
@@ -40,6 +41,7 @@ from resolver.errors import (
     ProtocolError,
 )
 from resolver.identifiers import Handle, parse
+from resolver.product import values_with_links
 from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
 from resolver.responses import answers_errors, json_body, json_response
 from resolver.store import StoredRecord
@@ -148,7 +150,7 @@ class BatchWrites:
     def _parse(self, raw: Any) -> BatchItem:
         if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("handle"), str):
             raise ProtocolError('Each item needs "op" (create, replace or delete) and "handle"')
-        given = decode_values(raw.get("values", [])) if raw["op"] != "delete" else []
+        given = decode_values(values_with_links(raw)) if raw["op"] != "delete" else []
         return self.item(raw["op"], raw["handle"], given)
 
     async def apply(

@@ -1,8 +1,10 @@
 """Bulk import of handle records from JSON Lines: all lines valid and imported, or nothing imported.
 
-One line holds one record in Handle.Net's JSON form: ``{"handle": "88.888.1/X", "values": [...]}``. Every line
-is checked (JSON, handle syntax, a prefix homed here, values as the REST API would accept them, the data template
-a record names, no handle twice); errors are reported with their line numbers (the first 100) and nothing is
+One line holds one record in Handle.Net's JSON form: ``{"handle": "88.888.1/X", "values": [...]}``, plus an
+optional ``links`` array stored as a PUT stores it (``resolver/product.py`` ``values_with_links``). Every line is
+checked (JSON, handle syntax, a prefix homed here, values as the REST API would accept them, typed links and
+lifecycle state as ``TemplateCheck`` checks them (``check_values``), the data template a record names, no handle
+twice); errors are reported with their line numbers (the first 100) and nothing is
 written. The whole import is one transaction: valid rows stream into a temporary table with PostgreSQL COPY while
 later lines are still being checked, and one ``INSERT ... SELECT`` moves them into ``handles`` at the end (one
 trigger run for history, search index and notifications). An interrupted import leaves nothing behind, and
@@ -50,6 +52,7 @@ from registry.templates import template_reference, validate_record
 from resolver.errors import HandleError
 from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse, prefix_chain
 from resolver.prefixes import PrefixTable
+from resolver.product import check_values, values_with_links
 from resolver.records import HandleValue, decode_values, now_timestamp, values_to_stored
 from resolver.store import Store
 
@@ -146,7 +149,8 @@ def _checked(
     prefix = governing_prefix(handle)
     if not prefixes.homes(prefix):
         raise ValueError(f"prefix {prefix} is not homed here (run: idnode prefix add {prefix})")
-    values = prepare_secrets(decode_values(record.get("values", []), timestamp=stamp))
+    values = prepare_secrets(decode_values(values_with_links(record), timestamp=stamp))
+    check_values(values)
     template = None
     reference = template_reference(handle.prefix, values)
     if reference is not None:

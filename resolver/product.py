@@ -47,6 +47,7 @@ __all__ = [
     "link_header",
     "linkset",
     "product_of",
+    "values_with_links",
     "with_links",
 ]
 
@@ -219,8 +220,13 @@ def product_of(
 
 
 def check_values(values: Sequence[HandleValue]) -> None:
-    """Refuse (rc 202) a record whose ``10320/loc`` or ``IDNODE_STATUS`` value the proxy could not act on."""
+    """Refuse (rc 202) a record whose ``10320/loc`` or ``IDNODE_STATUS`` value the proxy could not act on.
+
+    Every write path runs it: ``registry/templates.py`` ``TemplateCheck`` (PUT, batch) and each import line
+    (``registry/bulk.py``), so the length test comes first, as in ``product_of``."""
     for value in values:
+        if len(value.type) not in _TYPE_LENGTHS:
+            continue
         kind = value.type_key()
         if kind not in (LOC_TYPE, STATUS_TYPE):
             continue
@@ -232,23 +238,30 @@ def check_values(values: Sequence[HandleValue]) -> None:
             raise InvalidValue(f"Value {value.index}: {exc}") from None
 
 
-def with_links(payload: Any) -> Any:
-    """A write body (``{"values": [...], "links": [...]}``) with its ``links`` array of link objects turned into one
-    ``10320/loc`` value at ``LINKS_INDEX`` (``links.links_from_json``, ``links.render``); any other body as it is.
-    400 rc 202 for a bad link; a ``values`` array that already uses ``LINKS_INDEX`` is refused by the decoder."""
-    if not isinstance(payload, dict) or "links" not in payload:
-        return payload
+def values_with_links(item: dict[str, Any]) -> Any:
+    """The ``values`` of a write item (a PUT body, a batch item, an import line; none: an empty array) with its
+    ``links`` array of link objects appended as one ``10320/loc`` value at ``LINKS_INDEX`` (``links.links_from_json``,
+    ``links.render``). 400 rc 202 for a bad link; a ``values`` array that already uses ``LINKS_INDEX`` is refused by
+    the decoder (409 rc 201), and one that is no array is left for the decoder to refuse."""
+    values = item.get("values", [])
+    if "links" not in item:
+        return values
     try:
         value = {
             "index": LINKS_INDEX,
             "type": "10320/loc",
-            "data": links.render(links.links_from_json(payload["links"])),
+            "data": links.render(links.links_from_json(item["links"])),
         }
     except LinkError as exc:
         raise InvalidValue(f"links: {exc}") from None
-    values = payload.get("values", [])
-    rest = {key: item for key, item in payload.items() if key not in ("links", "values")}
-    return {**rest, "values": [*values, value] if isinstance(values, list) else values}
+    return [*values, value] if isinstance(values, list) else values
+
+
+def with_links(payload: Any) -> Any:
+    """A PUT body with its ``links`` array turned into a value (``values_with_links``); any other body as it is."""
+    if not isinstance(payload, dict) or "links" not in payload:
+        return payload
+    return {"values": values_with_links(payload)}
 
 
 def _target(link: Link) -> dict[str, Any]:

@@ -147,6 +147,13 @@ class Node:
             body = await response.read()
             return response.status, _decode(response, body), response
 
+    async def linkset_hrefs(self, handle: str) -> dict[str, list[str]]:
+        """The targets of each link type (its URI) in ``handle``'s linkset (``?linkType=linkset``)."""
+        status, body, _ = await self.get(f"/{handle}?linkType=linkset")
+        assert status == 200, body
+        [context] = orjson.loads(body)["linkset"]
+        return {rel: [t["href"] for t in targets] for rel, targets in context.items() if rel != "anchor"}
+
 
 def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
     if response.content_type == "application/json" and body:

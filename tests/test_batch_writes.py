@@ -14,10 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 
+from resolver import links
 from resolver.config import RegistrySettings, Settings
+from resolver.links import Link
 from tests.support import SECURE, Node, onboard_enterprise, put_record, running_node, secure_basic
 
 BATCH = "/api/handles:batch"
+PIP = Link("gs1:pip", "https://factory.example/p/9", "Product page", "en", "text/html", True)
+SDS = Link("gs1:safetyInfo", "https://factory.example/sds/9.pdf", "SDS", type="application/pdf")
 
 
 def _url(target: str) -> list[dict[str, Any]]:
@@ -214,3 +218,48 @@ async def test_a_create_of_another_enterprises_existing_handle_is_refused_even_w
     result = body["results"][0]
     # 88.TEST may not write under 88.OTHER, and must not learn that its guess of a non-public value was right
     assert (result["status"], result["responseCode"]) == (403, 400), result
+
+
+async def test_a_links_array_in_a_batch_item_is_stored_as_a_put_stores_it(site: Site) -> None:
+    given = [PIP.to_json(), SDS.to_json()]
+    items = [
+        {"op": "create", "handle": "88.TEST/linked", "values": _url("https://example.org/linked"), "links": given},
+        {"op": "replace", "handle": "88.TEST/existing", "links": given},
+    ]
+    status, body = await site.batch(items)
+    assert status == 200
+    assert [(r["status"], r["responseCode"]) for r in body["results"]] == [(201, 1), (200, 1)], body
+    for handle in ("88.TEST/linked", "88.TEST/existing"):
+        _, record, _ = await site.node.get(f"/api/handles/{handle}?index=1000")
+        [value] = record["values"]
+        assert (value["type"], value["data"]["value"]) == ("10320/loc", links.render([PIP, SDS]))
+    status, _, response = await site.node.get("/88.TEST/linked?linkType=gs1:safetyInfo")
+    assert (status, response.headers["Location"]) == (302, SDS.href)
+    hrefs = await site.node.linkset_hrefs("88.TEST/linked")
+    assert (hrefs[links.expand(PIP.rel)], hrefs[links.expand(SDS.rel)]) == ([PIP.href], [SDS.href])
+
+
+async def test_a_batch_item_with_a_bad_link_is_refused_alone_as_a_put_would_be(site: Site) -> None:
+    clash = {"index": 1000, "type": "URL", "data": "https://example.org/clash"}
+    items = [
+        {"op": "create", "handle": "88.TEST/js", "links": [{"rel": "gs1:pip", "href": "javascript:alert(1)"}]},
+        {"op": "create", "handle": "88.TEST/no-href", "links": [{"rel": "gs1:pip"}]},
+        {"op": "create", "handle": "88.TEST/clash", "values": [clash], "links": [PIP.to_json()]},
+        {"op": "create", "handle": "88.TEST/fine", "links": [PIP.to_json()]},
+    ]
+    status, body = await site.batch(items)
+    assert status == 200
+    results = body["results"]
+    assert [(r["handle"], r["status"], r["responseCode"]) for r in results] == [
+        ("88.TEST/js", 400, 202),
+        ("88.TEST/no-href", 400, 202),
+        ("88.TEST/clash", 409, 201),
+        ("88.TEST/fine", 201, 1),
+    ]
+    assert results[0]["message"].startswith("links: link href")
+    assert results[1]["message"].startswith("links: ")
+    assert results[2]["message"] == "Index conflict for 1000"
+    for handle in ("88.TEST/js", "88.TEST/no-href", "88.TEST/clash"):
+        assert await site.url_of(handle) == 404
+    status, _, response = await site.node.get("/88.TEST/fine")
+    assert (status, response.headers["Location"]) == (302, PIP.href)

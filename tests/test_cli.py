@@ -24,6 +24,8 @@ import pytest
 
 from registry.demo import DEMO_HANDLES, DEMO_PREFIX, DEMO_TEMPLATE
 from registry.templates import template_reference, validate_record
+from resolver import links
+from resolver.links import Link
 from resolver.records import decode_values
 from tests.support import REPO, free_port, home, put_record, stop_process
 
@@ -181,6 +183,49 @@ async def test_bad_import_names_every_bad_line_and_imports_nothing(database: str
     for line in (1, 6):
         assert f"line {line}:" not in result.stderr
     assert "99.NOPE" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert await _count(database) == 0
+
+
+PIP = Link("gs1:pip", "https://factory.example/p/7", "Product page", "en", default=True)
+SDS = Link("gs1:safetyInfo", "https://factory.example/sds/7.pdf", type="application/pdf")
+
+
+async def test_an_import_line_with_links_stores_them_as_a_put_would(database: str, tmp_path: Path) -> None:
+    await home(database, "88.TEST")
+    line = {**_record("88.TEST/linked", "https://example.org/linked"), "links": [PIP.to_json(), SDS.to_json()]}
+    result = idnode(database, tmp_path, "import", str(_jsonl(tmp_path / "links.jsonl", line)))
+    assert result.returncode == 0, result.stderr
+    shown = orjson.loads(idnode(database, tmp_path, "resolve", "88.TEST/linked").stdout)
+    assert [(v["index"], v["type"]) for v in shown["values"]] == [(1, "URL"), (1000, "10320/loc")]
+    assert shown["values"][1]["data"]["value"] == links.render([PIP, SDS])
+
+
+async def test_bad_links_and_status_values_are_line_errors_and_nothing_is_imported(
+    database: str, tmp_path: Path
+) -> None:
+    await home(database, "88.TEST")
+    status = {"index": 5, "type": "IDNODE_STATUS", "data": '{"state": "recalled"}'}
+    loc = {"index": 6, "type": "10320/loc", "data": "<locations><location href='ftp://x'/></locations>"}
+    clash = {"index": 1000, "type": "URL", "data": "https://example.org/clash"}
+    path = _jsonl(
+        tmp_path / "bad.jsonl",
+        _record("88.TEST/a", "https://example.org/a"),  # 1: good
+        {"handle": "88.TEST/b", "links": [{"rel": "gs1:pip", "href": "javascript:alert(1)"}]},  # 2: bad link
+        {"handle": "88.TEST/c", "values": [status]},  # 3: a recall without its link
+        {"handle": "88.TEST/d", "values": [loc]},  # 4: a 10320/loc the proxy cannot serve
+        {"handle": "88.TEST/e", "values": [clash], "links": [PIP.to_json()]},  # 5: links and index 1000
+        {"handle": "88.TEST/f", "links": [PIP.to_json()]},  # 6: good
+    )
+    result = idnode(database, tmp_path, "import", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "bad.jsonl:line 2: links: link href" in result.stderr
+    assert "bad.jsonl:line 3: Value 5: IDNODE_STATUS: a recalled record needs a link" in result.stderr
+    assert "bad.jsonl:line 4: Value 6: 10320/loc location 1: link href 'ftp://x' must be" in result.stderr
+    assert "bad.jsonl:line 5: Index conflict for 1000" in result.stderr
+    for line in (1, 6):
+        assert f"line {line}:" not in result.stderr
     assert "nothing was imported" in result.stderr
     assert await _count(database) == 0
 

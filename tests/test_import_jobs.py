@@ -21,7 +21,9 @@ import asyncpg
 import orjson
 import pytest
 
+from resolver import links
 from resolver.config import Settings
+from resolver.links import Link
 from resolver.mirror_settings import MirrorSettings
 from tests.support import SECURE, behind_trusted_proxy
 from tests.test_apps import Site as AppsSite
@@ -155,6 +157,41 @@ async def test_one_bad_line_in_100000_is_reported_by_number_and_nothing_is_impor
     assert error["line"] == 76_543
     assert "not valid JSON" in error["message"]
     assert job["written"] is None
+    assert "nothing was imported" in job["message"]
+    assert await site.count() == 0
+
+
+PIP = Link("gs1:pip", "https://factory.example/p/5", "产品页", "zh", "text/html", True)
+MANUAL = Link("gs1:instructions", "https://factory.example/manual/5.pdf", type="application/pdf")
+
+
+def linked(handle: str, *given: Link, values: list[dict[str, Any]] | None = None) -> bytes:
+    line = {"handle": handle, "values": values or [], "links": [link.to_json() for link in given]}
+    return orjson.dumps(line) + b"\n"
+
+
+async def test_uploaded_lines_with_links_resolve_by_link_type_and_list_them_in_their_linkset(site: Site) -> None:
+    job = await site.imported([linked("88.118.7/LINKED", PIP, MANUAL), *products(2)], site.acme)
+    assert (job["state"], job["written"]) == ("done", 3), job
+    status, _, response = await site.node.get("/88.118.7/LINKED?linkType=gs1:instructions")
+    assert (status, response.headers["Location"]) == (302, MANUAL.href)
+    hrefs = await site.node.linkset_hrefs("88.118.7/LINKED")
+    assert (hrefs[links.expand(PIP.rel)], hrefs[links.expand(MANUAL.rel)]) == ([PIP.href], [MANUAL.href])
+    _, record, _ = await site.node.get("/api/handles/88.118.7/LINKED?index=1000")
+    assert record["values"][0]["data"]["value"] == links.render([PIP, MANUAL])
+
+
+async def test_an_uploaded_bad_link_or_status_is_reported_by_line_and_nothing_is_imported(site: Site) -> None:
+    lost = {"index": 5, "type": "IDNODE_STATUS", "data": '{"state": "lost"}'}
+    bad = {
+        3: orjson.dumps({"handle": "88.118.7/BAD", "links": [{"href": "https://factory.example/no-rel"}]}) + b"\n",
+        5: orjson.dumps({"handle": "88.118.7/GONE", "values": [lost]}) + b"\n",
+    }
+    job = await site.imported([linked("88.118.7/LINKED", PIP), *products(6, bad=bad)], site.acme)
+    assert job["state"] == "failed"
+    assert [e["line"] for e in job["errors"]] == [4, 6]
+    assert job["errors"][0]["message"].startswith("links: ")
+    assert job["errors"][1]["message"].startswith("Value 5: IDNODE_STATUS: state must be one of")
     assert "nothing was imported" in job["message"]
     assert await site.count() == 0
 
