@@ -15,14 +15,17 @@ against ~30 µs for the rest of a cached look-up. Answers that gzip does not shr
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 
-__all__ = ["accepts_gzip", "compress_answer", "is_gzip", "plain_answer"]
+__all__ = ["PLAIN_COPIES_BYTES", "PlainCopies", "accepts_gzip", "compress_answer", "is_gzip", "plain_answer"]
 
 _LEVEL = 9
 _GZIP_WBITS = 31  # 16 + 15: a gzip container (header, CRC-32, size), as Content-Encoding: gzip needs
 _MIN_SAVING = 0.1
 _GZIP_MAGIC = 0x1F
 _ACCEPT_MEMO_MAX = 256
+PLAIN_COPIES_BYTES = 8 << 20
+"""Memory for decompressed copies of the answers served most recently to clients that do not take gzip."""
 _accept_memo: dict[str, bool] = {}
 
 
@@ -39,6 +42,39 @@ def is_gzip(answer: bytes) -> bool:
 def plain_answer(answer: bytes) -> bytes:
     """The JSON bytes of a stored answer, decompressed when it is gzip."""
     return zlib.decompress(answer, _GZIP_WBITS) if is_gzip(answer) else answer
+
+
+class PlainCopies:
+    """Decompressed copies of the answers served most recently, least recently used out first.
+
+    Decompressing per request cost ~8 µs of a ~35 µs cached look-up for a client without gzip (wrk A/B, one core,
+    2026-12-02: −19 % look-ups/s); look-ups follow a Zipf-like law, so a few MiB of copies of the hottest answers
+    serve most of them. A copy is keyed by the identity of the stored answer it was made from and holds that
+    answer, so the key cannot be reused while the copy lives, and a record's new version (a new answer object)
+    never meets an old copy.
+    """
+
+    __slots__ = ("_bytes", "_copies", "max_bytes")
+
+    def __init__(self, max_bytes: int = PLAIN_COPIES_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._copies: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        self._bytes = 0
+
+    def of(self, answer: bytes) -> bytes:
+        """The JSON of a gzip ``answer``, from the copies or decompressed (and kept) now."""
+        copies = self._copies
+        found = copies.get(id(answer))
+        if found is not None:
+            copies.move_to_end(id(answer))
+            return found[1]
+        plain = zlib.decompress(answer, _GZIP_WBITS)
+        copies[id(answer)] = (answer, plain)
+        self._bytes += len(answer) + len(plain)
+        while self._bytes > self.max_bytes and copies:
+            _, (old, old_plain) = copies.popitem(last=False)
+            self._bytes -= len(old) + len(old_plain)
+        return plain
 
 
 def accepts_gzip(header: str) -> bool:

@@ -28,7 +28,7 @@ from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from resolver.answers import render
 from resolver.cache import CacheEntry
-from resolver.compression import accepts_gzip, is_gzip, plain_answer
+from resolver.compression import PlainCopies, accepts_gzip, is_gzip
 from resolver.errors import (
     AuthenticationNeeded,
     HandleError,
@@ -157,6 +157,7 @@ class HandlesEndpoint:
         self._observe = metrics.latency["rest"].observe
         self._observe_batch = metrics.latency["batch"].observe
         self._responses = metrics.responses  # get_handle counts its own answers (router.py)
+        self._plain_copy = PlainCopies().of  # for clients without gzip (resolver/compression.py)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -185,7 +186,7 @@ class HandlesEndpoint:
                 elif accepts_gzip(request.headers.get("Accept-Encoding", "")):
                     response = web.Response(body=answer, headers=GZIP_RECORD_HEADERS)
                 else:
-                    response = web.Response(body=plain_answer(answer), headers=RECORD_HEADERS)
+                    response = web.Response(body=self._plain_copy(answer), headers=RECORD_HEADERS)
             elif entry is None and plain and text and self._is_absent(key) and self._plain_absence(key, text):
                 # A remembered absence: the text was validated when it was first looked up.
                 self._counts.negative_hit += 1

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from resolver.compression import accepts_gzip, compress_answer, is_gzip, plain_answer
+from resolver.compression import PlainCopies, accepts_gzip, compress_answer, is_gzip, plain_answer
 from tests.support import Node, put_record
 
 PRODUCT = [
@@ -109,3 +109,17 @@ async def test_filtered_and_respelled_answers_are_plain_json_with_vary(node: Nod
         assert status == 200 and "Content-Encoding" not in headers, path
         assert headers["Vary"] == "Accept-Encoding", path
         assert orjson.loads(body)["responseCode"] == 1, path
+
+
+def test_plain_copies_serve_the_same_json_and_stay_within_their_bound() -> None:
+    bodies = [orjson.dumps({"responseCode": 1, "handle": f"88.TEST/P-{n}", "values": PRODUCT}) for n in range(40)]
+    answers = [compress_answer(body) for body in bodies]
+    cost = len(answers[0]) + len(bodies[0])
+    copies = PlainCopies(max_bytes=10 * cost)
+    for answer, body in zip(answers, bodies, strict=True):
+        assert copies.of(answer) == body
+        assert copies.of(answer) is copies.of(answer)  # kept: the second call decompresses nothing
+    assert copies._bytes <= 10 * cost and len(copies._copies) <= 10
+    assert copies.of(answers[0]) == bodies[0]  # evicted long ago: decompressed again, still right
+    renewed = compress_answer(bodies[-1])  # a record's new version is a new answer object
+    assert renewed is not answers[-1] and copies.of(renewed) == bodies[-1]
