@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -117,10 +118,28 @@ async def delete_record(dsn: str, handle: str) -> None:
         await con.close()
 
 
+_TEST_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999 by default), from which the kernel takes ``bind(0)`` ports and the
+local ports of outgoing connections: a port handed out here cannot be taken by a connection before the node that
+asked for it binds it, nor by the other test run CI starts beside this one (it draws its own random ports)."""
+_ports = random.Random()  # seeded from os.urandom: each process draws its own sequence
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port of 127.0.0.1 free now and not handed out before by this process."""
+    for _ in range(1000):
+        port = _ports.choice(_TEST_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_TEST_PORTS}")
 
 
 @dataclass
