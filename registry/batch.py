@@ -208,7 +208,7 @@ class BatchWrites:
         if before is not None:
             item.values = merge_keeping_stamps(before, item.values)
         await self.stages.permissions.authorize_change(identity, item.handle, before, item.values)
-        item.template = await self.stages.check_template(item.handle.prefix, item.values)
+        item.template = await self.stages.check_template(item.handle, item.values)
         item.values = await hash_secrets(item.values)
         item.stored = values_to_stored(item.values).decode()
         return "create" if before is None else "update"

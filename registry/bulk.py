@@ -4,10 +4,12 @@ One line holds one record in Handle.Net's JSON form: ``{"handle": "88.888.1/X", 
 optional ``links`` array stored as a PUT stores it (``resolver/product.py`` ``values_with_links``). Every line is
 checked (JSON, handle syntax, a prefix homed here, values as the REST API would accept them, typed links and
 lifecycle state as ``TemplateCheck`` checks them (``check_values``), the data template a record names, no handle
-twice); errors are reported with their line numbers (the first 100) and nothing is
-written. The whole import is one transaction: valid rows stream into a temporary table with PostgreSQL COPY while
-later lines are still being checked, and one ``INSERT ... SELECT`` moves them into ``handles`` at the end (one
-trigger run for history, search index and notifications). An interrupted import leaves nothing behind, and
+twice; a class pattern (``resolver/classes.py``) of the record's own prefix, and, when the rows are written, one
+that no other class holds: that refusal comes from the database's trigger and is reported as line 0); errors are
+reported with their line numbers (the first 100) and nothing is written. The whole import is one transaction:
+valid rows stream into a temporary table with PostgreSQL COPY while later lines are still being checked, and one
+``INSERT ... SELECT`` moves them into ``handles`` at the end (one trigger run for history, search index and
+notifications). An interrupted import leaves nothing behind, and
 records already present are skipped unless ``replace`` is asked for, so re-running an import is always safe.
 With ``replace``, a record whose content is what the line says (timestamps aside) is left as it is: no new
 version, no history row, no notification (``idnode_untimed``, schema 0004).
@@ -49,7 +51,7 @@ import orjson
 from registry.secret_keys import hash_secrets, prepare_secrets
 from registry.store import Actor, set_actor
 from registry.templates import template_reference, validate_record
-from resolver.errors import HandleError
+from resolver.errors import HandleError, refusal_of
 from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse, prefix_chain
 from resolver.prefixes import PrefixTable
 from resolver.product import check_values, values_with_links
@@ -150,7 +152,7 @@ def _checked(
     if not prefixes.homes(prefix):
         raise ValueError(f"prefix {prefix} is not homed here (run: idnode prefix add {prefix})")
     values = prepare_secrets(decode_values(values_with_links(record), timestamp=stamp))
-    check_values(values)
+    check_values(values, handle.prefix)
     template = None
     reference = template_reference(handle.prefix, values)
     if reference is not None:
@@ -201,7 +203,14 @@ async def import_lines(
             if report.error_count:
                 raise _Invalid
             with stage("write", report.rows, "rows") as written:
-                report.written = await _write(con, report.rows, replace, written)
+                try:
+                    report.written = await _write(con, report.rows, replace, written)
+                except Exception as exc:  # a trigger's refusal (a class pattern another class holds): line 0
+                    refusal = refusal_of(exc)
+                    if refusal is None:
+                        raise
+                    _error(report, 0, refusal.message or "refused")
+                    raise _Invalid from None
     except _Invalid:
         report.written = 0
     return report

@@ -89,7 +89,7 @@ class HandleWrites:
             await self.stages.permissions.authorize_change(identity, handle, before, after)
 
         async def validate(after: Sequence[HandleValue]) -> str | None:
-            return await self.stages.check_template(handle.prefix, after)
+            return await self.stages.check_template(handle, after)
 
         return Guard(actor_of(request, identity), authorize, validate)
 

@@ -451,6 +451,18 @@ class RegistryStore:
         )
         return [row[0] for row in rows]
 
+    async def class_pattern_holder(self, prefix_key: str, head: str, tail: str, besides: str) -> str | None:
+        """The class record other than ``besides`` holding the pattern ``(head, tail)`` of the prefix, if any
+        (``resolver/classes.py``; asked of the primary: the refusal must not depend on a replica's lag)."""
+        return await self.write.fetchval(
+            "SELECT class_handle FROM class_patterns WHERE prefix_key = $1 AND head = $2 AND tail = $3 "
+            "AND class_key <> $4",
+            prefix_key,
+            head,
+            tail,
+            besides,
+        )
+
     # --- templates ------------------------------------------------------------------------------------------
 
     async def template_items(self, prefix_key: str, version: str) -> str | None:

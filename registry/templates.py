@@ -34,12 +34,14 @@ from registry.metrics import RegistryMetrics
 from registry.permissions import Perm
 from registry.store import RegistryStore
 from registry.template_versions import TemplateContent, TemplateVersions
+from resolver.classes import CLASS_PATTERN_TYPE, parse_pattern
 from resolver.errors import (
     HandleAlreadyExists,
     InvalidValue,
     ProtocolError,
+    ValueAlreadyExists,
 )
-from resolver.identifiers import ascii_upper, prefix_chain
+from resolver.identifiers import Handle, ascii_upper, prefix_chain
 from resolver.product import check_values
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
@@ -292,9 +294,21 @@ class TemplateCheck:
         document = await self._store.template_items(ascii_upper(prefix), version)
         return None if document is None else orjson.loads(document)
 
-    async def __call__(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
-        """Validate ``values`` against the template they name; returns ``PREFIX/version`` or None."""
-        check_values(values)
+    async def __call__(self, handle: Handle, values: Sequence[HandleValue]) -> str | None:
+        """Validate ``values`` of ``handle`` against the template they name; returns ``PREFIX/version`` or None.
+
+        A class pattern another class holds is refused here (409 rc 201) so that a batch answers it per item; the
+        trigger of ``schema/0014`` still refuses what two writers race to claim."""
+        handle_prefix = handle.prefix
+        check_values(values, handle_prefix)
+        for value in values:
+            if value.type_key() == CLASS_PATTERN_TYPE:
+                pattern = parse_pattern(value.value, handle_prefix)
+                holder = await self._store.class_pattern_holder(
+                    handle.prefix_key, pattern.head, pattern.tail, handle.key
+                )
+                if holder is not None:
+                    raise ValueAlreadyExists(f"Class pattern {value.value[:200]} already belongs to {holder}")
         try:
             reference = template_reference(handle_prefix, values)
             if reference is None:

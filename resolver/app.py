@@ -3,7 +3,8 @@
 1. ``Store``: the pool; everything below that needs the database receives it or a function over it. With
    ``database_replica_urls`` it also holds the replicas' pools and their router (``replicas.py``), which the change
    listener tells what it hears.
-2. ``PrefixTable``: loaded before serving, so the first request already knows what is homed here.
+2. ``PrefixTable`` and ``ClassIndex`` (class fallback's patterns, ``classes.py``): loaded before serving, so the
+   first request already knows what is homed here and which serials fall back to a class.
 3. ``Cache`` with a loader over the store (``answers.build_entry`` turns rows into entries); the cache
    itself knows nothing about PostgreSQL. ``Lookup`` over cache and prefix table, and the ``Forwarder`` that
    answers other nodes' prefixes through the hierarchy (it reads this node's prefix handles through the look-up,
@@ -33,6 +34,7 @@ from prometheus_client.core import Metric
 from resolver.answers import Redirects, build_entry
 from resolver.cache import Cache, CacheEntry, Loader
 from resolver.changes import ChangeListener
+from resolver.classes import ClassIndex
 from resolver.config import Settings
 from resolver.description import Description
 from resolver.errors import DatabaseUnavailable
@@ -153,6 +155,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     """A ready-to-serve application over the database at ``dsn`` (already migrated)."""
     store = await _open_store(dsn, settings.database)
     prefixes = PrefixTable(await store.fetch_prefixes())
+    classes = ClassIndex(await store.fetch_class_patterns())
     metrics = NodeMetrics()
     redirects = Redirects(settings.redirect_schemes)
     tallies = PrefixTallies()
@@ -174,6 +177,16 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         prefixes.replace(await store.fetch_prefixes())
         forwarder.forget_sites()  # a delegation may have moved
 
+    reloads = [0]
+
+    async def reload_classes() -> None:
+        """Replace the class index, unless a later reload started meanwhile (its rows are the newer ones)."""
+        reloads[0] += 1
+        mine = reloads[0]
+        rows = await store.fetch_class_patterns()
+        if mine == reloads[0]:
+            classes.replace(rows)
+
     timeout = settings.database.command_timeout
     replicas = store.replicas
     listener = ChangeListener(
@@ -183,6 +196,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         settings.changes,
         keepalive=timeout,
         heard=None if replicas is None else replicas.heard,
+        reload_classes=reload_classes,
     )
     scans = ScanCounts()
     core = Core(settings, dsn, store, lookup, tallies, scans)
@@ -224,7 +238,7 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         app.on_startup.extend(added.on_startup)
         app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans)
+    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans, classes=classes)
     router.set_fallback(proxy.resolve)  # GET /{handle}: every path no other route claims
     app.add_routes(proxy.routes())
 

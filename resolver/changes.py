@@ -7,6 +7,7 @@ that LISTENs on the channel the triggers of ``schema/0001_init.sql`` notify. Pay
 - ``'-'`` → ``cache.evict_absent()`` (a bulk create)
 - ``'*'`` → ``cache.flush()`` (a bulk change)
 - ``'prefixes'`` → reload the prefix table, then flush
+- ``'classes'`` → reload the class patterns (``classes.py``); no cache entry depends on them, so nothing is flushed
 
 Every payload is also handed to ``heard`` (when given) before the cache applies it, and a (re)connection counts as
 ``'*'`` there: the read replicas' currency rules (``replicas.py``) build on what the node was told.
@@ -60,6 +61,7 @@ class ChangeListener:
         "_keepalive",
         "_lost",
         "_ready",
+        "_reload_classes",
         "_reload_prefixes",
         "_settings",
         "_task",
@@ -78,8 +80,10 @@ class ChangeListener:
         *,
         keepalive: float = 5.0,
         heard: Callable[[str], None] | None = None,
+        reload_classes: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._connect = connect
+        self._reload_classes = reload_classes
         self._heard = heard
         self._cache = cache
         self._reload_prefixes = reload_prefixes
@@ -146,6 +150,8 @@ class ChangeListener:
             self._heard("*")  # and read replicas must catch up with the primary's present (resolver/replicas.py)
         self._cache.flush()
         await self._reload_prefixes()
+        if self._reload_classes is not None:
+            await self._reload_classes()
         self.connected = 1
         self._ready.set()
         while not self._lost.is_set():
@@ -180,6 +186,10 @@ class ChangeListener:
             cache.flush()
             task = asyncio.get_running_loop().create_task(self._reload_and_flush())
             task.add_done_callback(_log_failure)
+        elif payload == "classes":
+            if self._reload_classes is not None:
+                task = asyncio.get_running_loop().create_task(self._reload_classes())
+                task.add_done_callback(_log_failure)
         else:
             version, _, key = payload.partition(" ")
             if key and version.isdigit():
@@ -190,4 +200,4 @@ class ChangeListener:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("changes: reloading prefixes failed: %s", task.exception())
+        log.error("changes: reloading failed: %s", task.exception())

@@ -37,6 +37,10 @@ A database that cannot answer (refused, starting up, shutting down, connection l
 raised while answering is a bug, ``asyncpg.InterfaceError`` (the driver used wrongly) included: the HTTP layer
 logs it with the request id and answers ``InternalError``.
 
+A refusal the database's triggers raise for the client (a ``unique_violation`` on a constraint named
+``idnode_*``, e.g. ``schema/0014``'s class pattern held by another class) is ``ValueAlreadyExists`` carrying the
+trigger's message (``refusal_of``): every write path answers it as a 409 rc 201, not as a bug.
+
 Extra headers an answer needs (``Allow``, ``Retry-After``) come from ``HandleError.headers()``.
 """
 
@@ -74,7 +78,10 @@ __all__ = [
     "UpstreamError",
     "ValueAlreadyExists",
     "ValuesNotFound",
+    "refusal_of",
 ]
+
+_UNIQUE_VIOLATION = "23505"
 
 
 class ConfigError(ValueError):
@@ -303,3 +310,14 @@ class UpstreamError(HandleError):
 class InternalError(HandleError):
     response_code, http_status = 2, 500
     default_message = "Internal error"
+
+
+def refusal_of(exc: BaseException) -> HandleError | None:
+    """The Handle error for a refusal raised by one of idnode's triggers (module docstring), else None."""
+    constraint = getattr(exc, "constraint_name", None) or ""
+    if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION and constraint.startswith("idnode_"):
+        message = getattr(exc, "message", None) or str(exc)
+        if message.startswith("duplicate key"):  # the unique index itself: two writers raced past the trigger
+            message = "That value is already held by another record"
+        return ValueAlreadyExists(message)
+    return None

@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from html import escape
 from urllib.parse import quote
 
+from resolver.classes import Membership
 from resolver.identifiers import ascii_upper
 from resolver.records import HandleValue
 
 __all__ = [
     "HTML_HEADERS",
+    "class_page",
     "error_page",
     "home_page",
     "not_found_page",
@@ -123,6 +125,22 @@ def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str
     if not values:
         cards = "<p>This identifier has no public values.</p>"
     return _page(f"Handle {handle}", f"{banner}<h1>Handle Values for: {escape(handle)}</h1>{cards}")
+
+
+def class_page(
+    handle: str, member: Membership, values: Sequence[HandleValue], links: Callable[[str], bool], banner: str = ""
+) -> bytes:
+    """The page of an unregistered serial ``handle`` that falls back to its class (``resolver/classes.py``): the
+    class's ``values`` under a notice naming the class and the serial, after any lifecycle ``banner``.
+
+    The one place the fallback page is rendered: the values page until the product page can show class-level
+    information itself."""
+    notice = notice_banner(
+        "Class-level information",
+        f"Class-level information for {member.class_handle}; serial {member.serial}. "
+        f"The identifier {handle} is not registered on its own.",
+    )
+    return values_page(handle, values, links, banner=banner + notice)
 
 
 def tombstone_page(handle: str, notice: str, successor: str = "") -> bytes:

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from resolver import lifecycle, links
+from resolver.classes import CLASS_PATTERN_INDEX, CLASS_PATTERN_TYPE, Membership, PatternError, parse_pattern
 from resolver.errors import InvalidValue
 from resolver.lifecycle import RECALLED, STATUS_TYPE, Status, StatusError
 from resolver.links import LOC_TYPE, Link, LinkError
@@ -42,6 +43,7 @@ __all__ = [
     "SCHEMA_PROPERTIES",
     "Product",
     "check_values",
+    "class_link_header",
     "handle_path",
     "json_ld",
     "link_header",
@@ -92,6 +94,7 @@ _SEPARATORS = re.compile(r"[\s_-]+")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _CHOSEN_SIZE = 16
 _TYPE_LENGTHS = frozenset({len(LOC_TYPE), len(STATUS_TYPE)})
+_CHECKED_LENGTHS = _TYPE_LENGTHS | {len(CLASS_PATTERN_TYPE)}
 
 
 def handle_path(handle: str) -> str:
@@ -106,6 +109,16 @@ def link_header(handle: str) -> str:
     return (
         f'<{path}?linkType=linkset>; rel="linkset"; type="{LINKSET_TYPE}", '
         f'</api/handles{path}>; rel="describedby"; type="application/json"'
+    )
+
+
+def class_link_header(handle: str, class_handle: str) -> str:
+    """The ``Link`` header of a class fallback's answers for the unregistered ``handle``: its linkset (the class's
+    links, anchored at ``handle``) and its class, ``rel="collection"`` (RFC 6573: the context, the serial, is an
+    item of the target). No ``describedby``: the serial has no Handle record, and the class's is not its record."""
+    return (
+        f'<{handle_path(handle)}?linkType=linkset>; rel="linkset"; type="{LINKSET_TYPE}", '
+        f'<{handle_path(class_handle)}>; rel="collection"'
     )
 
 
@@ -219,47 +232,57 @@ def product_of(
     return Product(handle, found_links, status, target, locate)
 
 
-def check_values(values: Sequence[HandleValue]) -> None:
-    """Refuse (rc 202) a record whose ``10320/loc`` or ``IDNODE_STATUS`` value the proxy could not act on.
+def check_values(values: Sequence[HandleValue], prefix: str) -> None:
+    """Refuse (rc 202) a record under ``prefix`` whose ``10320/loc``, ``IDNODE_STATUS`` or ``IDNODE_CLASS_PATTERN``
+    value the proxy could not act on (a class pattern must also be of ``prefix``: ``classes.parse_pattern``).
 
     Every write path runs it: ``registry/templates.py`` ``TemplateCheck`` (PUT, batch) and each import line
     (``registry/bulk.py``), so the length test comes first, as in ``product_of``."""
     for value in values:
-        if len(value.type) not in _TYPE_LENGTHS:
+        if len(value.type) not in _CHECKED_LENGTHS:
             continue
         kind = value.type_key()
-        if kind not in (LOC_TYPE, STATUS_TYPE):
+        if kind not in (LOC_TYPE, STATUS_TYPE, CLASS_PATTERN_TYPE):
             continue
         if value.format != "string":
             raise InvalidValue(f"Value {value.index}: {value.type} data must be text")
         try:
-            links.parse(value.value) if kind == LOC_TYPE else lifecycle.parse(value.value)
-        except (LinkError, StatusError) as exc:
+            if kind == LOC_TYPE:
+                links.parse(value.value)
+            elif kind == STATUS_TYPE:
+                lifecycle.parse(value.value)
+            else:
+                parse_pattern(value.value, prefix)
+        except (LinkError, StatusError, PatternError) as exc:
             raise InvalidValue(f"Value {value.index}: {exc}") from None
 
 
 def values_with_links(item: dict[str, Any]) -> Any:
     """The ``values`` of a write item (a PUT body, a batch item, an import line; none: an empty array) with its
     ``links`` array of link objects appended as one ``10320/loc`` value at ``LINKS_INDEX`` (``links.links_from_json``,
-    ``links.render``). 400 rc 202 for a bad link; a ``values`` array that already uses ``LINKS_INDEX`` is refused by
-    the decoder (409 rc 201), and one that is no array is left for the decoder to refuse."""
+    ``links.render``), and its ``classPattern`` text as an ``IDNODE_CLASS_PATTERN`` value at ``CLASS_PATTERN_INDEX``
+    (checked with the other values by ``check_values``). 400 rc 202 for a bad link or a pattern that is no text; a
+    ``values`` array that already uses either index is refused by the decoder (409 rc 201), and one that is no
+    array is left for the decoder to refuse."""
     values = item.get("values", [])
-    if "links" not in item:
-        return values
-    try:
-        value = {
-            "index": LINKS_INDEX,
-            "type": "10320/loc",
-            "data": links.render(links.links_from_json(item["links"])),
-        }
-    except LinkError as exc:
-        raise InvalidValue(f"links: {exc}") from None
-    return [*values, value] if isinstance(values, list) else values
+    added = []
+    if "links" in item:
+        try:
+            data = links.render(links.links_from_json(item["links"]))
+        except LinkError as exc:
+            raise InvalidValue(f"links: {exc}") from None
+        added.append({"index": LINKS_INDEX, "type": "10320/loc", "data": data})
+    if "classPattern" in item:
+        if not isinstance(item["classPattern"], str):
+            raise InvalidValue('classPattern: expected text such as "PUMP-CP40-{serial}"')
+        added.append({"index": CLASS_PATTERN_INDEX, "type": CLASS_PATTERN_TYPE, "data": item["classPattern"]})
+    return [*values, *added] if added and isinstance(values, list) else values
 
 
 def with_links(payload: Any) -> Any:
-    """A PUT body with its ``links`` array turned into a value (``values_with_links``); any other body as it is."""
-    if not isinstance(payload, dict) or "links" not in payload:
+    """A PUT body with its ``links`` array or ``classPattern`` turned into values (``values_with_links``); any
+    other body as it is."""
+    if not isinstance(payload, dict) or ("links" not in payload and "classPattern" not in payload):
         return payload
     return {"values": values_with_links(payload)}
 
@@ -275,9 +298,12 @@ def _target(link: Link) -> dict[str, Any]:
     return out
 
 
-def linkset(handle: str, product: Product | None, location: str | None, origin: str) -> dict[str, Any]:
+def linkset(
+    handle: str, product: Product | None, location: str | None, origin: str, *, member: Membership | None = None
+) -> dict[str, Any]:
     """The RFC 9264 linkset of a record (see the module docstring); ``location``: a plain record's redirect
-    target, ``origin``: this node's ``scheme://host``."""
+    target, ``origin``: this node's ``scheme://host``. With ``member`` (a class fallback), the class record's links
+    anchored at the serial's ``handle``, a ``collection`` link to the class instead of ``describedby``."""
     context: dict[str, Any] = {"anchor": origin + handle_path(handle)}
     default = product.location if product is not None else location
     if default is not None:
@@ -290,13 +316,25 @@ def linkset(handle: str, product: Product | None, location: str | None, origin: 
             recall = {"href": product.status.link, "title": product.status.notice or "Recall"}
             if recall["href"] not in {t["href"] for t in context.get(RECALL_STATUS, [])}:
                 context.setdefault(RECALL_STATUS, []).append(recall)
+    if member is not None:
+        context["collection"] = [{"href": origin + handle_path(member.class_handle), "title": "Product class"}]
+        return {"linkset": [context]}
     record = origin + "/api/handles" + handle_path(handle)
     context["describedby"] = [{"href": record, "type": "application/json", "title": "Handle record"}]
     return {"linkset": [context]}
 
 
-def json_ld(handle: str, values: Sequence[HandleValue], product: Product | None, origin: str) -> dict[str, Any]:
-    """A schema.org ``Product`` for the record (see the module docstring)."""
+def json_ld(
+    handle: str,
+    values: Sequence[HandleValue],
+    product: Product | None,
+    origin: str,
+    *,
+    member: Membership | None = None,
+) -> dict[str, Any]:
+    """A schema.org ``Product`` for the record (see the module docstring). With ``member`` (a class fallback,
+    ``values`` being the class's): an ``IndividualProduct`` with the serial as ``serialNumber`` whose
+    ``isVariantOf`` is the class as a ``ProductModel``: its attributes are the class's, said at class level."""
     anchor = origin + handle_path(handle)
     document: dict[str, Any] = {"@context": JSON_LD_CONTEXT, "@type": "Product", "@id": anchor, "identifier": handle}
     extra = []
@@ -310,6 +348,10 @@ def json_ld(handle: str, values: Sequence[HandleValue], product: Product | None,
             document[name] = {"@type": _NESTED[name], "name": value.value}
         else:
             document[name] = value.value
+    if member is not None:
+        document["serialNumber"] = member.serial
+        class_id = origin + handle_path(member.class_handle)
+        document["isVariantOf"] = {"@type": "ProductModel", "@id": class_id, "identifier": member.class_handle}
     if "serialNumber" in document:
         document["@type"] = "IndividualProduct"
     if extra:

@@ -46,13 +46,15 @@ from multidict import MultiMapping
 
 from resolver.answers import render, safe_location, select
 from resolver.cache import CacheEntry
+from resolver.classes import ClassIndex, Membership
 from resolver.errors import HandleError, HandleNotFound, InvalidHandle
-from resolver.identifiers import ascii_upper, decode_path, parse, strip_scheme
+from resolver.identifiers import Handle, ascii_upper, decode_path, parse, strip_scheme
 from resolver.lookup import Lookup
-from resolver.metrics import NodeMetrics
+from resolver.metrics import InternalCounts, NodeMetrics
 from resolver.negotiation import HTML, JSON, JSON_LD, LINKSET, Negotiator
 from resolver.pages import (
     HTML_HEADERS,
+    class_page,
     error_page,
     home_page,
     not_found_page,
@@ -61,7 +63,16 @@ from resolver.pages import (
     tombstone_page,
     values_page,
 )
-from resolver.product import LINKSET_TYPE, Product, handle_path, json_ld, link_header, linkset, pick_language
+from resolver.product import (
+    LINKSET_TYPE,
+    Product,
+    class_link_header,
+    handle_path,
+    json_ld,
+    link_header,
+    linkset,
+    pick_language,
+)
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, JSON_TYPE, flag, is_secure
 from resolver.scans import LINK_DATA, LINK_DEFAULT, LINK_LINKSET, LINK_PAGE, ScanCounts
@@ -94,6 +105,7 @@ class Proxy:
         max_handle_bytes: int,
         scans: ScanCounts | None = None,
         clock: Callable[[], float] = time.time,
+        classes: ClassIndex | None = None,
     ) -> None:
         self.lookup = lookup
         self.redirects = lookup.redirects
@@ -107,6 +119,8 @@ class Proxy:
         self._clock = clock
         self._scan = (scans or ScanCounts()).count  # scan statistics: resolver/scans.py
         self._negotiator = Negotiator()
+        self._classes = classes
+        self._internal = InternalCounts()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/" + ANY_TAIL, self.resolve)]
@@ -159,6 +173,7 @@ class Proxy:
         self, request: web.Request, text: str, query: MultiMapping[str], *, encoded: bool = False
     ) -> web.StreamResponse:
         """The redirect or page for handle ``text`` (percent-decoded first when ``encoded``) and ``query``."""
+        handle = None
         try:
             try:
                 text = strip_scheme(decode_path(text) if encoded else text)
@@ -170,48 +185,93 @@ class Proxy:
                 raise
             entry = await self.lookup.resolve(handle, self._counts)
         except HandleNotFound:
+            member = self._member(handle)
+            if member is not None:
+                fallback = await self._class_entry(member)
+                if fallback is not None:
+                    return self._entry_answer(request, text, fallback[0], fallback[1], query, member)
             return _html(not_found_page(text), status=404)
         except InvalidHandle as exc:
             return _html(error_page("Invalid handle", exc.message or "", None), status=400)
         except HandleError as exc:  # DatabaseUnavailable included: 503 with Retry-After
             page = error_page(type(exc).__name__, exc.message or "", exc.handle)
             return _html(page, status=exc.http_status, headers=exc.headers())
+        return self._entry_answer(request, text, handle.key, entry, query)
+
+    def _entry_answer(
+        self,
+        request: web.Request,
+        text: str,
+        key: str,
+        entry: CacheEntry,
+        query: MultiMapping[str],
+        member: Membership | None = None,
+    ) -> web.StreamResponse:
+        """The answer for ``text`` from ``entry``: its record's, or with ``member`` its class's (``key`` is the
+        record's key, under which the scan is counted)."""
         product = entry.product
-        if product is None and not query and entry.location is not None:
-            self._scan(handle.key, LINK_DEFAULT)
+        if product is None and member is None and not query and entry.location is not None:
+            self._scan(key, LINK_DEFAULT)
             return self._redirect(entry.location, entry.min_ttl)
         if product is not None and product.withdrawn:
             return _tombstone(text, product)
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
         if not show:
-            answer = self._negotiated(request, text, handle.key, entry, query)
+            answer = self._negotiated(request, text, key, entry, query, member)
             if answer is not None:
                 return answer
         value_filter = ValueFilter.from_query(query.getall("type", ()), query.getall("index", ()))
         values = select(entry, value_filter)
+        link = None if member is None else class_link_header(text, member.class_handle)
         if not show:
             target = self.redirects.target(values)
             if target is not None:
                 location = self.redirects.location(target.value, query.get("urlappend", ""))
-                self._scan(handle.key, LINK_DEFAULT)
-                return self._redirect(location, entry.min_ttl)
-        self._scan(handle.key, LINK_PAGE)
-        page = values_page(text, values, self.redirects.allows, banner=_banner(product))
-        return _html(page, product=product, cors="Origin" in request.headers)
+                self._scan(key, LINK_DEFAULT)
+                return self._redirect(location, entry.min_ttl, product, "Origin" in request.headers, link)
+        self._scan(key, LINK_PAGE)
+        if member is not None:
+            page = class_page(text, member, values, self.redirects.allows, _banner(product))
+        else:
+            page = values_page(text, values, self.redirects.allows, banner=_banner(product))
+        return _html(page, product=product, cors="Origin" in request.headers, link=link)
+
+    def _member(self, handle: Handle | None) -> Membership | None:
+        """The class an unregistered ``handle`` of a prefix held here falls back to: an in-memory look-up."""
+        if handle is None or self._classes is None or not self.lookup.prefixes.holds(handle):
+            return None
+        return self._classes.find(handle.key, handle.suffix)
+
+    async def _class_entry(self, member: Membership) -> tuple[str, CacheEntry] | None:
+        """The class record's key and entry, through the cache like any look-up (counted as the node's own, not as
+        a second proxy look-up); None when it is gone (the index has not heard of it yet) or cannot be read."""
+        try:
+            handle = parse(member.class_handle, max_bytes=self.max_handle_bytes)
+            return handle.key, await self.lookup.resolve(handle, self._internal)
+        except HandleError:
+            return None
 
     def _negotiated(
-        self, request: web.Request, text: str, key: str, entry: CacheEntry, query: MultiMapping[str]
+        self,
+        request: web.Request,
+        text: str,
+        key: str,
+        entry: CacheEntry,
+        query: MultiMapping[str],
+        member: Membership | None = None,
     ) -> web.StreamResponse | None:
         """Steps 3–6 of the decision order (module docstring); None: the Handle.Net answer (a plain record, or a
-        ``type``/``index`` filtered look-up of a product record, which redirects to the filtered values' URL)."""
+        ``type``/``index`` filtered look-up of a product record, which redirects to the filtered values' URL).
+        With ``member``, ``entry`` is the class's and every answer is marked class-level."""
         product = entry.product
         cors = "Origin" in request.headers
         link_type = query.get("linkType", "")
-        wanted = self._negotiator.variant(request.headers.get("Accept", "*/*")) if product is not None else HTML
+        negotiates = product is not None or member is not None
+        wanted = self._negotiator.variant(request.headers.get("Accept", "*/*")) if negotiates else HTML
+        link = link_header(text) if member is None else class_link_header(text, member.class_handle)
         if link_type in ("linkset", "all") or wanted == LINKSET:
-            document = linkset(text, product, entry.location, origin(request))
-            link = link_header(text) + ", " + LINKSET_CONTEXT
-            headers = {**_DATA_HEADERS[cors], "Content-Type": LINKSET_TYPE, "Link": link}
+            document = linkset(text, product, entry.location, origin(request), member=member)
+            headers = {**_DATA_HEADERS[cors], "Content-Type": LINKSET_TYPE, "Link": link + ", " + LINKSET_CONTEXT}
             self._scan(key, LINK_LINKSET)
             return web.Response(body=orjson.dumps(document), headers=headers)
         languages = self._negotiator.languages(query.get("lang") or request.headers.get("Accept-Language", ""))
@@ -222,39 +282,47 @@ class Proxy:
                 chosen = candidates[0]
             if chosen is None:
                 page = error_page("Link type not found", f"No link of type {link_type} for this identifier.", text)
-                return _html(page, status=404, product=product, cors=cors)
+                return _html(page, status=404, product=product, cors=cors, link=link if member else None)
             location = self.redirects.location(safe_location(chosen.href), query.get("urlappend", ""))
             self._scan(key, link_type)
-            return self._redirect(location, entry.min_ttl, product, cors)
-        if product is None or "type" in query or "index" in query:
+            return self._redirect(location, entry.min_ttl, product, cors, link if member else None)
+        if not negotiates or "type" in query or "index" in query:
             return None
-        link = link_header(text)
         if wanted in (JSON, JSON_LD):
             self._scan(key, LINK_DATA)
         if wanted == JSON:
+            if member is not None:  # the serial has no Handle record: a machine must not take the class's for it
+                return _html(not_found_page(text), status=404, headers={**_NEGOTIATED[cors], "Link": link})
             body = render(entry, text, ValueFilter())
             return web.Response(body=body, headers={**_DATA_HEADERS[cors], "Content-Type": JSON_TYPE, "Link": link})
         if wanted == JSON_LD:
-            document = json_ld(text, entry.values, product, origin(request))
+            document = json_ld(text, entry.values, product, origin(request), member=member)
             headers = {**_DATA_HEADERS[cors], "Content-Type": JSON_LD_TYPE, "Link": link}
             return web.Response(body=orjson.dumps(document), headers=headers)
-        location = product.for_languages(languages)
+        location = product.for_languages(languages) if product is not None else entry.location
         if location is None:
             return None
         location = self.redirects.location(location, query.get("urlappend", ""))
         self._scan(key, LINK_DEFAULT)
-        return self._redirect(location, entry.min_ttl, product, cors)
+        return self._redirect(location, entry.min_ttl, product, cors, link if member else None)
 
     def _redirect(
-        self, location: str, ttl: int, product: Product | None = None, cors: bool = False
+        self,
+        location: str,
+        ttl: int,
+        product: Product | None = None,
+        cors: bool = False,
+        link: str | None = None,
     ) -> web.StreamResponse:
-        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's with the
-        negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
-        if product is None:
+        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's, or a
+        class fallback's (``link``: its own ``Link`` header), with the negotiation headers (CORS ones when
+        ``cors``: the request came with ``Origin``)."""
+        if product is None and link is None:
             headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
         else:
             expires = self._expires(ttl)
-            headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": product.link}
+            link = link or product.link  # type: ignore[union-attr]  # one of the two is set
+            headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": link}
         return web.Response(status=302, body=redirect_page(location), headers=headers)
 
     def _expires(self, ttl: int) -> str:
@@ -275,11 +343,13 @@ def _html(
     headers: dict[str, str] | None = None,
     product: Product | None = None,
     cors: bool = False,
+    link: str | None = None,
 ) -> web.Response:
     """An HTML answer with the page headers (nosniff, CSP, Referrer-Policy) plus an error's own (``Retry-After``);
-    for a product record, with the negotiation headers (``cors``: as ``Proxy._redirect``)."""
-    if product is not None:
-        headers = {**_NEGOTIATED[cors], "Link": product.link, **(headers or {})}
+    for a product record or a class fallback (``link``), with the negotiation headers (``cors``: as
+    ``Proxy._redirect``)."""
+    if product is not None or link is not None:
+        headers = {**_NEGOTIATED[cors], "Link": link or product.link, **(headers or {})}  # type: ignore[union-attr]
     return web.Response(body=body, status=status, headers={**HTML_HEADERS, **headers} if headers else HTML_HEADERS)
 
 

@@ -27,6 +27,7 @@ from resolver.errors import (
     InternalError,
     PayloadTooLarge,
     ProtocolError,
+    refusal_of,
 )
 from resolver.store import unavailable
 
@@ -188,7 +189,8 @@ _AnyHandler = Callable[..., Awaitable[web.StreamResponse]]
 def answering(render: ErrorRenderer) -> Callable[[_AnyHandler], _AnyHandler]:
     """A decorator that turns whatever a handler raises into ``render``'s answer, never a trace.
 
-    A database that cannot answer (``store.unavailable``) is ``DatabaseUnavailable`` (rc 3, Retry-After); anything
+    A trigger's refusal is the Handle error ``errors.refusal_of`` gives it (409 rc 201); a database that cannot
+    answer (``store.unavailable``) is ``DatabaseUnavailable`` (rc 3, Retry-After); anything
     unexpected, a misused driver (``asyncpg.InterfaceError``) included, is logged with a request id and rendered as
     ``InternalError`` naming that id. One decorator for every dialect (Handle.Net here, SNMS's envelope in
     ``registry/snms_envelope.py``) so that none of them can leak a trace the others would catch.
@@ -209,6 +211,9 @@ def answering(render: ErrorRenderer) -> Callable[[_AnyHandler], _AnyHandler]:
                 raise
             except Exception as exc:
                 request = _request_of(args)
+                refusal = refusal_of(exc)
+                if refusal is not None:
+                    return render(refusal, request)
                 if unavailable(exc):
                     log.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
                     return render(DatabaseUnavailable(), request)

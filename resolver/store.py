@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 from asyncpg.pool import PoolAcquireContext
 
+from resolver.classes import ClassRow
+
 if TYPE_CHECKING:
     from resolver.replicas import Replicas
 
@@ -55,6 +57,7 @@ _MIGRATION_LOCK = 0x1D0DE  # pg_advisory_xact_lock key shared by every idnode pr
 
 _FETCH = 'SELECT handle_key, handle, version, "values"::text FROM handles WHERE handle_key = ANY($1::text[])'
 _PREFIXES = "SELECT prefix_key, prefix, kind, delegate_url FROM prefixes"
+_CLASS_PATTERNS = "SELECT class_key, class_handle, prefix_key, pattern FROM class_patterns"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +253,10 @@ class Store:
     async def fetch_prefixes(self) -> list[PrefixRow]:
         rows = await self.pool.fetch(_PREFIXES)
         return [PrefixRow(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def fetch_class_patterns(self) -> list[ClassRow]:
+        """Every class pattern (``resolver/classes.py``), as the triggers of ``schema/0014`` keep them."""
+        return [ClassRow(r[0], r[1], r[2], r[3]) for r in await self.pool.fetch(_CLASS_PATTERNS)]
 
     async def schema_version(self) -> int:
         """The highest applied migration, 0 when none; raises if the database is unreachable."""
