@@ -92,6 +92,8 @@ class ClassPattern:
 
 def parse_pattern(text: str, prefix: str) -> ClassPattern:
     """The pattern of an ``IDNODE_CLASS_PATTERN`` value of a record under ``prefix`` (module docstring's syntax)."""
+    if ascii_upper(prefix) == "0.NA":
+        raise PatternError("prefix handles (0.NA/...) hold no class patterns")
     placeholders = list(_PLACEHOLDER.finditer(text))
     if text.count("{") != 1 or text.count("}") != 1 or len(placeholders) != 1:
         raise PatternError(

@@ -28,6 +28,14 @@ each header costs the hot 302 about 0.5 µs of serialisation, and a scan never s
 steps 3 and 4 answer for every record (a stock Handle client never sends ``linkType``); the header-driven ones only
 for product records, so a plain record with ``Accept: application/json`` still gets Handle.Net's 302 (transcript
 F4) and the plain 302 stays what it was.
+Class fallback (``resolver/classes.py``): a handle of a prefix held here that is not found but matches a class
+record's pattern is answered from the class's cached entry by the same steps, marked class-level: ``Link`` names
+the serial's linkset and the class (``rel="collection"``, RFC 6573; no ``describedby``: the serial has no Handle
+record), the page carries a notice naming class and serial (``pages.class_page``), the linkset and JSON-LD are
+anchored at the serial and point to the class, and ``Accept: application/json`` stays 404 like ``/api/handles``.
+The serial's look-up stays a remembered absence and nothing is cached under its key, so a later registration of
+the serial is seen as any new record is. Only a not-found pays for the fallback (an in-memory match, then the
+class's cached look-up, counted as the node's own); its scans are counted under the class's key.
 ``Link`` targets are relative references (RFC 8288 §3.1: resolved against the request URI) so that the headers
 are the same for every request; the linkset's ``anchor`` and JSON-LD's ``@id`` are absolute, built from the
 request's origin.
