@@ -7,6 +7,11 @@ always lands on it), the RFC 9264 linkset (``application/linkset+json``), the Ha
 most specific range matching it (``type/subtype`` over ``type/*`` over ``*/*``); the highest wins. Parameters
 other than ``q`` are ignored; a malformed ``q`` drops its range, as RFC 9110 lets a recipient do.
 
+A media type (or ``type/*`` range) none of the variants is (``application/pdf``, ``image/*``) that ``Accept``
+prefers over all of them makes the variant ``OTHER``: the proxy then looks for a typed link of that ``type``
+(``media_ranges`` gives the ranges in order of preference) and answers 303 to it, else as for HTML (research §2
+step 3).
+
 Browsers send a handful of distinct header strings, so the results are memoised per string (``Negotiator``, one
 per proxy, at most ``MEMO_SIZE`` strings each, forgotten all at once when full): the hot path pays one dict
 look-up per header.
@@ -14,9 +19,20 @@ look-up per header.
 
 from __future__ import annotations
 
-__all__ = ["HTML", "JSON", "JSON_LD", "LINKSET", "MEMO_SIZE", "Negotiator", "languages", "variant"]
+__all__ = [
+    "HTML",
+    "JSON",
+    "JSON_LD",
+    "LINKSET",
+    "MEMO_SIZE",
+    "OTHER",
+    "Negotiator",
+    "languages",
+    "media_ranges",
+    "variant",
+]
 
-HTML, LINKSET, JSON, JSON_LD = "html", "linkset", "json", "json-ld"
+HTML, LINKSET, JSON, JSON_LD, OTHER = "html", "linkset", "json", "json-ld", "other"
 MEMO_SIZE = 512
 MAX_RANGES = 64
 _OFFERS = (
@@ -44,12 +60,15 @@ def _quality(parameters: list[str]) -> float | None:
 def variant(accept: str) -> str:
     """The variant ``accept`` prefers (see the module docstring); HTML when nothing offered is acceptable."""
     best: dict[int, tuple[int, float]] = {}  # offer → (specificity, q) of its most specific range
+    other = 0.0  # the best q of a type (or type/*) that matches no offer
     for item in accept.split(",")[:MAX_RANGES]:
         media, *parameters = item.split(";")
         kind, _, subtype = media.strip().lower().partition("/")
         q = _quality(parameters)
         if q is None or not kind or not subtype:
             continue
+        if kind != "*" and not any(kind == k and subtype in (t, "*") for k, t, _ in _OFFERS):
+            other = max(other, q)
         for offer, (offer_kind, offer_subtype, _) in enumerate(_OFFERS):
             if kind == "*" and subtype == "*":
                 specificity = 0
@@ -68,9 +87,24 @@ def variant(accept: str) -> str:
         name = _OFFERS[offer][2]
         scores[name] = max(scores[name], q)
     top = max(scores.values())
+    if other > top:
+        return OTHER
     if top <= 0:
         return HTML
     return next(name for name in _ORDER if scores[name] == top)
+
+
+def media_ranges(accept: str) -> list[str]:
+    """The ``type/subtype`` and ``type/*`` ranges of ``accept``, lower-cased, most wanted first, without ``*/*``
+    and ``q=0`` ones (slow path: read only when the variant is ``OTHER``)."""
+    ranked = []
+    for position, item in enumerate(accept.split(",")[:MAX_RANGES]):
+        media, *parameters = item.split(";")
+        media = media.strip().lower()
+        q = _quality(parameters)
+        if q and "/" in media and media != "*/*":
+            ranked.append((-q, position, media))
+    return [media for _, _, media in sorted(ranked)]
 
 
 def languages(header: str) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from resolver.records import HandleValue
 
 __all__ = [
     "HTML_HEADERS",
+    "choices_page",
     "class_page",
     "error_page",
     "home_page",
@@ -141,6 +142,16 @@ def class_page(
         f"The identifier {handle} is not registered on its own.",
     )
     return values_page(handle, values, links, banner=banner + notice)
+
+
+def choices_page(handle: str, title: str, choices: Sequence[tuple[str, str]]) -> bytes:
+    """The 300 Multiple Choices page: one link per ``(href, label)`` of ``choices`` (hrefs ``http(s)``, checked
+    when the record was written, and header-safe)."""
+    items = "".join(
+        f'<li><a href="{escape(href, quote=True)}" rel="nofollow noopener">{escape(label or href)}</a></li>'
+        for href, label in choices
+    )
+    return _page("Multiple choices", f"<h1>{escape(title)}</h1><p>{escape(handle)}</p><ul>{items}</ul>")
 
 
 def tombstone_page(handle: str, notice: str, successor: str = "") -> bytes:

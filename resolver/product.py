@@ -42,12 +42,14 @@ __all__ = [
     "LINKSET_TYPE",
     "SCHEMA_PROPERTIES",
     "Product",
+    "by_media",
     "check_values",
     "class_link_header",
     "handle_path",
     "json_ld",
     "link_header",
     "linkset",
+    "narrow",
     "product_of",
     "values_with_links",
     "with_links",
@@ -192,19 +194,52 @@ class Product:
         return location
 
 
-def pick_language(candidates: Sequence[Link], languages: Sequence[str]) -> Link | None:
-    """The first of ``candidates`` in the most wanted of ``languages`` (exact tag, then primary subtag), or None."""
+def in_language(candidates: Sequence[Link], languages: Sequence[str]) -> list[Link]:
+    """The ``candidates`` in the most wanted of ``languages`` that any of them has (exact tag, then primary subtag:
+    ``zh-cn`` takes ``zh``), in their order; none: an empty list."""
     for tag in languages:
         if tag == "*":
             continue
-        for link in candidates:
-            if link.lang.lower() == tag:
-                return link
-        primary = tag.split("-", 1)[0]
-        for link in candidates:
-            if link.lang and link.lang.lower().split("-", 1)[0] == primary:
-                return link
-    return None
+        found = [link for link in candidates if link.lang.lower() == tag]
+        if not found:
+            primary = tag.split("-", 1)[0]
+            found = [link for link in candidates if link.lang and link.lang.lower().split("-", 1)[0] == primary]
+        if found:
+            return found
+    return []
+
+
+def pick_language(candidates: Sequence[Link], languages: Sequence[str]) -> Link | None:
+    """The first of ``candidates`` in the most wanted of ``languages`` (``in_language``), or None."""
+    found = in_language(candidates, languages)
+    return found[0] if found else None
+
+
+def narrow(candidates: Sequence[Link], languages: Sequence[str]) -> list[Link]:
+    """The links among ``candidates`` a request should choose from (research §2 step 5): those in the most wanted
+    language any of them has (``in_language``; none: all of them, a soft filter), and among those the default
+    alone when one is marked. One left: redirect to it; several: 300 Multiple Choices."""
+    pool = in_language(candidates, languages) or list(candidates)
+    return [link for link in pool if link.default][:1] or pool
+
+
+def by_media(links_: Sequence[Link], ranges: Sequence[str]) -> list[Link]:
+    """The links whose ``type`` the most wanted of ``ranges`` (``negotiation.media_ranges``: ``type/subtype`` or
+    ``type/*``) matches, parameters ignored; none: an empty list."""
+    for media in ranges:
+        group = media[:-1] if media.endswith("/*") else None
+        found = [
+            link
+            for link in links_
+            if link.type
+            and (
+                link.type.split(";", 1)[0].strip().lower() == media
+                or (group is not None and link.type.lower().startswith(group))
+            )
+        ]
+        if found:
+            return found
+    return []
 
 
 def product_of(

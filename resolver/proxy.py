@@ -15,10 +15,13 @@ resolver's decision order (research/product-resolvers.md §2), first match wins:
 1. bad syntax 400, unknown 404 (as for every record); withdrawn → 410 tombstone page, ``Link: rel="successor-version"``;
 2. ``?noredirect`` (``action=showvalues|showurls``) → the values page, a recall notice first;
 3. ``?linkType=linkset`` (or ``all``) or ``Accept: application/linkset+json`` → RFC 9264 linkset, 200;
-4. ``?linkType=X`` → 302 to the link of type X (in the wanted language, else the default among them, else the
-   first), 404 page when the record has none;
+4. ``?linkType=X`` → 302 to the link of type X: those in the most wanted language that any has (none: all), the
+   default among them if one is marked; several left → 300 Multiple Choices, an HTML list of them
+   (``product.narrow``); 404 page when the record has none;
 5. ``Accept`` preferring ``application/json`` → the ``/api/handles/<h>`` record; ``application/ld+json`` →
-   schema.org JSON-LD (``resolver/negotiation.py`` ranks q-values; a browser's Accept prefers HTML);
+   schema.org JSON-LD (``resolver/negotiation.py`` ranks q-values; a browser's Accept prefers HTML); a media type
+   none of those is (``application/pdf``), preferred over all of them → 303 to a link of that ``type`` (research
+   §2 step 3; ``product.by_media``; in the wanted language if several), none → as step 6;
 6. otherwise 302 to the default redirect (a recall link when recalled), the link of its type in the language of
    ``?lang=`` or ``Accept-Language`` when there is one (``Product.for_languages``).
 
@@ -57,11 +60,13 @@ from resolver.cache import CacheEntry
 from resolver.classes import ClassIndex, Membership
 from resolver.errors import HandleError, HandleNotFound, InvalidHandle
 from resolver.identifiers import Handle, ascii_upper, decode_path, parse, strip_scheme
+from resolver.links import Link
 from resolver.lookup import Lookup
 from resolver.metrics import InternalCounts, NodeMetrics
-from resolver.negotiation import HTML, JSON, JSON_LD, LINKSET, Negotiator
+from resolver.negotiation import HTML, JSON, JSON_LD, LINKSET, OTHER, Negotiator, media_ranges
 from resolver.pages import (
     HTML_HEADERS,
+    choices_page,
     class_page,
     error_page,
     home_page,
@@ -74,11 +79,13 @@ from resolver.pages import (
 from resolver.product import (
     LINKSET_TYPE,
     Product,
+    by_media,
     class_link_header,
     handle_path,
     json_ld,
     link_header,
     linkset,
+    narrow,
     pick_language,
 )
 from resolver.records import ValueFilter
@@ -283,19 +290,26 @@ class Proxy:
             self._scan(key, LINK_LINKSET)
             return web.Response(body=orjson.dumps(document), headers=headers)
         languages = self._negotiator.languages(query.get("lang") or request.headers.get("Accept-Language", ""))
+        own_link = link if member else None
         if link_type:
-            candidates = product.by_rel(link_type) if product is not None else []
-            chosen = pick_language(candidates, languages) or next((c for c in candidates if c.default), None)
-            if chosen is None and candidates:
-                chosen = candidates[0]
-            if chosen is None:
+            chosen = narrow(product.by_rel(link_type), languages) if product is not None else []
+            if not chosen:
                 page = error_page("Link type not found", f"No link of type {link_type} for this identifier.", text)
-                return _html(page, status=404, product=product, cors=cors, link=link if member else None)
-            location = self.redirects.location(safe_location(chosen.href), query.get("urlappend", ""))
+                return _html(page, status=404, product=product, cors=cors, link=own_link)
+            if len(chosen) > 1:
+                return _choices(text, link_type, chosen, product, cors, own_link)
+            location = self.redirects.location(safe_location(chosen[0].href), query.get("urlappend", ""))
             self._scan(key, link_type)
-            return self._redirect(location, entry.min_ttl, product, cors, link if member else None)
+            return self._redirect(location, entry.min_ttl, product, cors, own_link)
         if not negotiates or "type" in query or "index" in query:
             return None
+        if wanted == OTHER and product is not None and not product.recalled:
+            matching = by_media(product.links, media_ranges(request.headers.get("Accept", "")))
+            if matching:
+                chosen_link = pick_language(matching, languages) or matching[0]
+                location = self.redirects.location(safe_location(chosen_link.href), query.get("urlappend", ""))
+                self._scan(key, chosen_link.rel)
+                return self._redirect(location, entry.min_ttl, product, cors, own_link, status=303)
         if wanted in (JSON, JSON_LD):
             self._scan(key, LINK_DATA)
         if wanted == JSON:
@@ -312,7 +326,7 @@ class Proxy:
             return None
         location = self.redirects.location(location, query.get("urlappend", ""))
         self._scan(key, LINK_DEFAULT)
-        return self._redirect(location, entry.min_ttl, product, cors, link if member else None)
+        return self._redirect(location, entry.min_ttl, product, cors, own_link)
 
     def _redirect(
         self,
@@ -321,17 +335,19 @@ class Proxy:
         product: Product | None = None,
         cors: bool = False,
         link: str | None = None,
+        *,
+        status: int = 302,
     ) -> web.StreamResponse:
-        """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's, or a
-        class fallback's (``link``: its own ``Link`` header), with the negotiation headers (CORS ones when
-        ``cors``: the request came with ``Origin``)."""
+        """A 302 (or ``status``: 303 for a link chosen by media type) to ``location`` (already header-safe, see
+        ``answers.safe_location``); a product record's, or a class fallback's (``link``: its own ``Link``
+        header), with the negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
         if product is None and link is None:
             headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
         else:
             expires = self._expires(ttl)
             link = link or product.link  # type: ignore[union-attr]  # one of the two is set
             headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": link}
-        return web.Response(status=302, body=redirect_page(location), headers=headers)
+        return web.Response(status=status, body=redirect_page(location), headers=headers)
 
     def _expires(self, ttl: int) -> str:
         """``Expires`` for a TTL, formatted once per second per TTL (``formatdate`` costs microseconds)."""
@@ -359,6 +375,16 @@ def _html(
     if product is not None or link is not None:
         headers = {**_NEGOTIATED[cors], "Link": link or product.link, **(headers or {})}  # type: ignore[union-attr]
     return web.Response(body=body, status=status, headers={**HTML_HEADERS, **headers} if headers else HTML_HEADERS)
+
+
+def _choices(
+    text: str, link_type: str, links_: list[Link], product: Product | None, cors: bool, link: str | None
+) -> web.StreamResponse:
+    """300 Multiple Choices: several links of the asked type, equally wanted, none marked default (research §2
+    step 5); an HTML list for every client (GS1 CE #97: phones got JSON), the linkset linked as always."""
+    choices = [(c.href, " · ".join(filter(None, (c.title, c.lang)))) for c in links_]
+    page = choices_page(text, f"Links of type {link_type}", choices)
+    return _html(page, status=300, product=product, cors=cors, link=link)
 
 
 def origin(request: web.Request) -> str:

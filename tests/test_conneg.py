@@ -16,7 +16,7 @@ import orjson
 import pytest
 from pyld import jsonld
 
-from resolver import links
+from resolver import links, negotiation
 from resolver.links import Link
 from resolver.pages import HTML_HEADERS
 from tests.support import (
@@ -422,3 +422,52 @@ async def test_language_choices_are_remembered_per_header_not_mixed_up(pump: Nod
     for language, link in sequence * 2:
         _, _, headers = await _get(pump, f"/{PUMP}", **{"Accept-Language": language})
         assert headers["Location"] == link.href, language
+
+
+# --- media-type links (303) and several equal links (300) ------------------------------------------------------
+
+SHEETS = "88.TEST/SHEETS"
+SHEET_ZH = Link("idnode:dataSheet", "https://factory.example/sheet-zh.pdf", "规格书", "zh", "application/pdf")
+SHEET_EN = Link("idnode:dataSheet", "https://factory.example/sheet-en.pdf", "Data sheet", "en", "application/pdf")
+SHEET_EN2 = Link("idnode:dataSheet", "https://factory.example/sheet-en-2.pdf", "Data sheet <2>", "en")
+PHOTO = Link("gs1:pip", "https://factory.example/photo.webp", "Photo", type="image/webp")
+
+
+@pytest.fixture
+async def sheets(node: Node) -> Node:
+    await put_record(
+        node.dsn,
+        SHEETS,
+        [{"index": 1, "type": "10320/loc", "data": links.render([PIP_ZH, SHEET_ZH, SHEET_EN, SHEET_EN2, PHOTO])}],
+    )
+    return node
+
+
+def test_a_media_type_no_variant_is_wins_only_when_preferred_over_every_variant() -> None:
+    assert negotiation.variant("application/pdf") == negotiation.OTHER
+    assert negotiation.variant("application/pdf, text/html;q=0.9") == negotiation.OTHER
+    assert negotiation.variant("text/html, application/pdf") == negotiation.HTML
+    chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
+    assert negotiation.variant(chrome) == negotiation.HTML
+    assert negotiation.media_ranges("image/*;q=0.5, application/pdf, */*") == ["application/pdf", "image/*"]
+
+
+async def test_an_accepted_media_type_is_a_303_to_a_link_of_that_type(sheets: Node) -> None:
+    status, _, headers = await _get(sheets, f"/{SHEETS}", Accept="application/pdf", **{"Accept-Language": "en"})
+    assert (status, headers["Location"], headers["Vary"]) == (303, SHEET_EN.href, VARY)
+    status, _, headers = await _get(sheets, f"/{SHEETS}", Accept="image/*")
+    assert (status, headers["Location"]) == (303, PHOTO.href)
+    status, _, headers = await _get(sheets, f"/{SHEETS}", Accept="application/zip")
+    assert (status, headers["Location"]) == (302, PIP_ZH.href)  # no such link: the default redirect
+
+
+async def test_several_equal_links_of_the_asked_type_are_a_300_list(sheets: Node) -> None:
+    status, body, headers = await _get(sheets, f"/{SHEETS}?linkType=idnode:dataSheet&lang=en")
+    assert (status, headers["Content-Type"], headers["Vary"]) == (300, HTML, VARY)
+    page = body.decode()
+    assert SHEET_EN.href in page and SHEET_EN2.href in page and SHEET_ZH.href not in page
+    assert "Data sheet &lt;2&gt; · en" in page
+    status, _, headers = await _get(sheets, f"/{SHEETS}?linkType=idnode:dataSheet&lang=zh")
+    assert (status, headers["Location"]) == (302, SHEET_ZH.href)
+    status, _, _ = await _get(sheets, f"/{SHEETS}?linkType=idnode:dataSheet")
+    assert status == 300  # no language asked for, no default: all three are equal
