@@ -310,7 +310,7 @@ class Proxy:
                 location = self.redirects.location(safe_location(chosen_link.href), query.get("urlappend", ""))
                 self._scan(key, chosen_link.rel)
                 return self._redirect(location, entry.min_ttl, product, cors, own_link, status=303)
-        if wanted in (JSON, JSON_LD):
+        if wanted == JSON_LD or (wanted == JSON and member is None):  # the serial's 404 below is no scan
             self._scan(key, LINK_DATA)
         if wanted == JSON:
             if member is not None:  # the serial has no Handle record: a machine must not take the class's for it

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import orjson
 import pytest
 from pyld import jsonld
@@ -22,6 +23,7 @@ from tests.support import (
     behind_trusted_proxy,
     delete_record,
     eventually,
+    home,
     onboard_enterprise,
     put_record,
     running_node,
@@ -284,3 +286,32 @@ async def test_two_classes_racing_for_one_pattern_are_refused_by_the_trigger(dat
         assert "Class pattern LOT-{serial} already belongs to 88.A/C" in answer["message"]
         got, _, _ = await node.get("/api/handles/88.A/C1")
         assert got == 404  # the batch is one transaction: nothing was written
+
+
+async def test_fallback_scans_are_counted_under_the_class(database: str) -> None:
+    await home(database, "88.TEST")
+    await put_record(database, CLASS, CLASS_VALUES)
+    async with running_node(database, behind_trusted_proxy()) as node:
+        asked = [
+            (f"/{SERIAL}", {}, 302),
+            ("/88.TEST/PUMP-CP40-000124", {}, 302),
+            (f"/{SERIAL}?noredirect", {}, 200),
+            (f"/{SERIAL}?linkType=gs1:safetyInfo", {}, 302),
+            (f"/{SERIAL}", {"Accept": "application/ld+json"}, 200),
+            (f"/{SERIAL}", {"Accept": "application/json"}, 404),  # not a scan
+            (f"/{CLASS}", {}, 302),
+        ]
+        for path, headers, expected in asked:
+            status, _, _ = await node.get(path, headers=headers)
+            assert status == expected, path
+    con = await asyncpg.connect(database)
+    try:
+        rows = await con.fetch("SELECT handle_key, link_type, scans FROM scan_stats")
+    finally:
+        await con.close()
+    assert {(r[0], r[1]): r[2] for r in rows} == {
+        (CLASS, "default"): 3,
+        (CLASS, "page"): 1,
+        (CLASS, "gs1:safetyInfo"): 1,
+        (CLASS, "data"): 1,
+    }
