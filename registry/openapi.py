@@ -821,10 +821,15 @@ _PATHS: dict[str, Any] = {
             "?linkType=linkset or Accept: application/linkset+json gives the RFC 9264 linkset, ?linkType=X a 302 "
             "to that link (404 when absent), Accept: application/json the Handle record, application/ld+json "
             "schema.org JSON-LD; ?lang= or Accept-Language picks the language; a withdrawn record is 410. "
+            "Several equal links of the asked type are a 300 list; an Accept naming a link's media type a 303 "
+            "to it. An unregistered serial matching a class record's IDNODE_CLASS_PATTERN is answered from its "
+            "class, marked Link rel=collection (the Handle API still answers it 404). "
             "See the README's 'Product resolution'.",
             "parameters": [_HANDLE, _flag("noredirect"), _query("urlappend"), _query("linkType"), _query("lang")],
             "responses": {
                 "302": {"description": "redirect"},
+                "303": {"description": "redirect to the link whose media type Accept asked for"},
+                "300": {"description": "HTML page: several links of the asked type, none default"},
                 "200": {"description": "HTML page, or a linkset, Handle record or JSON-LD (negotiated)"},
                 "400": {"description": "HTML page: not a handle"},
                 "404": {"description": "HTML page: no such handle, or no link of the asked type"},

@@ -243,7 +243,7 @@ class Proxy:
             if target is not None:
                 location = self.redirects.location(target.value, query.get("urlappend", ""))
                 self._scan(key, LINK_DEFAULT)
-                return self._redirect(location, entry.min_ttl, product, "Origin" in request.headers, link)
+                return self._redirect(location, entry.min_ttl, None, "Origin" in request.headers, link)
         self._scan(key, LINK_PAGE)
         if member is not None:
             page = class_page(text, member, values, self.redirects.allows, _banner(product))
@@ -341,11 +341,12 @@ class Proxy:
         """A 302 (or ``status``: 303 for a link chosen by media type) to ``location`` (already header-safe, see
         ``answers.safe_location``); a product record's, or a class fallback's (``link``: its own ``Link``
         header), with the negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
-        if product is None and link is None:
+        if link is None and product is not None:
+            link = product.link
+        if link is None:
             headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
         else:
             expires = self._expires(ttl)
-            link = link or product.link  # type: ignore[union-attr]  # one of the two is set
             headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": link}
         return web.Response(status=status, body=redirect_page(location), headers=headers)
 
@@ -372,8 +373,10 @@ def _html(
     """An HTML answer with the page headers (nosniff, CSP, Referrer-Policy) plus an error's own (``Retry-After``);
     for a product record or a class fallback (``link``), with the negotiation headers (``cors``: as
     ``Proxy._redirect``)."""
-    if product is not None or link is not None:
-        headers = {**_NEGOTIATED[cors], "Link": link or product.link, **(headers or {})}  # type: ignore[union-attr]
+    if link is None and product is not None:
+        link = product.link
+    if link is not None:
+        headers = {**_NEGOTIATED[cors], "Link": link, **(headers or {})}
     return web.Response(body=body, status=status, headers={**HTML_HEADERS, **headers} if headers else HTML_HEADERS)
 
 
