@@ -8,9 +8,9 @@ most specific range matching it (``type/subtype`` over ``type/*`` over ``*/*``);
 other than ``q`` are ignored; a malformed ``q`` drops its range, as RFC 9110 lets a recipient do.
 
 A media type (or ``type/*`` range) none of the variants is (``application/pdf``, ``image/*``) that ``Accept``
-prefers over all of them makes the variant ``OTHER``: the proxy then looks for a typed link of that ``type``
-(``media_ranges`` gives the ranges in order of preference) and answers 303 to it, else as for HTML (research §2
-step 3).
+prefers over all of them makes the :func:`preference` ``OTHER`` (the :func:`variant` is still HTML): the proxy
+then looks for a typed link of that ``type`` (``media_ranges`` gives the ranges in order of preference) and
+answers 303 to it, else as for HTML (research §2 step 3).
 
 Browsers send a handful of distinct header strings, so the results are memoised per string (``Negotiator``, one
 per proxy, at most ``MEMO_SIZE`` strings each, forgotten all at once when full): the hot path pays one dict
@@ -29,6 +29,7 @@ __all__ = [
     "Negotiator",
     "languages",
     "media_ranges",
+    "preference",
     "variant",
 ]
 
@@ -59,6 +60,12 @@ def _quality(parameters: list[str]) -> float | None:
 
 def variant(accept: str) -> str:
     """The variant ``accept`` prefers (see the module docstring); HTML when nothing offered is acceptable."""
+    found = preference(accept)
+    return HTML if found == OTHER else found
+
+
+def preference(accept: str) -> str:
+    """Like :func:`variant`, except ``OTHER`` for a media type no variant is, preferred over all of them."""
     best: dict[int, tuple[int, float]] = {}  # offer → (specificity, q) of its most specific range
     other = 0.0  # the best q of a type (or type/*) that matches no offer
     for item in accept.split(",")[:MAX_RANGES]:
@@ -120,7 +127,7 @@ def languages(header: str) -> tuple[str, ...]:
 
 
 class Negotiator:
-    """:func:`variant` and :func:`languages`, memoised per header string (see the module docstring)."""
+    """:func:`preference`, :func:`variant` and :func:`languages`, memoised per header string (module docstring)."""
 
     __slots__ = ("_languages", "_variants")
 
@@ -129,11 +136,16 @@ class Negotiator:
         self._languages: dict[str, tuple[str, ...]] = {}
 
     def variant(self, accept: str) -> str:
+        found = self.preference(accept)
+        return HTML if found == OTHER else found
+
+    def preference(self, accept: str) -> str:
+        """:func:`preference`, memoised: what the proxy's hot path asks (one dict look-up)."""
         found = self._variants.get(accept)
         if found is None:
             if len(self._variants) >= MEMO_SIZE:
                 self._variants.clear()
-            found = self._variants[accept] = variant(accept)
+            found = self._variants[accept] = preference(accept)
         return found
 
     def languages(self, header: str) -> tuple[str, ...]:

@@ -180,7 +180,7 @@ class Proxy:
 
     def _browser_location(self, product: Product, headers: Mapping[str, str]) -> str | None:
         """Where a request whose ``Accept`` prefers HTML is redirected (None: another variant, or no target)."""
-        if self._negotiator.variant(headers.get("Accept", "*/*")) != HTML:
+        if self._negotiator.preference(headers.get("Accept", "*/*")) != HTML:
             return None
         return product.for_languages(self._negotiator.languages(headers.get("Accept-Language", "")))
 
@@ -282,7 +282,7 @@ class Proxy:
         cors = "Origin" in request.headers
         link_type = query.get("linkType", "")
         negotiates = product is not None or member is not None
-        wanted = self._negotiator.variant(request.headers.get("Accept", "*/*")) if negotiates else HTML
+        wanted = self._negotiator.preference(request.headers.get("Accept", "*/*")) if negotiates else HTML
         link = link_header(text) if member is None else class_link_header(text, member.class_handle)
         if link_type in ("linkset", "all") or wanted == LINKSET:
             document = linkset(text, product, entry.location, origin(request), member=member)

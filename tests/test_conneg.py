@@ -444,11 +444,12 @@ async def sheets(node: Node) -> Node:
 
 
 def test_a_media_type_no_variant_is_wins_only_when_preferred_over_every_variant() -> None:
-    assert negotiation.variant("application/pdf") == negotiation.OTHER
-    assert negotiation.variant("application/pdf, text/html;q=0.9") == negotiation.OTHER
-    assert negotiation.variant("text/html, application/pdf") == negotiation.HTML
+    assert negotiation.preference("application/pdf") == negotiation.OTHER
+    assert negotiation.variant("application/pdf") == negotiation.HTML  # what a variant is does not change
+    assert negotiation.Negotiator().preference("application/pdf, text/html;q=0.9") == negotiation.OTHER
+    assert negotiation.preference("text/html, application/pdf") == negotiation.HTML
     chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
-    assert negotiation.variant(chrome) == negotiation.HTML
+    assert negotiation.preference(chrome) == negotiation.HTML
     assert negotiation.media_ranges("image/*;q=0.5, application/pdf, */*") == ["application/pdf", "image/*"]
 
 
