@@ -4,7 +4,8 @@ Purpose. A cached look-up must cost little more than aiohttp's hello-world, so a
 answer already encoded (``CacheEntry.answer``: the anonymous, unfiltered JSON for the stored spelling, gzip-
 compressed when that saves: ``compression.py``) and the hot path is one dict look-up plus an expiry compare.
 Everything else about the record is derived from the entry on demand (``CacheEntry.values``), which keeps a
-million entries under 1 KiB each.
+node holding a million cached product records within 1 GiB of resident set, the whole process
+(``benchmarks/node_memory.py``: 956 MiB, 925 B per cached handle, 2026-12-02).
 
 Policy.
 - Positive entries live until a change notification evicts them (``changes.py``), or ``safety_ttl`` passes.
@@ -77,15 +78,15 @@ _NOWHERE = Tally()
 _EXPIRY_GRAIN = 16
 """Expiry times are rounded up to 1/16 s, so that entries stored within one such tick (a bulk load, a busy
 second) share one float object: 32 B less per cached handle, for at most 62.5 ms of extra life."""
-_ENTRY_OVERHEAD = 300
+_ENTRY_OVERHEAD = 220
 """An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its answer (as stored: gzip when
 that saved), stored JSON and redirect target and twice its handle's (the entry's spelling and the map's key, one
 string when they are equal: then the estimate errs high). The constant is the entry object, the headers of those
-strings and bytes, the version and expiry numbers, and the map's slot and node. Measured by
-``benchmarks/cache_size.py`` (2026-12-02), Python's own allocations (tracemalloc) per cached handle were 619 B for
-a 335 B answer, 865 B for the 1,249 B product record (944 B of resident set) and 728 B for an 8.6 KB answer (which
-compresses well); the estimate (617, 888, 738 B) is within 10 % of them, and tests/test_cache.py keeps it within
-20 % of the traced size."""
+strings and bytes, the version number, and the map's slot. Measured by ``benchmarks/cache_size.py`` (2026-12-02,
+after the entries lost 96 B), Python's own allocations (tracemalloc) per cached handle were 560 B for a 336 B
+answer, 806 B for the 1,249 B product record, 2,182 B for it with a hidden value (stored JSON kept) and 670 B for
+an 8.6 KB answer (which compresses well); the estimate (537, 809, 2,269, 659 B) is within 5 % of them, and
+tests/test_cache.py keeps it within 20 % of the traced size."""
 
 
 class CacheEntry:
