@@ -12,10 +12,10 @@ prepared with ``aiohttp.test_utils.make_mocked_request`` (a wrk-like request: ``
 suspends), and the answer's headers are serialised with aiohttp's own C serialiser, since the extra ``Vary`` and
 ``Link`` headers cost there too. Rounds alternate the two records; the minimum per call of each is printed, with
 the difference. Time is the process's CPU time (``time.process_time``), not the wall clock, so that other work on
-a shared machine preempting the run does not count. What it leaves out (the same for both): aiohttp's request parsing and the socket write, about
-35 µs of the ~40 µs a proxy 302 costs in the wrk row (benchmarks/README.md), which is what the difference is to be
-read against. It complements the ``proxy_links`` wrk row, whose ratio to ``proxy`` moves by ±10 % on a busy
-two-core machine. It never asserts a timing.
+a shared machine preempting the run does not count. What it leaves out (the same for both): aiohttp's request
+parsing and the socket write, about 35 µs of the ~40 µs a proxy 302 costs in the wrk row (benchmarks/README.md),
+which is what the difference is to be read against. It complements the ``proxy_links`` wrk row, whose ratio to
+``proxy`` moves by ±10 % on a busy two-core machine. It never asserts a timing.
 """
 
 from __future__ import annotations

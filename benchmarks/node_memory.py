@@ -34,9 +34,7 @@ _PRIMER = 2000
 
 
 async def _measure(dsn: str, entries: int, idnode: str | None, workdir: Path) -> None:
-    async with idnode_server(
-        dsn, workdir, cache_max_entries=entries + 2 * _PRIMER, executable=idnode
-    ) as node:
+    async with idnode_server(dsn, workdir, cache_max_entries=entries + 2 * _PRIMER, executable=idnode) as node:
         await fill_cache(node.url, range(entries, entries + _PRIMER))
         before = rss_kib(node.worker_pid())
         warm = await fill_cache(node.url, range(entries))
