@@ -18,7 +18,9 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -121,7 +123,10 @@ class Browser:
 async def launch() -> AsyncIterator[Browser]:
     """Headless Chromium in a temporary profile, stopped (and the profile removed) afterwards."""
     executable = chromium_path()
-    with tempfile.TemporaryDirectory(prefix="idnode-chromium-") as profile, tempfile.TemporaryFile() as log:
+    with (
+        tempfile.TemporaryDirectory(prefix="idnode-chromium-", ignore_cleanup_errors=True) as profile,
+        tempfile.TemporaryFile() as log,
+    ):
         command = [
             executable,
             "--headless",
@@ -136,18 +141,26 @@ async def launch() -> AsyncIterator[Browser]:
             f"--user-data-dir={profile}",
             "about:blank",
         ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        # a session of its own: its helper processes (renderer, GPU, zygote) are stopped with it, by group
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
             port = await _devtools_port(Path(profile), process, log)
             async with aiohttp.ClientSession() as http:
                 yield Browser(port, http)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop Chromium's process group: SIGTERM, then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 async def _devtools_port(profile: Path, process: subprocess.Popen[bytes], log: IO[bytes]) -> int:

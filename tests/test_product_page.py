@@ -16,8 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
-from registry.demo import DEMO_PREFIX, load_demo
-from registry.store import RegistryStore
+from registry.demo import DEMO_PREFIX
 from registry.templates import check_template
 from resolver import links
 from resolver.errors import InvalidValue
@@ -25,7 +24,7 @@ from resolver.links import Link
 from resolver.product_page import page_language, product_page
 from resolver.records import decode_values
 from resolver.template_labels import ItemLabel, TemplateLabels
-from tests.support import TRANSCRIPT_XYZ, Node, home, put_record, running_node
+from tests.support import TRANSCRIPT_XYZ, Node, home, load_demo_data, put_record, running_node
 
 PUMP = f"{DEMO_PREFIX}/PUMP-2026-000123"
 VALVE = f"{DEMO_PREFIX}/VALVE-2026-000042"
@@ -38,11 +37,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 @pytest.fixture
 async def demo(database: str) -> AsyncIterator[Node]:
     """A node over the demo data (``idnode serve --demo``'s) plus the transcripts' plain record ``88.TEST/xyz``."""
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=1)
-    try:
-        await load_demo(RegistryStore(pool))
-    finally:
-        await pool.close()
+    await load_demo_data(database)
     await home(database, "88.TEST")
     await put_record(database, "88.TEST/xyz", TRANSCRIPT_XYZ)
     async with running_node(database) as node:
