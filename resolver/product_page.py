@@ -67,6 +67,7 @@ _STYLE = (
     "@media(min-width:40rem){dl{grid-template-columns:minmax(8rem,max-content) minmax(0,1fr)}"
     "dt{margin-top:.45rem;font-size:.95rem}dd{margin-top:.45rem}"
     ".bs{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:.7rem}.bs .b{margin:0}}"
+    ".c>dl:first-child{margin-top:0}.c>dl:first-child>:nth-child(-n+2){margin-top:0}"
     ".b{display:flex;flex-direction:column;justify-content:center;min-height:3.5rem;padding:.75rem 1rem;"
     "margin:.6rem 0;border-radius:10px;background:#0969da;color:#fff;text-decoration:none;font-weight:600;"
     "font-size:1.05rem}"
