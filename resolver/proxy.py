@@ -41,8 +41,8 @@ from email.utils import formatdate
 from time import perf_counter
 
 import orjson
-from aiohttp import web
-from multidict import MultiMapping
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, MultiMapping
 
 from resolver.answers import render, safe_location, select
 from resolver.cache import CacheEntry
@@ -83,6 +83,8 @@ _NEGOTIATED = ({"Vary": VARY}, {"Vary": VARY, **_CORS})
 """A product answer's own headers, indexed by whether the request came with ``Origin`` (CORS)."""
 _PRODUCT_HEADERS = tuple({**HTML_HEADERS, **headers} for headers in _NEGOTIATED)
 _DATA_HEADERS = tuple({"X-Content-Type-Options": "nosniff", **headers} for headers in _NEGOTIATED)
+_REDIRECT_MEMO_SIZE = 4096
+"""Redirects whose headers and body are kept for the rest of the second (``Proxy._redirect``)."""
 
 
 class Proxy:
@@ -104,6 +106,7 @@ class Proxy:
         self._cache_get = lookup.cache.get
         self._expires_second = -1
         self._expires_text: dict[int, str] = {}
+        self._redirect_memo: dict[tuple[str, int, Product | None, bool], tuple[CIMultiDict[str], bytes]] = {}
         self._counts = metrics.lookups["proxy"]
         self._observe = metrics.latency["proxy"].observe
         self._responses = metrics.responses  # resolve counts its own answers (router.py)
@@ -137,14 +140,16 @@ class Proxy:
             entry = self._cache_get(key)
             if entry is not None:
                 product = entry.product
-                # a product's is None when withdrawn (410) or when the request does not ask for HTML
-                location = entry.location if product is None else self._browser_location(product, request.headers)
+                if product is None:
+                    location, cors = entry.location, False
+                else:  # None when withdrawn (410) or when the request does not ask for HTML
+                    headers = request.headers
+                    location, cors = self._browser_location(product, headers), hdrs.ORIGIN in headers
                 if location is not None:
                     self._counts.hit += 1
                     entry.tally.hit += 1
                     self._scan(key, LINK_DEFAULT)
                     self._responses[3] += 1
-                    cors = product is not None and "Origin" in request.headers
                     response = self._redirect(location, entry.min_ttl, product, cors)
                     self._observe(perf_counter() - started)
                     return response
@@ -155,9 +160,10 @@ class Proxy:
 
     def _browser_location(self, product: Product, headers: Mapping[str, str]) -> str | None:
         """Where a request whose ``Accept`` prefers HTML is redirected (None: another variant, or no target)."""
-        if self._negotiator.variant(headers.get("Accept", "*/*")) != HTML:
+        if self._negotiator.variant(headers.get(hdrs.ACCEPT, "*/*")) != HTML:
             return None
-        return product.for_languages(self._negotiator.languages(headers.get("Accept-Language", "")))
+        wanted = headers.get(hdrs.ACCEPT_LANGUAGE)
+        return product.location if wanted is None else product.for_languages(self._negotiator.languages(wanted))
 
     async def _answer(
         self, request: web.Request, text: str, query: MultiMapping[str], *, encoded: bool = False
@@ -284,19 +290,33 @@ class Proxy:
         self, location: str, ttl: int, product: Product | None = None, cors: bool = False
     ) -> web.StreamResponse:
         """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's with the
-        negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
-        if product is None:
-            headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
-        else:
-            expires = self._expires(ttl)
-            headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": product.link}
-        return web.Response(status=302, body=redirect_page(location), headers=headers)
+        negotiation headers (CORS ones when ``cors``: the request came with ``Origin``).
+
+        HOT: the headers, as the ``CIMultiDict`` aiohttp copies them from, and the body are built once per second
+        per redirect and kept until the ``Expires`` second changes (at most ``_REDIRECT_MEMO_SIZE`` of them): a
+        copy costs ~0.1 µs where building them costs ~1.1 µs, ~0.4 µs more for a product record's three extra
+        headers (2026-12-02, one core).
+        """
+        expires = self._expires(ttl)
+        memo_key = (location, ttl, product, cors)
+        found = self._redirect_memo.get(memo_key)
+        if found is None:
+            if product is None:
+                headers = {**HTML_HEADERS, "Location": location, "Expires": expires}
+            else:
+                headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": product.link}
+            if len(self._redirect_memo) >= _REDIRECT_MEMO_SIZE:
+                self._redirect_memo.clear()
+            found = self._redirect_memo[memo_key] = (CIMultiDict(headers), redirect_page(location))
+        return web.Response(status=302, body=found[1], headers=found[0])
 
     def _expires(self, ttl: int) -> str:
-        """``Expires`` for a TTL, formatted once per second per TTL (``formatdate`` costs microseconds)."""
+        """``Expires`` for a TTL, formatted once per second per TTL (``formatdate`` costs microseconds); the
+        redirects kept for the second before are forgotten with it."""
         now = int(self._clock())
         if now != self._expires_second:
             self._expires_second, self._expires_text = now, {}
+            self._redirect_memo.clear()
         text = self._expires_text.get(ttl)
         if text is None:
             text = self._expires_text[ttl] = formatdate(now + ttl, usegmt=True)
