@@ -34,8 +34,9 @@ F4) and the plain 302 stays what it was.
 Class fallback (``resolver/classes.py``): a handle of a prefix held here that is not found but matches a class
 record's pattern is answered from the class's cached entry by the same steps, marked class-level: ``Link`` names
 the serial's linkset and the class (``rel="collection"``, RFC 6573; no ``describedby``: the serial has no Handle
-record), the page carries a notice naming class and serial (``pages.class_page``), the linkset and JSON-LD are
-anchored at the serial and point to the class, and ``Accept: application/json`` stays 404 like ``/api/handles``.
+record), the product page names the serial and marks what it shows as the class's (``product_page``), the
+linkset and JSON-LD are anchored at the serial and point to the class, and ``Accept: application/json`` stays 404
+like ``/api/handles``.
 The serial's look-up stays a remembered absence and nothing is cached under its key, so a later registration of
 the serial is seen as any new record is. Only a not-found pays for the fallback (an in-memory match, then the
 class's cached look-up, counted as the node's own); its scans are counted under the class's key.
@@ -67,13 +68,11 @@ from resolver.negotiation import HTML, JSON, JSON_LD, LINKSET, OTHER, Negotiator
 from resolver.pages import (
     HTML_HEADERS,
     choices_page,
-    class_page,
     error_page,
     home_page,
     not_found_page,
     notice_banner,
     redirect_page,
-    tombstone_page,
     values_page,
 )
 from resolver.product import (
@@ -88,9 +87,12 @@ from resolver.product import (
     narrow,
     pick_language,
 )
+from resolver.product_page import has_face, page_language, product_page, tombstone_page
+from resolver.public_url import request_base
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, JSON_TYPE, flag, is_secure
 from resolver.scans import LINK_DATA, LINK_DEFAULT, LINK_LINKSET, LINK_PAGE, ScanCounts
+from resolver.template_labels import TemplateLabels
 
 __all__ = ["JSON_LD_TYPE", "LINKSET_CONTEXT", "Proxy", "origin"]
 
@@ -121,6 +123,7 @@ class Proxy:
         *,
         max_handle_bytes: int,
         scans: ScanCounts | None = None,
+        labels: TemplateLabels | None = None,
         clock: Callable[[], float] = time.time,
         classes: ClassIndex | None = None,
     ) -> None:
@@ -137,6 +140,7 @@ class Proxy:
         self._clock = clock
         self._scan = (scans or ScanCounts()).count  # scan statistics: resolver/scans.py
         self._negotiator = Negotiator()
+        self._labels = labels  # the product page's attribute names (slow path only)
         self._classes = classes
         self._internal = InternalCounts()
 
@@ -210,16 +214,16 @@ class Proxy:
             if member is not None:
                 fallback = await self._class_entry(member)
                 if fallback is not None:
-                    return self._entry_answer(request, text, fallback[0], fallback[1], query, member)
+                    return await self._entry_answer(request, text, fallback[0], fallback[1], query, member)
             return _html(not_found_page(text), status=404)
         except InvalidHandle as exc:
             return _html(error_page("Invalid handle", exc.message or "", None), status=400)
         except HandleError as exc:  # DatabaseUnavailable included: 503 with Retry-After
             page = error_page(type(exc).__name__, exc.message or "", exc.handle)
             return _html(page, status=exc.http_status, headers=exc.headers())
-        return self._entry_answer(request, text, handle.key, entry, query)
+        return await self._entry_answer(request, text, handle.key, entry, query)
 
-    def _entry_answer(
+    async def _entry_answer(
         self,
         request: web.Request,
         text: str,
@@ -235,7 +239,7 @@ class Proxy:
             self._scan(key, LINK_DEFAULT)
             return self._redirect(entry.location, entry.min_ttl)
         if product is not None and product.withdrawn:
-            return _tombstone(text, product)
+            return _tombstone(text, product, self._language(request), _node(request))
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
         if not show:
             answer = self._negotiated(request, text, key, entry, query, member)
@@ -252,10 +256,11 @@ class Proxy:
                 return self._linked_redirect(location, entry.min_ttl, None, "Origin" in request.headers, link)
         self._scan(key, LINK_PAGE)
         if member is not None:
-            page = class_page(text, member, values, self.redirects.allows, _banner(product))
-        else:
-            page = values_page(text, values, self.redirects.allows, banner=_banner(product))
-        return _html(page, product=product, cors="Origin" in request.headers, link=link)
+            return await self.product_answer(request, text, entry, class_of=member.class_handle, serial=member.serial)
+        if not value_filter and has_face(values, product):
+            return await self.product_answer(request, text, entry)
+        page = values_page(text, values, self.redirects.allows, banner=_banner(product))
+        return _html(page, product=product, cors="Origin" in request.headers)
 
     def _member(self, handle: Handle | None) -> Membership | None:
         """The class an unregistered ``handle`` of a prefix held here falls back to: an in-memory look-up."""
@@ -271,6 +276,37 @@ class Proxy:
             return handle.key, await self.lookup.resolve(handle, self._internal)
         except HandleError:
             return None
+
+    async def product_answer(
+        self, request: web.Request, text: str, entry: CacheEntry, *, class_of: str | None = None, serial: str = ""
+    ) -> web.Response:
+        """The product page (``resolver/product_page.py``) of ``text`` from ``entry``'s public values. For an
+        unregistered serial number answered by its class record: ``text`` the serial's identifier, ``entry`` the
+        class record's, ``class_of`` the class handle and ``serial`` the serial number, shown as class-level
+        information."""
+        values = select(entry, ValueFilter())
+        labels = await self._labels.labels(class_of or text, values) if self._labels is not None else {}
+        product = entry.product
+        page = product_page(
+            text,
+            values,
+            product,
+            labels,
+            language=self._language(request),
+            node=_node(request),
+            allows=self.redirects.allows,
+            class_of=class_of,
+            serial=serial,
+        )
+        negotiated = product is not None or class_of is not None
+        headers = dict(page.headers) if negotiated else {**page.headers, "Vary": "Accept-Language"}
+        link = class_link_header(text, class_of) if class_of is not None else None
+        return _html(page.body, headers=headers, product=product, cors="Origin" in request.headers, link=link)
+
+    def _language(self, request: web.Request) -> str:
+        """The product page's language: ``?lang=``, else ``Accept-Language`` (``page_language``)."""
+        accepted = self._negotiator.languages(request.headers.get("Accept-Language", ""))
+        return page_language(request.query.get("lang", ""), accepted)
 
     def _negotiated(
         self,
@@ -426,8 +462,16 @@ def _banner(product: Product | None) -> str:
     return notice_banner("Recalled", product.status.notice or "This product has been recalled.", product.status.link)
 
 
-def _tombstone(text: str, product: Product) -> web.Response:
-    """410 Gone for a withdrawn record, linking its successor (a handle: this node's ``/<handle>``)."""
+def _node(request: web.Request) -> str:
+    """This node as the client reached it (``host[:port]``), for the product page; empty for a ``Host`` header
+    that is no host name (``public_url.request_base``)."""
+    base = request_base(is_secure(request), request.host)
+    return "" if base is None else base.split("://", 1)[1]
+
+
+def _tombstone(text: str, product: Product, language: str, node: str) -> web.Response:
+    """410 Gone for a withdrawn record, linking its successor (a handle: this node's ``/<handle>``), in the
+    product page's style and ``language``."""
     status = product.status
     assert status is not None
     successor = ""
@@ -435,4 +479,5 @@ def _tombstone(text: str, product: Product) -> web.Response:
     if status.successor:
         successor = handle_path(status.successor) if status.successor_is_handle else safe_location(status.successor)
         headers["Link"] = f'<{successor}>; rel="successor-version"'
-    return _html(tombstone_page(text, status.notice, successor), status=410, headers=headers)
+    page = tombstone_page(text, status, successor, language=language, node=node)
+    return _html(page.body, status=410, headers={**page.headers, **headers, "Vary": "Accept-Language"})

@@ -126,9 +126,12 @@ async def test_the_fallback_page_shows_the_class_values_marked_class_level(pumps
     assert headers["Content-Type"] == "text/html;charset=UTF-8"
     assert headers["Link"] == CLASS_LINK
     page = body.decode()
-    assert f"Class-level information for {CLASS}; serial 000123" in page
-    assert "Centrifugal pump CP-40" in page
-    assert page.index("Class-level information") < page.index("Centrifugal pump")
+    assert "This serial number is not registered on its own" in page
+    assert f'<span class="id">{CLASS}</span>' in page  # in the note, before the class's name
+    assert page.index("not registered on its own") < page.index("<h1>Centrifugal pump CP-40</h1>")
+    assert '<span class="id">000123</span>' in page
+    assert f'<a class="id" href="/{CLASS}">{CLASS}</a>' in page
+    assert f'href="/api/handles/{SERIAL}"' not in page  # the data links are the class's
 
 
 async def test_the_fallback_linkset_is_the_class_links_anchored_at_the_serial(pumps: Node) -> None:
