@@ -63,7 +63,7 @@ from resolver.pages import (
 )
 from resolver.product import LINKSET_TYPE, Product, handle_path, json_ld, link_header, linkset, pick_language
 from resolver.records import ValueFilter
-from resolver.responses import ANY_TAIL, JSON_TYPE, flag, is_secure
+from resolver.responses import ANY_TAIL, JSON_TYPE, Ready, flag, is_secure
 from resolver.scans import LINK_DATA, LINK_DEFAULT, LINK_LINKSET, LINK_PAGE, ScanCounts
 
 __all__ = ["JSON_LD_TYPE", "LINKSET_CONTEXT", "Proxy", "origin"]
@@ -127,27 +127,44 @@ class Proxy:
         cached product record a browser asks for is a 302 too, after two memoised header look-ups."""
         started = perf_counter()
         raw = request.raw_path
-        if "?" not in raw and "%" not in raw and ":" not in raw:
-            text = raw[1:]
-            key = text.upper() if text.isascii() else ascii_upper(text)
-            entry = self._cache_get(key)
-            if entry is not None:
-                product = entry.product
-                # a product's is None when withdrawn (410) or when the request does not ask for HTML
-                location = entry.location if product is None else self._browser_location(product, request.headers)
-                if location is not None:
-                    self._counts.hit += 1
-                    entry.tally.hit += 1
-                    self._scan(key, LINK_DEFAULT)
-                    self._responses[3] += 1
-                    cors = product is not None and "Origin" in request.headers
-                    response = self._redirect(location, entry.min_ttl, product, cors)
-                    self._observe(perf_counter() - started)
-                    return response
-        response = await self._answer(request, raw.split("?", 1)[0][1:], request.query, encoded=True)
-        self._responses[response.status // 100] += 1
+        ready = self._ready(raw, request.headers)
+        if ready is not None:
+            status, headers, body = ready
+            response = web.Response(status=status, body=body, headers=headers)
+        else:
+            response = await self._answer(request, raw.split("?", 1)[0][1:], request.query, encoded=True)
+            self._responses[response.status // 100] += 1
         self._observe(perf_counter() - started)
         return response
+
+    def ready_answer(self, raw: str, headers: Mapping[str, str]) -> Ready | None:
+        """For the fast lane (resolver/fastlane.py): the hot 302 ``resolve`` gives for the raw path ``raw``,
+        counted and timed as ``resolve`` counts it; None when ``resolve`` would await."""
+        started = perf_counter()
+        ready = self._ready(raw, headers)
+        if ready is not None:
+            self._observe(perf_counter() - started)
+        return ready
+
+    def _ready(self, raw: str, headers: Mapping[str, str]) -> Ready | None:
+        """The hot 302 of a cached record, counted (look-up, tally, scan, answer); None: ``_answer`` decides."""
+        if "?" in raw or "%" in raw or ":" in raw:
+            return None
+        text = raw[1:]
+        key = text.upper() if text.isascii() else ascii_upper(text)
+        entry = self._cache_get(key)
+        if entry is None:
+            return None
+        product = entry.product
+        # a product's is None when withdrawn (410) or when the request does not ask for HTML
+        location = entry.location if product is None else self._browser_location(product, headers)
+        if location is None:
+            return None
+        self._counts.hit += 1
+        entry.tally.hit += 1
+        self._scan(key, LINK_DEFAULT)
+        self._responses[3] += 1
+        return self._redirect_parts(location, entry.min_ttl, product, product is not None and "Origin" in headers)
 
     def _browser_location(self, product: Product, headers: Mapping[str, str]) -> str | None:
         """Where a request whose ``Accept`` prefers HTML is redirected (None: another variant, or no target)."""
@@ -250,12 +267,16 @@ class Proxy:
     ) -> web.StreamResponse:
         """A 302 to ``location`` (already header-safe, see ``answers.safe_location``); a product record's with the
         negotiation headers (CORS ones when ``cors``: the request came with ``Origin``)."""
+        status, headers, body = self._redirect_parts(location, ttl, product, cors)
+        return web.Response(status=status, body=body, headers=headers)
+
+    def _redirect_parts(self, location: str, ttl: int, product: Product | None, cors: bool) -> Ready:
         if product is None:
             headers = {**HTML_HEADERS, "Location": location, "Expires": self._expires(ttl)}
         else:
             expires = self._expires(ttl)
             headers = {**_PRODUCT_HEADERS[cors], "Location": location, "Expires": expires, "Link": product.link}
-        return web.Response(status=302, body=redirect_page(location), headers=headers)
+        return 302, headers, redirect_page(location)
 
     def _expires(self, ttl: int) -> str:
         """``Expires`` for a TTL, formatted once per second per TTL (``formatdate`` costs microseconds)."""
