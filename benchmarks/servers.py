@@ -150,9 +150,11 @@ async def idnode_server(
     taskset: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     upstream: str | None = None,
+    fast_lane: bool = True,
 ) -> AsyncIterator[Server]:
     """``idnode serve`` on a free port over ``dsn``; ready when ``/readyz`` answers 200. With ``upstream`` (a
-    node's base URL) it forwards every handle it does not home there (issue 9)."""
+    node's base URL) it forwards every handle it does not home there (issue 9); without ``fast_lane`` every request
+    goes through aiohttp (resolver/fastlane.py)."""
     port = free_port()
     argv = [*_idnode_argv(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     argv += ["--database-url", dsn, "--data-dir", str(workdir / "node-data")]
@@ -161,10 +163,12 @@ async def idnode_server(
         env["IDNODE_CACHE_MAX_ENTRIES"] = str(cache_max_entries)
     if upstream is not None:
         env["IDNODE_UPSTREAM"] = upstream
+    env["IDNODE_FAST_LANE"] = "1" if fast_lane else "0"
     tag = (
         f"idnode-w{workers}"
         + (f"-cache{cache_max_entries}" if cache_max_entries is not None else "")
         + ("-fwd" if upstream is not None else "")
+        + ("" if fast_lane else "-nolane")
     )
     async with _run(
         tag, _command(argv, cpus, taskset), port=port, ready_path="/readyz", log=workdir / f"{tag}.log", env=env
