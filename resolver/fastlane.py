@@ -58,6 +58,8 @@ _REFUSED = frozenset({"content-length", "transfer-encoding", "expect", "upgrade"
 """Fields that give a request a body, a protocol switch, an interim answer or CORS: aiohttp's to handle."""
 _CONNECTION = frozenset({"keep-alive", "close"})
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+_PATH = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%"
+"""The bytes of a path the lane answers (RFC 3986 ``pchar`` and ``/``): any other is aiohttp's to judge."""
 _HEAD = b"HEAD"
 _LANE_METHODS = frozenset({b"GET", _HEAD})
 
@@ -216,10 +218,16 @@ class FastLane(asyncio.Protocol):
             return None
         url = self._url
         method = self._method
-        if self._bad or not self._complete or method not in _LANE_METHODS or url[:1] != b"/" or b"#" in url:
-            return None
+        if (
+            self._bad
+            or not self._complete
+            or method not in _LANE_METHODS
+            or url[:1] != b"/"
+            or url.translate(None, _PATH)
+        ):
+            return None  # not a GET or HEAD of an origin-form path of RFC 3986 characters (no query, no fragment)
         version = self._version
-        if version not in ("1.1", "1.0") or not url.isascii():
+        if version not in ("1.1", "1.0"):
             return None
         ready = self._server.answers(url.decode("ascii"), self._fields)
         if ready is None:

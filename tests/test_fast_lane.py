@@ -169,6 +169,8 @@ async def test_cached_answers_are_byte_for_byte_aiohttps(pair: Pair) -> None:
         closing("/api/handles/88.TEST/BIG", "Content-Length: 0"),
         closing("/api/handles/88.TEST/BIG", "Accept: */*", "Accept: text/html"),
         closing("/api/handles/88.TEST/BIG", "Upgrade: websocket", "Connection: Upgrade"),
+        closing("/api/handles/88.TEST/{BIG}"),
+        closing("/api/handles/88.TEST/BIG#here"),
         b"CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
     answers = [await pair.same(case) for case in cases]
