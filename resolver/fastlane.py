@@ -116,7 +116,7 @@ class FastLane(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         self._last_active = self._loop.time()
-        if not self._writing_paused:
+        if not self._writing_paused and self.transport is not None and not self.transport.is_closing():
             self._serve()
 
     def eof_received(self) -> bool | None:
