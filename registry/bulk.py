@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import orjson
 
 from registry.secret_keys import hash_secrets, prepare_secrets
@@ -53,7 +55,7 @@ from resolver.errors import HandleError
 from resolver.identifiers import Handle, ascii_upper, governing_prefix, parse, prefix_chain
 from resolver.prefixes import PrefixTable
 from resolver.product import check_values, values_with_links
-from resolver.records import HandleValue, decode_values, now_timestamp, values_to_stored
+from resolver.records import SECRET_TYPES, HandleValue, decode_values, now_timestamp, values_to_stored
 from resolver.store import Store
 
 __all__ = ["ImportReport", "LineError", "Scope", "Stage", "import_lines"]
@@ -82,10 +84,14 @@ class ImportReport:
         return self.rows - self.written
 
 
-_COPY_CHUNK = 2_000
-"""Rows per COPY call. asyncpg encodes a call's rows in one go, holding the event loop: 20,000 rows of 1.1 KB held it
-for up to 250 ms (a node importing over HTTP stalled its look-ups that long); 2,000 hold it about a tenth of that,
-at the same import rate (``python -m benchmarks.imports``, 2026-12-02)."""
+_COPY_CHUNK = 10_000
+"""Rows per COPY statement: more than the 5,000 above which the write trigger sends one notification for the whole
+statement instead of one per handle. Rows reach asyncpg through ``_paced``, which lets the event loop in between:
+a plain list of 20,000 rows of 1.1 KB held it for up to 250 ms (a node importing over HTTP stalled its look-ups that
+long)."""
+_WORK_MEM = "128MB"
+"""The import transaction's ``work_mem``: the write trigger's transition tables (a chunk's new rows, and their history
+rows) are kept in memory up to it, instead of spilling to temporary files past the default 4 MB."""
 _WRITE_SLICE = 50_000
 _CHECK_REPORT = 1_000
 """Lines between two progress reports of the check stage (a report costs a call; a line costs ~50 µs)."""
@@ -135,10 +141,27 @@ def _error(report: ImportReport, number: int, message: str) -> None:
         report.errors.append(LineError(number, message))
 
 
+_SECRET_NAMES = tuple(name.lower() for name in SECRET_TYPES)
+_SECRET_BYTES = tuple(name.encode() for name in _SECRET_NAMES)
+
+
+def _may_hold_secrets(line: bytes | str) -> bool:
+    """Whether ``line`` may hold a secret key value, by one search of its raw text: most lines hold none, and they
+    are spared ``prepare_secrets`` and ``hash_secrets`` (two more passes over their values). A value type is
+    compared by ASCII upper case, and JSON can spell it only verbatim or with ``\\u`` escapes (no other escape
+    makes a letter or ``_``), so a line that has no escape and no secret type name in any case has no secret key."""
+    if isinstance(line, str):
+        lowered = line.lower()
+        return "\\u" in line or any(name in lowered for name in _SECRET_NAMES)
+    lowered_bytes = line.lower()
+    return b"\\u" in line or any(name in lowered_bytes for name in _SECRET_BYTES)
+
+
 def _checked(
     line: bytes | str, prefixes: PrefixTable, templates: Templates, max_handle_bytes: int, stamp: str
-) -> tuple[Handle, list[HandleValue], str | None]:
-    """The line's handle, its values (secret keys prepared, not yet hashed) and the template it names."""
+) -> tuple[Handle, list[HandleValue], str | None, bool]:
+    """The line's handle, its values (secret keys prepared, not yet hashed), the template it names, and whether
+    it may hold secret keys (``_may_hold_secrets``)."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -149,7 +172,10 @@ def _checked(
     prefix = governing_prefix(handle)
     if not prefixes.homes(prefix):
         raise ValueError(f"prefix {prefix} is not homed here (run: idnode prefix add {prefix})")
-    values = prepare_secrets(decode_values(values_with_links(record), timestamp=stamp))
+    values = decode_values(values_with_links(record), timestamp=stamp)
+    secrets = _may_hold_secrets(line)
+    if secrets:
+        values = prepare_secrets(values)
     check_values(values)
     template = None
     reference = template_reference(handle.prefix, values)
@@ -161,7 +187,7 @@ def _checked(
         if problems:
             raise ValueError(f"does not match data template {reference[1]}: " + "; ".join(problems))
         template = f"{key[0]}/{key[1]}"
-    return handle, values, template
+    return handle, values, template, secrets
 
 
 class _Invalid(Exception):
@@ -190,25 +216,35 @@ async def import_lines(
                 (row[0], row[1]): orjson.loads(row[2])
                 for row in await con.fetch("SELECT prefix_key, version, items::text FROM templates")
             }
-            await con.execute(
-                "CREATE TEMP TABLE idnode_import (n bigint GENERATED ALWAYS AS IDENTITY, line bigint, handle_key text, "
-                'handle text, prefix_key text, "values" jsonb, template_version text) ON COMMIT DROP'
-            )
+            await con.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
+            if replace:
+                await con.execute(
+                    "CREATE TEMP TABLE idnode_import (n bigint GENERATED ALWAYS AS IDENTITY, line bigint, "
+                    'handle_key text, handle text, prefix_key text, "values" jsonb, template_version text) '
+                    "ON COMMIT DROP"
+                )
+            copied = _Pipeline(functools.partial(_stage_rows if replace else _insert_fresh, con))
             with stage("check", total_lines, "lines") as checked:
-                await _check_and_copy(con, lines, prefixes, templates, max_handle_bytes, stamp, report, checked, scope)
+                await _check_and_copy(
+                    copied, lines, prefixes, templates, max_handle_bytes, stamp, report, checked, scope
+                )
             if replace and scope is not None and scope.may_replace is not None and not report.error_count:
                 await _check_administrators(con, scope.may_replace, report)
             if report.error_count:
                 raise _Invalid
             with stage("write", report.rows, "rows") as written:
-                report.written = await _write(con, report.rows, replace, written)
+                if replace:
+                    report.written = await _write(con, report.rows, written)
+                else:  # already in handles: the COPY wrote them while later lines were checked
+                    report.written = copied.done
+                    written(report.rows)
     except _Invalid:
         report.written = 0
     return report
 
 
 async def _check_and_copy(
-    con: Any,
+    copied: _Pipeline,
     lines: Iterable[bytes | str],
     prefixes: PrefixTable,
     templates: Templates,
@@ -218,45 +254,121 @@ async def _check_and_copy(
     checked: Callable[[int], None],
     scope: Scope | None,
 ) -> None:
-    """Check every line into ``report``; while none is bad, stream the rows into the temporary table."""
-    seen: dict[str, int] = {}
-    chunk: list[Row] = []
-    number = last = 0
-    for number, line in enumerate(lines, start=1):
-        if number - last >= _CHECK_REPORT:
-            checked(number - last)
-            last = number
+    """Check every line into ``report``; while none is bad, hand the rows to ``copied`` chunk by chunk."""
+    try:
+        seen: dict[str, int] = {}
+        chunk: list[Row] = []
+        number = last = 0
+        for number, line in enumerate(lines, start=1):
+            if number - last >= _CHECK_REPORT:
+                checked(number - last)
+                last = number
+            if number % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if not line.strip():
+                continue
+            try:
+                handle, values, template, secrets = _checked(line, prefixes, templates, max_handle_bytes, stamp)
+            except (HandleError, ValueError) as exc:
+                _error(report, number, getattr(exc, "message", None) or str(exc))
+                continue
+            refusal = scope.refusal(handle) if scope is not None else None
+            if refusal is not None:
+                _error(report, number, refusal)
+                continue
+            first = seen.setdefault(handle.key, number)
+            if first != number:
+                _error(report, number, f"handle {handle.name} already appears on line {first}")
+                continue
+            report.rows += 1
+            if report.error_count == 0:  # once a line is bad nothing is written: no PBKDF2 run for it either
+                stored = values_to_stored(await hash_secrets(values) if secrets else values).decode()
+                chunk.append((number, handle.key, handle.name, handle.prefix_key, stored, template))
+                if len(chunk) >= _COPY_CHUNK:
+                    await copied.put(chunk)
+                    chunk = []
+        if chunk and report.error_count == 0:
+            await copied.put(chunk)
+        await copied.wait()
+        checked(number - last)
+    except BaseException:
+        await copied.stop()
+        raise
+
+
+class _Pipeline:
+    """Runs ``copy`` of one chunk of checked rows in the background while the next chunk is checked, so that the
+    server parses and writes rows while this process checks lines (one connection: one COPY at a time). ``done``
+    adds up what the copies returned."""
+
+    __slots__ = ("_copy", "_task", "done")
+
+    def __init__(self, copy: Callable[[list[Row]], Awaitable[int]]) -> None:
+        self._copy = copy
+        self._task: asyncio.Task[int] | None = None
+        self.done = 0
+
+    async def put(self, rows: list[Row]) -> None:
+        """Start copying ``rows`` once the copy before has ended."""
+        await self.wait()
+        self._task = asyncio.create_task(self._copy(rows))
+
+    async def wait(self) -> None:
+        """Wait for the copy under way, if any (its error is raised here)."""
+        task, self._task = self._task, None
+        if task is not None:
+            self.done += await task
+
+    async def stop(self) -> None:
+        """Stop the copy under way, if any, its end ignored: the import failed already and is being rolled back."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+
+
+async def _paced(rows: list[tuple[Any, ...]]) -> AsyncIterator[tuple[Any, ...]]:
+    """``rows`` for asyncpg's COPY, which encodes a plain list in one go: a pause every ``_YIELD_EVERY`` rows lets
+    look-ups in (10,000 rows of 1.1 KB held the event loop for over 100 ms)."""
+    for number, row in enumerate(rows):
         if number % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        if not line.strip():
-            continue
-        try:
-            handle, values, template = _checked(line, prefixes, templates, max_handle_bytes, stamp)
-        except (HandleError, ValueError) as exc:
-            _error(report, number, getattr(exc, "message", None) or str(exc))
-            continue
-        refusal = scope.refusal(handle) if scope is not None else None
-        if refusal is not None:
-            _error(report, number, refusal)
-            continue
-        first = seen.setdefault(handle.key, number)
-        if first != number:
-            _error(report, number, f"handle {handle.name} already appears on line {first}")
-            continue
-        report.rows += 1
-        if report.error_count == 0:  # once a line is bad nothing is written: no PBKDF2 run for it either
-            stored = values_to_stored(await hash_secrets(values)).decode()
-            chunk.append((number, handle.key, handle.name, handle.prefix_key, stored, template))
-            if len(chunk) >= _COPY_CHUNK:
-                await _copy(con, chunk)
-                chunk = []
-    if chunk and report.error_count == 0:
-        await _copy(con, chunk)
-    checked(number - last)
+        yield row
 
 
-async def _copy(con: Any, rows: list[Row]) -> None:
-    await con.copy_records_to_table("idnode_import", records=rows, columns=_COLUMNS, timeout=_BULK_TIMEOUT)
+async def _stage_rows(con: Any, rows: list[Row]) -> int:
+    """COPY ``rows`` into the temporary table (``replace``: moved into ``handles`` by ``_write``)."""
+    await con.copy_records_to_table("idnode_import", records=_paced(rows), columns=_COLUMNS, timeout=_BULK_TIMEOUT)
+    return len(rows)
+
+
+_PRESENT = "SELECT coalesce(array_agg(handle_key), '{}') FROM handles WHERE handle_key = ANY($1::text[])"
+_HANDLE_COLUMNS = ("handle_key", "handle", "prefix_key", "values", "template_version")
+_ATTEMPTS = 3
+
+
+async def _insert_fresh(con: Any, rows: list[Row]) -> int:
+    """COPY the rows whose handle does not exist yet straight into ``handles``; how many. Without ``replace`` an
+    existing record is skipped, as ``ON CONFLICT DO NOTHING`` would skip it: the keys present are read first, and
+    a record another writer created since fails the COPY, which is rolled back to its savepoint and tried again."""
+    for _ in range(_ATTEMPTS - 1):
+        with contextlib.suppress(asyncpg.UniqueViolationError):
+            return await _copy_fresh(con, rows)
+    return await _copy_fresh(con, rows)
+
+
+async def _copy_fresh(con: Any, rows: list[Row]) -> int:
+    """One try of ``_insert_fresh``, under a savepoint (one statement: one trigger run for history, search index,
+    feed and notifications)."""
+    async with con.transaction():
+        present = set(await con.fetchval(_PRESENT, [row[1] for row in rows], timeout=_BULK_TIMEOUT))
+        fresh = [row[1:] for row in rows if row[1] not in present]
+        if fresh:
+            await con.copy_records_to_table(
+                "handles", records=_paced(fresh), columns=_HANDLE_COLUMNS, timeout=_BULK_TIMEOUT
+            )
+        return len(fresh)
 
 
 _ADMINS = (
@@ -292,12 +404,12 @@ _CHANGED = (  # with replace: a record whose content did not change keeps its ve
 )
 
 
-async def _write(con: Any, rows: int, replace: bool, written: Callable[[int], None]) -> int:
-    """Move the checked rows into ``handles`` slice by slice; how many were created or changed."""
+async def _write(con: Any, rows: int, written: Callable[[int], None]) -> int:
+    """``replace``: move the checked rows into ``handles`` slice by slice; how many were created or changed."""
     statement = (
         'WITH ins AS (INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
         'SELECT handle_key, handle, prefix_key, "values", template_version FROM idnode_import '
-        f"WHERE n > $1 AND n <= $2 ON CONFLICT (handle_key) {_CHANGED if replace else 'DO NOTHING'} RETURNING 1) "
+        f"WHERE n > $1 AND n <= $2 ON CONFLICT (handle_key) {_CHANGED} RETURNING 1) "
         "SELECT count(*) FROM ins"
     )
     if rows > _WRITE_SLICE:
