@@ -5,10 +5,17 @@ optional ``links`` array stored as a PUT stores it (``resolver/product.py`` ``va
 checked (JSON, handle syntax, a prefix homed here, values as the REST API would accept them, typed links and
 lifecycle state as ``TemplateCheck`` checks them (``check_values``), the data template a record names, no handle
 twice); errors are reported with their line numbers (the first 100) and nothing is
-written. The whole import is one transaction: valid rows stream into a temporary table with PostgreSQL COPY while
-later lines are still being checked, and one ``INSERT ... SELECT`` moves them into ``handles`` at the end (one
-trigger run for history, search index and notifications). An interrupted import leaves nothing behind, and
-records already present are skipped unless ``replace`` is asked for, so re-running an import is always safe.
+written. The whole import is one transaction, and it writes while it checks: valid rows go to PostgreSQL with COPY
+in chunks of ``_COPY_CHUNK``, each chunk's COPY running while the next chunk is checked (``_Pipeline``: the server
+parses and writes one chunk while this process checks the next). Without ``replace`` a chunk is copied straight
+into ``handles`` (``_FreshRows``), one statement each: one trigger run per chunk writes the history rows, the search
+index rows, the feed entries and the notifications, as for every other writer (schema 0002, 0007). There is no
+staging table and no ``INSERT ... SELECT``: the rows are written once, where they stay. With ``replace`` the
+chunks go into a temporary table, and ``INSERT ... ON CONFLICT DO UPDATE`` moves them into ``handles`` at the end
+(the administrators of the records replaced are checked there first). An interrupted import leaves nothing
+behind, and neither does a bad line: copying stops at it, and the rollback takes back what was copied (until the
+commit, other sessions do not see the copied records, and one that writes such a handle waits for the import to
+end). Records already present are skipped unless ``replace`` is asked for, so re-running an import is always safe.
 With ``replace``, a record whose content is what the line says (timestamps aside) is left as it is: no new
 version, no history row, no notification (``idnode_untimed``, schema 0004).
 
@@ -26,13 +33,14 @@ prefix-wide check of the importer's rights cannot stand in for it (an app with t
 re-key ``P/ADMIN``). Records are grouped by their administrators first, so a million records under pyhandle's
 default HS_ADMIN cost one question.
 
-The check stage yields to the event loop every ``_YIELD_EVERY`` lines: a node importing over HTTP keeps answering
-look-ups between them (a line costs ~50 µs of CPU, and without a pause only the COPY of every 20,000 lines would
-let other requests in: a stall of about a second).
+The check stage yields to the event loop every ``_YIELD_EVERY`` lines, and so does the COPY every as many rows
+(``_paced``): a node importing over HTTP keeps answering look-ups between them (a line costs ~30 µs of CPU, and
+without a pause a chunk would hold the loop for a third of a second).
 
 Progress is reported in two stages through ``stage`` (registry/progress.py shows them): ``check`` counts input
-lines as they are read, checked and copied, ``write`` counts rows of the final step, which runs in slices of
-``_WRITE_SLICE`` rows so that it can report too (a few statements more, each still one trigger run).
+lines as they are read, checked and copied, ``write`` counts rows of the final step: with ``replace`` the move
+into ``handles``, in slices of ``_WRITE_SLICE`` rows so that it can report too (a few statements more, each still
+one trigger run); without, the rows are in ``handles`` already when the check ends, and it reports them at once.
 """
 
 from __future__ import annotations
