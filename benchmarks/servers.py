@@ -150,11 +150,14 @@ async def idnode_server(
     taskset: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     upstream: str | None = None,
+    executable: str | None = None,
 ) -> AsyncIterator[Server]:
     """``idnode serve`` on a free port over ``dsn``; ready when ``/readyz`` answers 200. With ``upstream`` (a
-    node's base URL) it forwards every handle it does not home there (issue 9)."""
+    node's base URL) it forwards every handle it does not home there (issue 9). ``executable`` is another tree's
+    ``idnode`` command, for an A/B (default: this checkout's)."""
     port = free_port()
-    argv = [*_idnode_argv(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command = [executable] if executable is not None else _idnode_argv()
+    argv = [*command, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     argv += ["--database-url", dsn, "--data-dir", str(workdir / "node-data")]
     env = {**os.environ, "IDNODE_LOG_LEVEL": "WARNING", **(extra_env or {})}
     if cache_max_entries is not None:
