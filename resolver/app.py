@@ -52,6 +52,7 @@ from resolver.site_info import SiteInfo
 from resolver.sites_client import ForwardMetrics, SitesClient
 from resolver.store import DatabaseSettings, Store, connect, open_pool, unavailable
 from resolver.tallies import PrefixTallies
+from resolver.template_labels import TemplateLabels
 
 __all__ = [
     "CACHE",
@@ -230,7 +231,8 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         app.on_startup.extend(added.on_startup)
         app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans)
+    labels = TemplateLabels(store.pool)
+    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans, labels=labels)
     router.set_fallback(proxy.resolve)  # GET /{handle}: every path no other route claims
     app.add_routes(proxy.routes())
 

@@ -58,13 +58,15 @@ from resolver.pages import (
     not_found_page,
     notice_banner,
     redirect_page,
-    tombstone_page,
     values_page,
 )
 from resolver.product import LINKSET_TYPE, Product, handle_path, json_ld, link_header, linkset, pick_language
+from resolver.product_page import has_face, page_language, product_page, tombstone_page
+from resolver.public_url import request_base
 from resolver.records import ValueFilter
 from resolver.responses import ANY_TAIL, JSON_TYPE, Ready, flag, is_secure
 from resolver.scans import LINK_DATA, LINK_DEFAULT, LINK_LINKSET, LINK_PAGE, ScanCounts
+from resolver.template_labels import TemplateLabels
 
 __all__ = ["JSON_LD_TYPE", "LINKSET_CONTEXT", "Proxy", "origin"]
 
@@ -95,6 +97,7 @@ class Proxy:
         *,
         max_handle_bytes: int,
         scans: ScanCounts | None = None,
+        labels: TemplateLabels | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lookup = lookup
@@ -110,6 +113,7 @@ class Proxy:
         self._clock = clock
         self._scan = (scans or ScanCounts()).count  # scan statistics: resolver/scans.py
         self._negotiator = Negotiator()
+        self._labels = labels  # the product page's attribute names (slow path only)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/" + ANY_TAIL, self.resolve)]
@@ -204,7 +208,7 @@ class Proxy:
             self._scan(handle.key, LINK_DEFAULT)
             return self._redirect(entry.location, entry.min_ttl)
         if product is not None and product.withdrawn:
-            return _tombstone(text, product)
+            return _tombstone(text, product, self._language(request), _node(request))
         show = flag(query, "noredirect") or query.get("action") in ("showvalues", "showurls")
         if not show:
             answer = self._negotiated(request, text, handle.key, entry, query)
@@ -219,8 +223,39 @@ class Proxy:
                 self._scan(handle.key, LINK_DEFAULT)
                 return self._redirect(location, entry.min_ttl)
         self._scan(handle.key, LINK_PAGE)
+        if not value_filter and has_face(values, product):
+            return await self.product_answer(request, text, entry)
         page = values_page(text, values, self.redirects.allows, banner=_banner(product))
         return _html(page, product=product, cors="Origin" in request.headers)
+
+    async def product_answer(
+        self, request: web.Request, text: str, entry: CacheEntry, *, class_of: str | None = None, serial: str = ""
+    ) -> web.Response:
+        """The product page (``resolver/product_page.py``) of ``text`` from ``entry``'s public values. For an
+        unregistered serial number answered by its class record: ``text`` the serial's identifier, ``entry`` the
+        class record's, ``class_of`` the class handle and ``serial`` the serial number, shown as class-level
+        information."""
+        values = select(entry, ValueFilter())
+        labels = await self._labels.labels(class_of or text, values) if self._labels is not None else {}
+        product = entry.product
+        page = product_page(
+            text,
+            values,
+            product,
+            labels,
+            language=self._language(request),
+            node=_node(request),
+            allows=self.redirects.allows,
+            class_of=class_of,
+            serial=serial,
+        )
+        headers = dict(page.headers) if product is not None else {**page.headers, "Vary": "Accept-Language"}
+        return _html(page.body, headers=headers, product=product, cors="Origin" in request.headers)
+
+    def _language(self, request: web.Request) -> str:
+        """The product page's language: ``?lang=``, else ``Accept-Language`` (``page_language``)."""
+        accepted = self._negotiator.languages(request.headers.get("Accept-Language", ""))
+        return page_language(request.query.get("lang", ""), accepted)
 
     def _negotiated(
         self, request: web.Request, text: str, key: str, entry: CacheEntry, query: MultiMapping[str]
@@ -334,8 +369,16 @@ def _banner(product: Product | None) -> str:
     return notice_banner("Recalled", product.status.notice or "This product has been recalled.", product.status.link)
 
 
-def _tombstone(text: str, product: Product) -> web.Response:
-    """410 Gone for a withdrawn record, linking its successor (a handle: this node's ``/<handle>``)."""
+def _node(request: web.Request) -> str:
+    """This node as the client reached it (``host[:port]``), for the product page; empty for a ``Host`` header
+    that is no host name (``public_url.request_base``)."""
+    base = request_base(is_secure(request), request.host)
+    return "" if base is None else base.split("://", 1)[1]
+
+
+def _tombstone(text: str, product: Product, language: str, node: str) -> web.Response:
+    """410 Gone for a withdrawn record, linking its successor (a handle: this node's ``/<handle>``), in the
+    product page's style and ``language``."""
     status = product.status
     assert status is not None
     successor = ""
@@ -343,4 +386,5 @@ def _tombstone(text: str, product: Product) -> web.Response:
     if status.successor:
         successor = handle_path(status.successor) if status.successor_is_handle else safe_location(status.successor)
         headers["Link"] = f'<{successor}>; rel="successor-version"'
-    return _html(tombstone_page(text, status.notice, successor), status=410, headers=headers)
+    page = tombstone_page(text, status, successor, language=language, node=node)
+    return _html(page.body, status=410, headers={**page.headers, **headers, "Vary": "Accept-Language"})

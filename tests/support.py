@@ -29,6 +29,7 @@ import yarl
 from aiohttp import web
 
 from registry.app import extensions as registry_extensions
+from registry.demo import load_demo
 from registry.enterprises import Credentials, add_operator, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import ensure_self_signed
@@ -348,6 +349,15 @@ async def onboard_enterprise(dsn: str, prefix: str, *, name: str | None = None) 
             contact=None,
             actor=Actor("test"),
         )
+    finally:
+        await pool.close()
+
+
+async def load_demo_data(dsn: str) -> None:
+    """What ``idnode serve --demo`` sets up (registry/demo.py), by its own code."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await load_demo(RegistryStore(pool))
     finally:
         await pool.close()
 
