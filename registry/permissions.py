@@ -159,6 +159,19 @@ class Permissions:
         self.is_operator = is_operator
         self.suspended = suspended
 
+    def memoized(self) -> Permissions:
+        """These permissions with every record read remembered for the view's life: a batch decides all its items
+        before it writes any, against the records as they were, so each prefix handle and admin group needs reading
+        once per batch, not once per item."""
+        memo: dict[str, Sequence[HandleValue] | None] = {}
+
+        async def fetch(text: str) -> Sequence[HandleValue] | None:
+            if text not in memo:
+                memo[text] = await self.fetch(text)
+            return memo[text]
+
+        return Permissions(fetch, self.is_operator, self.suspended)
+
     async def authorize_change(
         self,
         identity: Identity,

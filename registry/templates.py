@@ -282,15 +282,29 @@ class TemplateCheck:
     and lifecycle state (``10320/loc``, ``IDNODE_STATUS``) against what the proxy can serve
     (``resolver/product.py`` ``check_values``)."""
 
-    __slots__ = ("_metrics", "_store")
+    __slots__ = ("_memo", "_metrics", "_store")
 
-    def __init__(self, store: RegistryStore, metrics: RegistryMetrics) -> None:
+    def __init__(
+        self, store: RegistryStore, metrics: RegistryMetrics, memo: dict[tuple[str, str], Any] | None = None
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        self._memo = memo
+
+    def memoized(self) -> TemplateCheck:
+        """This check with each template read once for the check's life (a batch): a batch of records naming one
+        template would otherwise read and parse it once per record."""
+        return TemplateCheck(self._store, self._metrics, {})
 
     async def items(self, prefix: str, version: str) -> list[dict[str, Any]] | None:
-        document = await self._store.template_items(ascii_upper(prefix), version)
-        return None if document is None else orjson.loads(document)
+        key = (ascii_upper(prefix), version)
+        if self._memo is not None and key in self._memo:
+            return self._memo[key]
+        document = await self._store.template_items(*key)
+        items = None if document is None else orjson.loads(document)
+        if self._memo is not None:
+            self._memo[key] = items
+        return items
 
     async def __call__(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
         """Validate ``values`` against the template they name; returns ``PREFIX/version`` or None."""
