@@ -62,6 +62,10 @@ class CachedRecords:
             values = self._decoded[memo] = entry.values
         return values
 
+    def holds(self, key: str) -> bool:
+        """Whether this node's cache has an entry for the handle (live, or kept to serve stale); counts nothing."""
+        return key in self._lookup.cache.keys()  # noqa: SIM118 (a Cache, not a dict)
+
     def remember(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
         """This node's cache holds the committed version before the client hears 2xx."""
         self._lookup.cache.put(record.key, build_entry(record, values or None, redirects=self._lookup.redirects))

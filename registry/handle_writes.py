@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from registry.auth import Identity, actor_of
+from registry.secret_keys import any_secret
 from registry.write_stages import WriteStages
 from registry.writes import ABSENT, Guard, Seen, Writer, WriteResult
 from resolver.errors import (
@@ -84,12 +85,15 @@ class HandleWrites:
             raise PrefixNotHomed(handle=text)
         return handle
 
-    def _guard(self, request: web.Request, identity: Identity, handle: Handle) -> Guard:
+    def _guard(self, request: web.Request, identity: Identity, handle: Handle, *, trial: bool = False) -> Guard:
+        """The checks of a write by ``identity``; a ``trial`` guard's template refusals are not counted."""
+        check = self.stages.check_template.quietly if trial else self.stages.check_template
+
         async def authorize(before: Sequence[HandleValue] | None, after: Sequence[HandleValue] | None) -> None:
             await self.stages.permissions.authorize_change(identity, handle, before, after)
 
         async def validate(after: Sequence[HandleValue]) -> str | None:
-            return await self.stages.check_template(handle.prefix, after)
+            return await check(handle.prefix, after)
 
         return Guard(actor_of(request, identity), authorize, validate)
 
@@ -125,15 +129,32 @@ class HandleWrites:
             return await self._mint(request, handle, values), "create"
         if not handle.suffix:
             raise InvalidHandle("Handle has an empty suffix", handle=text)
-        entry = await self.stages.records.entry_of(handle.name)
-        if entry is not None and not overwrite:
-            raise HandleAlreadyExists(handle=text)
-        identity = await self.stages.auth.require(request, text)
-        seen: Seen = ABSENT if entry is None else (entry.version, entry.values)
-        result = await self.writer.put_record(
-            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle), seen=seen
-        )
+        result = await self._write_record(request, handle, values, overwrite)
         return self._written(result, text), "create" if result.created else "replace"
+
+    async def _write_record(
+        self, request: web.Request, handle: Handle, values: list[HandleValue], overwrite: bool
+    ) -> WriteResult:
+        """Create or replace the whole record. A record the cache does not hold is not read first to learn whether
+        it exists: the create is tried, and its one statement shows the record instead when it does exist."""
+        text = handle.text
+        identity: Identity | None = None
+        seen: Seen | None = None
+        if overwrite and not self.stages.records.holds(handle.key) and not any_secret(values):
+            identity = await self.stages.auth.require(request, text)
+            tried = await self.writer.try_create(handle, values, self._guard(request, identity, handle, trial=True))
+            if isinstance(tried, WriteResult):
+                return tried
+            seen = tried
+        if seen is None:
+            entry = await self.stages.records.entry_of(handle.name)
+            if entry is not None and not overwrite:
+                raise HandleAlreadyExists(handle=text)
+            seen = ABSENT if entry is None else (entry.version, entry.values)
+        if identity is None:
+            identity = await self.stages.auth.require(request, text)
+        guard = self._guard(request, identity, handle)
+        return await self.writer.put_record(handle, values, overwrite=overwrite, guard=guard, seen=seen)
 
     async def _add_values(
         self,

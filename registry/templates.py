@@ -310,18 +310,26 @@ class TemplateCheck:
         """Validate ``values`` against the template they name; returns ``PREFIX/version`` or None."""
         check_values(values)
         try:
-            reference = template_reference(handle_prefix, values)
-            if reference is None:
-                return None
-            items = await self.items(*reference)
-            if items is None:
-                raise InvalidValue(f"Data template {_shown(reference[0] + '/' + reference[1])} does not exist")
-            problems = validate_record(items, values)
-            if problems:
-                raise InvalidValue(f"Does not match data template {_shown(reference[1])}: " + "; ".join(problems))
+            return await self._against_template(handle_prefix, values)
         except InvalidValue:
             self._metrics.template_failures += 1
             raise
+
+    async def quietly(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
+        """The same check, a refusal not counted: for a trial whose refusal the caller then checks for real."""
+        check_values(values)
+        return await self._against_template(handle_prefix, values)
+
+    async def _against_template(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
+        reference = template_reference(handle_prefix, values)
+        if reference is None:
+            return None
+        items = await self.items(*reference)
+        if items is None:
+            raise InvalidValue(f"Data template {_shown(reference[0] + '/' + reference[1])} does not exist")
+        problems = validate_record(items, values)
+        if problems:
+            raise InvalidValue(f"Does not match data template {_shown(reference[1])}: " + "; ".join(problems))
         return f"{ascii_upper(reference[0])}/{reference[1]}"
 
 
