@@ -2,8 +2,9 @@
 
 Authorization and the existence checks of PUT read the same few records (identities, prefix handles, admin
 groups) on every write, so they go through the cache like any look-up. After a commit, ``remember``/``forget``
-give this node's cache the new state before the client hears 2xx (read-your-writes); other nodes hear it from
-the change notification.
+give this node's cache the new state before the client hears 2xx (read-your-writes); a batch ``evict``s what it
+wrote instead (the next look-up loads it), since building thousands of answers nobody asked for would cost more
+than the batch's writes. Other nodes hear of every write from the change notification.
 """
 
 from __future__ import annotations
