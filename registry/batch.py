@@ -53,6 +53,7 @@ from resolver.records import (
     values_to_stored,
 )
 from resolver.responses import answers_errors, json_body, json_response
+from resolver.store import StoredRecord
 
 __all__ = ["BatchItem", "BatchWrites", "Outcome"]
 
@@ -255,10 +256,8 @@ class BatchWrites:
             if item.handle.key not in versions:  # a concurrent create took the handle between our lock and our insert
                 outcomes[item.position] = Outcome(text, HandleAlreadyExists(handle=text))
                 continue
-            # Dropped, not rebuilt: a batch writes records nobody has asked for yet, and building (and compressing)
-            # thousands of answers per batch would cost more than the writes and push the hot set out of the cache.
-            # The next look-up loads the committed version, so a reader here still sees the write.
-            self.stages.records.evict(item.handle.key)
+            record = StoredRecord(item.handle.key, item.handle.name, versions[item.handle.key], item.stored)
+            self.stages.records.written(record, item.values)
             outcomes[item.position] = Outcome(text, status=201 if item.position in created else 200)
         for item in deletes:
             self.stages.records.forget(item.handle.key)

@@ -198,7 +198,7 @@ class HandleWrites:
 
     def _written(self, result: WriteResult, text: str) -> web.StreamResponse:
         if result.record is not None:
-            self.stages.records.remember(result.record, result.values)
+            self.stages.records.written(result.record, result.values)
         return json_response({"responseCode": 1, "handle": text}, status=201 if result.created else 200)
 
     # --- DELETE -------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class HandleWrites:
         if indexes:
             result = await self.writer.delete_values(handle, indexes, guard=guard)
             if result.record is not None:
-                self.stages.records.remember(result.record, result.values)
+                self.stages.records.written(result.record, result.values)
         else:
             await self.writer.delete_record(handle, guard=guard)
             self.stages.records.forget(handle.key)

@@ -82,13 +82,23 @@ async def test_a_handle_admin_who_may_not_create_under_the_prefix_replaces_an_un
     assert body["values"][0]["data"]["value"] == "https://example.org/by-alice"
 
 
-async def test_a_new_record_is_answered_from_the_cache_right_after_its_put(site: Site) -> None:
+async def test_a_created_record_is_not_built_into_the_cache_yet_is_read_back_right_after(site: Site) -> None:
     status, _, _ = await site.put("88.TEST/fresh", XYZ)
     assert status == 201
-    assert _cached(site, "88.TEST/fresh")
+    assert not _cached(site, "88.TEST/fresh")
     status, body, _ = await site.get("88.TEST/fresh")
     assert status == 200
     assert [v["index"] for v in body["values"]] == [1, 2, 3, 100]
+    assert _cached(site, "88.TEST/fresh")
+
+
+async def test_a_put_of_a_cached_record_refreshes_it_in_the_cache(site: Site) -> None:
+    assert (await site.get("88.TEST/plain"))[0] == 200
+    status, _, _ = await site.put("88.TEST/plain", XYZ)
+    assert status == 200
+    entry = site.node.app[CACHE].get(ascii_upper("88.TEST/plain"))
+    assert entry is not None
+    assert [v.index for v in entry.values] == [1, 2, 3, 100]
 
 
 async def test_a_batch_replace_of_a_cached_record_is_read_back_new_right_after(site: Site) -> None:
