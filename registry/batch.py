@@ -230,6 +230,7 @@ class BatchWrites:
     ) -> None:
         chosen: dict[str, list[BatchItem]] = {"create": [], "update": [], "delete": []}
         checks = _Checks(self.stages.permissions.memoized(), self.stages.check_template.memoized())
+        held = {item.handle.key for item in items if self.stages.records.holds(item.handle.key)}
         async with self.store.transaction(actor) as tx:
             existing = await tx.lock_many([item.handle.key for item in items])
             for item in items:
@@ -257,7 +258,7 @@ class BatchWrites:
                 outcomes[item.position] = Outcome(text, HandleAlreadyExists(handle=text))
                 continue
             record = StoredRecord(item.handle.key, item.handle.name, versions[item.handle.key], item.stored)
-            self.stages.records.written(record, item.values)
+            self.stages.records.written(record, item.values, held=item.handle.key in held)
             outcomes[item.position] = Outcome(text, status=201 if item.position in created else 200)
         for item in deletes:
             self.stages.records.forget(item.handle.key)

@@ -67,12 +67,13 @@ class CachedRecords:
         """Whether this node's cache has an entry for the handle (live, or kept to serve stale); counts nothing."""
         return key in self._lookup.cache.keys()  # noqa: SIM118 (a Cache, not a dict)
 
-    def written(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
-        """A committed write, before the client hears 2xx: a record the cache holds (someone reads it) gets its new
-        version; any other is only dropped, with its remembered absence, and the next look-up loads it. Building and
-        compressing the answer of every created record would cost a single PUT more than its own statement, and a
-        batch more than its writes, and fill the cache with records nobody has asked for."""
-        if self.holds(record.key):
+    def written(self, record: StoredRecord, values: Sequence[HandleValue] | None = None, *, held: bool) -> None:
+        """A committed write, before the client hears 2xx. A record the cache ``held`` when the write began (someone
+        reads it) gets its new version; any other is only dropped, with its remembered absence, and the next look-up
+        loads it. Building and compressing the answer of every created record would cost a single PUT more than its
+        own statement, and a batch more than its writes, and fill the cache with records nobody has asked for.
+        (``held`` is asked before the write: its change notification may have evicted the entry by now.)"""
+        if held:
             self.remember(record, values)
         else:
             self.evict(record.key)

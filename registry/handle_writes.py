@@ -129,18 +129,19 @@ class HandleWrites:
             return await self._mint(request, handle, values), "create"
         if not handle.suffix:
             raise InvalidHandle("Handle has an empty suffix", handle=text)
-        result = await self._write_record(request, handle, values, overwrite)
-        return self._written(result, text), "create" if result.created else "replace"
+        held = self.stages.records.holds(handle.key)
+        result = await self._write_record(request, handle, values, overwrite, held=held)
+        return self._written(result, text, held=held), "create" if result.created else "replace"
 
     async def _write_record(
-        self, request: web.Request, handle: Handle, values: list[HandleValue], overwrite: bool
+        self, request: web.Request, handle: Handle, values: list[HandleValue], overwrite: bool, *, held: bool
     ) -> WriteResult:
         """Create or replace the whole record. A record the cache does not hold is not read first to learn whether
         it exists: the create is tried, and its one statement shows the record instead when it does exist."""
         text = handle.text
         identity: Identity | None = None
         seen: Seen | None = None
-        if overwrite and not self.stages.records.holds(handle.key) and not any_secret(values):
+        if overwrite and not held and not any_secret(values):
             identity = await self.stages.auth.require(request, text)
             tried = await self.writer.try_create(handle, values, self._guard(request, identity, handle, trial=True))
             if isinstance(tried, WriteResult):
@@ -193,12 +194,13 @@ class HandleWrites:
                 )
             except HandleAlreadyExists:
                 continue
-            return self._written(result, handle.text)
+            return self._written(result, handle.text, held=False)
         raise HandleAlreadyExists("Could not mint an unused suffix", handle=base.text)
 
-    def _written(self, result: WriteResult, text: str) -> web.StreamResponse:
+    def _written(self, result: WriteResult, text: str, *, held: bool = True) -> web.StreamResponse:
+        """The answer to a write; ``held``: whether the cache held the record before it (``CachedRecords.written``)."""
         if result.record is not None:
-            self.stages.records.written(result.record, result.values)
+            self.stages.records.written(result.record, result.values, held=held)
         return json_response({"responseCode": 1, "handle": text}, status=201 if result.created else 200)
 
     # --- DELETE -------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ class HandleWrites:
         if indexes:
             result = await self.writer.delete_values(handle, indexes, guard=guard)
             if result.record is not None:
-                self.stages.records.written(result.record, result.values)
+                self.stages.records.remember(result.record, result.values)
         else:
             await self.writer.delete_record(handle, guard=guard)
             self.stages.records.forget(handle.key)
