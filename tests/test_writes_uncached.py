@@ -16,9 +16,11 @@ import pytest
 from resolver.app import CACHE
 from resolver.identifiers import ascii_upper
 from tests.support import onboard_enterprise, put_record, running_node, secure_basic
+from tests.test_templates import TEMPLATE, VALID
 from tests.test_writes import PLAIN_VALUES, TRUSTING, XYZ, Site, _without_stamps
 
 ALICE_SECRET = "alice-secret-0123"
+FAILURES = "idnode_template_validation_failures_total"
 
 
 def _admin(handle: str) -> dict[str, Any]:
@@ -115,3 +117,16 @@ async def test_a_batch_replace_of_a_cached_record_is_read_back_new_right_after(s
     assert (status, [r["status"] for r in body["results"]]) == (200, [200])
     status, body, _ = await site.get("88.TEST/plain")
     assert body["values"][0]["data"]["value"] == "https://example.org/new"
+
+
+async def test_a_registration_its_template_refuses_counts_one_template_failure(site: Site) -> None:
+    status, _, _ = await site.node.call("PUT", "/api/templates/88.TEST/v1", json=TEMPLATE, headers=site.auth)
+    assert status == 201
+    missing_weight = [v for v in VALID if v["index"] != 2001]
+    status, body, _ = await site.put("88.TEST/pump-1", {"values": missing_weight})
+    assert (status, body["responseCode"]) == (400, 202)
+    assert (await site.get("88.TEST/pump-1"))[0] == 404
+    status, text, _ = await site.node.call("GET", "/metrics")
+    assert status == 200
+    counted = [line for line in text.splitlines() if line.startswith(FAILURES)]
+    assert counted == [f"{FAILURES} 1.0"]
