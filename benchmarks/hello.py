@@ -1,10 +1,12 @@
 """The hello-world baseline: the least an aiohttp server on uvloop can do per request, run like the node.
 
-``python -m benchmarks.hello --port P [--workers N]`` serves ``GET /hello`` → "Hello, World!" with
-``access_log=None`` and no middleware, on uvloop when it is installed (the node's loop policy, see
-``resolver/serve.py``). With ``--workers N`` it forks N processes with one SO_REUSEPORT socket each, as
-``idnode serve --workers N`` does, so the two-worker ratio compares like with like. Every throughput target
-of the node is a ratio to this server measured in the same run (research/performance-anchors.md §3).
+``python -m benchmarks.hello --port P [--workers N]`` serves ``GET /hello`` → "Hello, World!" and
+``GET /hello1k`` → a fixed JSON body the size of the benchmark's cached answer (``BODY_1K_BYTES``, what a cached
+look-up sends a client without gzip), with ``access_log=None`` and no middleware, on uvloop when it is installed
+(the node's loop policy, see ``resolver/serve.py``). With ``--workers N`` it forks N processes with one
+SO_REUSEPORT socket each, as ``idnode serve --workers N`` does, so the two-worker ratio compares like with like.
+Every throughput target of the node is a ratio to this server measured in the same run
+(research/performance-anchors.md §3).
 """
 
 from __future__ import annotations
@@ -19,13 +21,20 @@ import sys
 
 from aiohttp import web
 
-__all__ = ["main"]
+__all__ = ["BODY_1K_BYTES", "main"]
 
 _BODY = b"Hello, World!"
+BODY_1K_BYTES = 1249
+"""The data set's record answer (resolver/compression.py: 1,249 B), so the cached row and this one send as much."""
+_BODY_1K = b'{"responseCode":1,"padding":"' + b"x" * (BODY_1K_BYTES - 31) + b'"}'
 
 
 async def hello(_request: web.Request) -> web.Response:
     return web.Response(body=_BODY, content_type="text/plain")
+
+
+async def hello_1k(_request: web.Request) -> web.Response:
+    return web.Response(body=_BODY_1K, content_type="application/json")
 
 
 def _socket(port: int, reuse_port: bool) -> socket.socket:
@@ -45,6 +54,7 @@ def _serve(sock: socket.socket) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = web.Application()
     app.router.add_get("/hello", hello)
+    app.router.add_get("/hello1k", hello_1k)
     web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
 
 

@@ -11,9 +11,10 @@ One record is cached by a first request. Then the hot handler is called directly
 prepared with ``aiohttp.test_utils.make_mocked_request``; each call is driven with ``coroutine.send(None)``,
 which completes at once on a cache hit (the hot path has no await; the script stops if it ever suspends).
 
-"Without metrics" is the same function with its metric lines removed: the source of ``get_handle`` is read
-with ``inspect``, every line that calls ``perf_counter()``, bumps ``self._counts`` or calls ``self._observe`` is
-dropped, and the rest is compiled in ``resolver.http``'s namespace and bound to the same endpoint. So the two
+"Without metrics" is the same function with its metric lines removed: the sources of ``get_handle`` and of
+its hot branch ``_ready`` are read with ``inspect``, every line that calls ``perf_counter()``, bumps
+``self._counts`` or calls ``self._observe`` is dropped, and the rest is compiled in ``resolver.http``'s namespace
+and bound to a copy of the endpoint. So the two
 variants differ by exactly those lines, whatever else the hot path does; the dropped lines are printed, and
 both variants must answer the same bytes. Rounds alternate the variants; the minimum and median of the rounds
 are printed, with a breakdown of the single operations and the cost of a scrape (one worker, and merged with
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import gc
 import inspect
 import os
@@ -119,18 +121,27 @@ async def _seed(dsn: str) -> None:
         await con.close()
 
 
-def _without_metrics(endpoint: HandlesEndpoint) -> tuple[Handler, list[str]]:
-    """``endpoint.get_handle`` compiled again without its metric lines; and the lines dropped."""
-    source = textwrap.dedent(inspect.getsource(HandlesEndpoint.get_handle))
+def recompiled(cls: type, name: str, drop: re.Pattern[str], module: types.ModuleType) -> tuple[Any, list[str]]:
+    """``cls.name`` compiled again in ``module``'s namespace without the lines ``drop`` matches; and those lines."""
+    source = textwrap.dedent(inspect.getsource(getattr(cls, name)))
     kept, dropped = [], []
     for line in source.splitlines():
-        (dropped if METRIC_LINE.search(line) else kept).append(line)
-    stripped = "\n".join(kept)
-    if len(dropped) < 3 or "started" in stripped or "_counts" in stripped or "_responses" in stripped:
-        sys.exit(f"metrics_overhead: get_handle changed shape; cannot strip its metric lines:\n{source}")
-    namespace = dict(vars(resolver.http))
-    exec(compile(stripped, "<get_handle without metrics>", "exec"), namespace)
-    return types.MethodType(namespace["get_handle"], endpoint), [line.strip() for line in dropped]
+        (dropped if drop.search(line) else kept).append(line)
+    namespace = dict(vars(module))
+    exec(compile("\n".join(kept), f"<{name} without {drop.pattern}>", "exec"), namespace)
+    return namespace[name], [line.strip() for line in dropped]
+
+
+def _without_metrics(endpoint: HandlesEndpoint) -> tuple[Handler, list[str]]:
+    """``endpoint.get_handle`` compiled again without its metric lines (its own and its ``_ready``'s), bound to a
+    copy of ``endpoint`` whose ``_ready`` is stripped the same way; and the lines dropped."""
+    handler, dropped = recompiled(HandlesEndpoint, "get_handle", METRIC_LINE, resolver.http)
+    ready, dropped_ready = recompiled(HandlesEndpoint, "_ready", METRIC_LINE, resolver.http)
+    if len(dropped) < 3 or not any("_counts" in line for line in dropped_ready):
+        sys.exit("metrics_overhead: get_handle changed shape; cannot strip its metric lines")
+    bare = copy.copy(endpoint)
+    bare._ready = types.MethodType(ready, bare)  # type: ignore[method-assign]
+    return types.MethodType(handler, bare), dropped + dropped_ready
 
 
 def _answer(handler: Handler, request: web.Request) -> web.Response:

@@ -21,6 +21,10 @@ __all__ = ["Results", "markdown", "ratios", "write_json"]
 _RATIOS = (
     # name, scenario, baseline, what it anchors
     ("cached_vs_hello", "cached", "hello", "T1: cached look-up ≥ 0.80× hello-world"),
+    ("cached_vs_hello_body", "cached", "hello_1k", "cached look-up vs a hello-world sending the same 1.1 KB body"),
+    ("cached_vs_cached_nolane", "cached", "cached_nolane", "fast lane A/B: cached look-up, lane on vs off"),
+    ("proxy_vs_proxy_nolane", "proxy", "proxy_nolane", "fast lane A/B: proxy 302, lane on vs off"),
+    ("cached_nolane_vs_hello", "cached_nolane", "hello", "cached look-up through aiohttp vs hello-world"),
     ("cached_gzip_vs_hello", "cached_gzip", "hello", "cached look-up served gzip vs hello-world"),
     ("cached_gzip_vs_cached", "cached_gzip", "cached", "gzip client vs one served the decompressed JSON"),
     ("proxy_vs_hello", "proxy", "hello", "proxy 302 vs hello-world"),

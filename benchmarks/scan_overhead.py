@@ -5,24 +5,24 @@
     python -m benchmarks.scan_overhead [--database-url DSN] [--iterations 200000] [--rounds 7] [--handles 10000]
 
 Method, as ``metrics_overhead.py`` (whose database, seeding and timing helpers it uses): a real app over a real
-database, the record cached by a first request, then ``Proxy.resolve`` driven directly on one mocked request
-(each call completes at once on a cache hit). "Without counting" is ``Proxy.resolve`` compiled again with the
-``self._scan(...)`` line dropped and bound to the same proxy, so the variants differ by exactly that line; both
-must answer the same Location. Rounds alternate the variants, each on one handle and cycling over ``--handles``
-distinct cached handles; the counts are drained before every round, so each handle's first scan in a round makes
-its counter, as after every ``stats_interval``'s roll-up. Then the memory a counted handle takes
+database, the record cached by a first request, then ``Proxy.resolve`` driven directly on one mocked request (each
+call completes at once on a cache hit). "Without counting" is ``Proxy.resolve`` of a copy of the proxy whose hot
+branch (``Proxy._ready``) is compiled again with the ``self._scan(...)`` line dropped, so the variants differ by
+exactly that line; both must answer the same Location. Rounds alternate the variants, each on one handle and cycling
+over ``--handles`` distinct cached handles; the counts are drained before every round, so each handle's first scan in
+a round makes its counter, as after every ``stats_interval``'s roll-up. Then the memory a counted handle takes
 (tracemalloc, ``MAX_HANDLES`` distinct handles) and the time to drain them. Prints figures; asserts no timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
-import inspect
 import os
+import re
 import statistics
 import sys
-import textwrap
 import time
 import tracemalloc
 import types
@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 import resolver.proxy
-from benchmarks.metrics_overhead import HANDLE, PREFIX, VALUES, _database, _say, _seed, run
+from benchmarks.metrics_overhead import HANDLE, PREFIX, VALUES, _database, _say, _seed, recompiled, run
 from resolver.app import LOOKUP, METRICS, create_app
 from resolver.config import Settings
 from resolver.proxy import Proxy
@@ -43,14 +43,14 @@ Handler = object
 
 
 def _without_counting(proxy: Proxy) -> Handler:
-    """``proxy.resolve`` compiled again without its ``self._scan(...)`` line."""
-    source = textwrap.dedent(inspect.getsource(Proxy.resolve))
-    kept = [line for line in source.splitlines() if "self._scan(" not in line]
-    if len(kept) != len(source.splitlines()) - 1:
-        sys.exit(f"scan_overhead: Proxy.resolve changed shape; cannot strip its counting line:\n{source}")
-    namespace = dict(vars(resolver.proxy))
-    exec(compile("\n".join(kept), "<resolve without counting>", "exec"), namespace)
-    return types.MethodType(namespace["resolve"], proxy)
+    """``proxy.resolve`` of a copy of ``proxy`` whose ``_ready`` (the hot 302) is compiled again without its
+    ``self._scan(...)`` line."""
+    ready, dropped = recompiled(Proxy, "_ready", re.compile(r"self\._scan\("), resolver.proxy)
+    if len(dropped) != 1:
+        sys.exit("scan_overhead: Proxy._ready changed shape; cannot strip its counting line")
+    bare = copy.copy(proxy)
+    bare._ready = types.MethodType(ready, bare)  # type: ignore[method-assign]
+    return bare.resolve
 
 
 def _once(handler: Handler, request: web.Request) -> web.Response:

@@ -6,6 +6,8 @@ Targets (each started once per run, in this order, by ``suite.py``):
 - ``nginx``: Debian's nginx, one worker, a static ~400-byte JSON file: the "physical limit".
 - ``node``: idnode with its default cache, on the server core. The hot set (records ``0 .. hot_keys-1``) is
   cached through ``/api/resolve`` before the first run, so the cached scenarios never miss.
+- ``node-nolane``: idnode as ``node`` but with ``IDNODE_FAST_LANE=0``, hot set cached: every request goes through
+  aiohttp, the same-run A/B of the fast lane (resolver/fastlane.py).
 - ``node-cold``: idnode with ``IDNODE_CACHE_MAX_ENTRIES`` = ``cold_cache_entries`` (1,000): uniform keys over
   all records make nearly every look-up a PostgreSQL point select.
 - ``node-fwd`` / ``node-fwd-cold``: forwarding (issue 9). A second idnode over its own empty database, homing
@@ -35,7 +37,7 @@ from benchmarks.plan import Plan
 
 __all__ = ["FORWARDING_TARGETS", "TARGETS", "Scenario", "absent_hot_numbers", "catalogue"]
 
-TARGETS = ("hello", "nginx", "node", "node-fwd", "node-fwd-cold", "node-cold", "hello-w2", "node-w2")
+TARGETS = ("hello", "nginx", "node", "node-fwd", "node-fwd-cold", "node-nolane", "node-cold", "hello-w2", "node-w2")
 FORWARDING_TARGETS = ("node-fwd", "node-fwd-cold")
 """Targets that ask the ``node`` target for every handle: the suite runs them while ``node`` is up."""
 _ABSENT_SPAN = 1_000_000_000 - ABSENT_BASE - 1
@@ -71,6 +73,14 @@ def catalogue(plan: Plan) -> list[Scenario]:
     hot = Keys.zipf(0, plan.hot_keys, plan.zipf_exponent)
     scenarios = [
         Scenario("hello", "aiohttp hello-world (uvloop)", "hello", static_script(), path="/hello", sweep=True),
+        Scenario(
+            "hello_1k",
+            "aiohttp hello-world, 1.1 KB JSON body (the cached answer's size)",
+            "hello",
+            static_script(),
+            path="/hello1k",
+            sweep=True,
+        ),
         Scenario("nginx", "nginx static 400 B JSON", "nginx", static_script(), path="/static.json", sweep=True),
         Scenario("cached", "cached look-up (Zipf)", "node", get_script("/api/handles/", hot), sweep=True),
         Scenario(
@@ -125,6 +135,8 @@ def catalogue(plan: Plan) -> list[Scenario]:
             "node-fwd-cold",
             get_script("/api/handles/", Keys.uniform(0, plan.hot_keys)),
         ),
+        Scenario("cached_nolane", "cached look-up (Zipf), lane off", "node-nolane", get_script("/api/handles/", hot)),
+        Scenario("proxy_nolane", "proxy redirect 302 (Zipf, cached), lane off", "node-nolane", get_script("/", hot)),
         Scenario(
             "cold",
             f"cold look-up (uniform, cache {plan.cold_cache_entries:,})",

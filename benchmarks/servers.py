@@ -150,21 +150,28 @@ async def idnode_server(
     taskset: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     upstream: str | None = None,
+    fast_lane: bool = True,
+    executable: str | None = None,
 ) -> AsyncIterator[Server]:
     """``idnode serve`` on a free port over ``dsn``; ready when ``/readyz`` answers 200. With ``upstream`` (a
-    node's base URL) it forwards every handle it does not home there (issue 9)."""
+    node's base URL) it forwards every handle it does not home there (issue 9); without ``fast_lane`` every request
+    goes through aiohttp (resolver/fastlane.py). ``executable`` is another tree's ``idnode`` command, for an A/B
+    (default: this checkout's)."""
     port = free_port()
-    argv = [*_idnode_argv(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command = [executable] if executable is not None else _idnode_argv()
+    argv = [*command, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     argv += ["--database-url", dsn, "--data-dir", str(workdir / "node-data")]
     env = {**os.environ, "IDNODE_LOG_LEVEL": "WARNING", **(extra_env or {})}
     if cache_max_entries is not None:
         env["IDNODE_CACHE_MAX_ENTRIES"] = str(cache_max_entries)
     if upstream is not None:
         env["IDNODE_UPSTREAM"] = upstream
+    env["IDNODE_FAST_LANE"] = "1" if fast_lane else "0"
     tag = (
         f"idnode-w{workers}"
         + (f"-cache{cache_max_entries}" if cache_max_entries is not None else "")
         + ("-fwd" if upstream is not None else "")
+        + ("" if fast_lane else "-nolane")
     )
     async with _run(
         tag, _command(argv, cpus, taskset), port=port, ready_path="/readyz", log=workdir / f"{tag}.log", env=env

@@ -364,13 +364,23 @@ async def _run_target(
             meter = Meter(server, None)
             for scenario in group:
                 await runner.wrk_series(meter, scenario, server)
+    elif target == "node-nolane":
+        pinned = {"cpus": plan.server_cpus, "taskset": tools.taskset}
+        await _cached_node(runner, db, group, "fast lane off", passes=1, fast_lane=False, **pinned)
     elif target == "node-w2":
-        async with idnode_server(db.dsn, workdir, workers=2) as node:
-            say(f"node: {node.url}, 2 workers, filling both caches ({_W2_PASSES} passes)")
-            await fill_cache(node.url, range(plan.hot_keys), passes=_W2_PASSES)
-            meter = Meter(node, db)
-            for scenario in group:
-                await runner.wrk_series(meter, scenario, node)
+        await _cached_node(runner, db, group, f"2 workers, filling both caches ({_W2_PASSES} passes)", workers=2)
+
+
+async def _cached_node(
+    runner: _Runner, db: BenchDatabase, group: list[Scenario], what: str, *, passes: int = _W2_PASSES, **options: Any
+) -> None:
+    """A node (``idnode_server`` ``options``) with the hot set cached (``passes`` times: each worker its own)."""
+    async with idnode_server(db.dsn, runner.workdir, **options) as node:
+        runner.say(f"node: {node.url}, {what}")
+        await fill_cache(node.url, range(runner.plan.hot_keys), passes=passes)
+        meter = Meter(node, db)
+        for scenario in group:
+            await runner.wrk_series(meter, scenario, node)
 
 
 async def run_suite(options: Options, say: Say) -> Results:

@@ -68,6 +68,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("cached look-up vs aiohttp hello", "≥ 1.0× (2.5× aimed)", _ratio(results, "cached_vs_hello")),
         ("cached look-up vs a hello with the same body", "—", _ratio(results, "cached_vs_hello_body")),
         ("cached look-up, gzip client, vs hello", "—", _ratio(results, "cached_gzip_vs_hello")),
+        ("cached look-up, fast lane on vs off (same run)", "—", _ratio(results, "cached_vs_cached_nolane")),
+        ("proxy 302, fast lane on vs off (same run)", "—", _ratio(results, "proxy_vs_proxy_nolane")),
         ("p99 of cached look-ups", "≤ 2 ms at c64", _p99(find("cached"))),
         ("RSS per cached handle (harness hot set)", "1M ≤ 1 GiB", f"{per_handle:,.0f} B" if per_handle else "not run"),
         ("COPY into handles (triggers on)", "—", f"{results['import'].get('rows_per_second', 0):,} rows/s"),

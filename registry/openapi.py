@@ -300,6 +300,12 @@ _SCHEMAS: dict[str, Any] = {
             "numberRange": {"type": "string", "examples": ["[1,10]"]},
             "dateFormat": {"type": "string", "examples": ["YYYY-MM-DD"]},
             "state": {"enum": ["enabled", "disabled"]},
+            "labels": {
+                "type": "object",
+                "description": "the item's name per language tag, for the product page (at most 8)",
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
+                "examples": [{"zh": "额定功率", "en": "Rated power"}],
+            },
         },
     },
     "SnmsTemplate": {

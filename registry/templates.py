@@ -2,7 +2,11 @@
 
 A template is ``{prefix, version, description?, items: [...]}``; each item is
 ``{idIndex ≥ 2000, idType, name, required, type: string|number|date, minLength?, maxLength?, numberRange?,
-dateFormat?, state: enabled|disabled}`` (research/idis-secondary-node.md §4.3). Here a published version is
+dateFormat?, state: enabled|disabled, labels?}`` (research/idis-secondary-node.md §4.3). ``labels`` is idnode's
+optional addition: the item's name per language for the product page (``{"zh": "额定功率", "en": "Rated power"}``,
+language tags as keys, at most ``MAX_LABELS``); IDIS and SNMS know only ``name`` (in practice Chinese), which the
+page uses when a language has no label (``resolver/template_labels.py``). A template without labels is stored and
+served exactly as before. Here a published version is
 immutable: ``PUT`` of an existing version succeeds only when it is identical (a safe retry), ``DELETE`` is refused
 while a handle still names the version. SNMS's ``PUT /snms/api/v5/template`` (``registry/snms_templates.py``) may
 revise a version, within the rules of ``registry/template_versions.py``, which both APIs share.
@@ -43,6 +47,7 @@ from resolver.identifiers import ascii_upper, prefix_chain
 from resolver.product import check_values
 from resolver.records import HandleValue
 from resolver.responses import answers_errors, json_body, json_response
+from resolver.template_labels import TEMPLATE_INDEX, split_reference
 
 __all__ = [
     "TEMPLATE_INDEX",
@@ -55,7 +60,6 @@ __all__ = [
     "validate_record",
 ]
 
-TEMPLATE_INDEX = 1001
 FIRST_ITEM_INDEX = 2000
 _TYPES = frozenset({"string", "number", "date"})
 _STATES = frozenset({"enabled", "disabled"})
@@ -66,6 +70,9 @@ _RANGE = re.compile(rf"^\s*([\[(])\s*({_BOUND})?\s*,\s*({_BOUND})?\s*([\])])\s*$
 """``[1,10]``, ``(0,)``, ``[,5.5]``: each bound a decimal number or empty; ``[.,5]`` is not a range."""
 _DATE_TOKENS = (("YYYY", "%Y"), ("MM", "%m"), ("DD", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))
 MAX_ITEMS = 500
+MAX_LABELS = 8
+MAX_LABEL_CHARS = 200
+_LABEL_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 MAX_LENGTH_BOUND = 1 << 20
 _SHOWN = 64
 """Characters of a client's text repeated in an error message, at most."""
@@ -138,7 +145,7 @@ def check_items(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[ItemPr
                 "required": raw.get("required", False),
                 "type": kind,
                 "state": raw.get("state", "enabled"),
-                **{k: raw[k] for k in ("minLength", "maxLength", "numberRange") if k in raw},
+                **{k: raw[k] for k in ("minLength", "maxLength", "numberRange", "labels") if k in raw},
                 **({"dateFormat": raw.get("dateFormat", "YYYY-MM-DD")} if kind == "date" else {}),
             }
         )
@@ -166,7 +173,26 @@ def _item_field_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
             found.append((bound, f"must be an integer from 0 to {MAX_LENGTH_BOUND}"))
     if "numberRange" in raw and (not isinstance(raw["numberRange"], str) or not _RANGE.match(raw["numberRange"])):
         found.append(("numberRange", "must look like [1,10] or (0,)"))
+    if "labels" in raw and not _labels_ok(raw["labels"]):
+        found.append(
+            ("labels", f'must map at most {MAX_LABELS} language tags to names, such as {{"zh": "型号", "en": "Model"}}')
+        )
     return found
+
+
+def _labels_ok(labels: Any) -> bool:
+    """An item's ``labels``: language tag (lower-case primary subtag) → non-empty name without NUL."""
+    return (
+        isinstance(labels, dict)
+        and 0 < len(labels) <= MAX_LABELS
+        and all(
+            _LABEL_LANGUAGE.fullmatch(tag)
+            and isinstance(name, str)
+            and 0 < len(name) <= MAX_LABEL_CHARS
+            and "\x00" not in name
+            for tag, name in labels.items()
+        )
+    )
 
 
 def description_problem(description: Any) -> str | None:
@@ -265,10 +291,8 @@ def template_reference(handle_prefix: str, values: Sequence[HandleValue]) -> tup
             if value.format != "string" or not str(value.value).strip():
                 raise InvalidValue(f"Value {TEMPLATE_INDEX} must name a data template version")
             text = str(value.value).strip()
-            prefix, sep, version = text.rpartition("/")
-            if not (sep and prefix):
-                return handle_prefix, text
-            if ascii_upper(prefix) not in prefix_chain(ascii_upper(handle_prefix)):
+            prefix, version = split_reference(handle_prefix, text)
+            if "/" in text and ascii_upper(prefix) not in prefix_chain(ascii_upper(handle_prefix)):
                 raise InvalidValue(
                     f"Value {TEMPLATE_INDEX}: data template {_shown(text)} belongs to another prefix; a record may "
                     f"name templates of {handle_prefix} or of a prefix above it"

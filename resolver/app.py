@@ -22,9 +22,10 @@ No middleware is installed: each one would run on every cached look-up (research
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -36,6 +37,7 @@ from resolver.changes import ChangeListener
 from resolver.config import Settings
 from resolver.description import Description
 from resolver.errors import DatabaseUnavailable
+from resolver.fastlane import Answers, FastLaneRunner
 from resolver.forward import Forwarder
 from resolver.http import HANDLES_PREFIX, HandleHooks, HandlesEndpoint, api_not_found
 from resolver.lookup import Lookup
@@ -43,13 +45,14 @@ from resolver.metrics import PROMETHEUS_REGISTRY, NodeCollector, NodeMetrics, ne
 from resolver.prefixes import PrefixTable
 from resolver.proxy import Proxy
 from resolver.replicas import ReplicaReads, Replicas
-from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, json_response
+from resolver.responses import ANY_TAIL, BODY_TIMEOUT, SECURE_CHECK, Ready, json_response
 from resolver.router import new_application
 from resolver.scans import ScanCounts
 from resolver.site_info import SiteInfo
 from resolver.sites_client import ForwardMetrics, SitesClient
 from resolver.store import DatabaseSettings, Store, connect, open_pool, unavailable
 from resolver.tallies import PrefixTallies
+from resolver.template_labels import TemplateLabels
 
 __all__ = [
     "CACHE",
@@ -64,6 +67,7 @@ __all__ = [
     "Core",
     "Extension",
     "create_app",
+    "node_runner",
 ]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -78,6 +82,9 @@ METRICS: web.AppKey[NodeMetrics] = web.AppKey("metrics")
 COLLECTOR: web.AppKey[NodeCollector] = web.AppKey("collector")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 READY_DETAILS: web.AppKey[list[Callable[[], dict[str, object]]]] = web.AppKey("ready_details")
+FAST_ANSWERS: web.AppKey[Answers] = web.AppKey("fast_answers")
+"""What the fast lane may answer itself (resolver/fastlane.py): the hot paths' ready answers, routed as the router
+would route the request."""
 
 AppHook = Callable[[web.Application], Awaitable[None]]
 
@@ -224,9 +231,19 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
         app.on_startup.extend(added.on_startup)
         app.on_cleanup.extend(added.on_cleanup)
     app.add_routes([web.route("*", "/api", api_not_found), web.route("*", "/api/" + ANY_TAIL, api_not_found)])
-    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans)
+    labels = TemplateLabels(store.pool)
+    proxy = Proxy(lookup, metrics, max_handle_bytes=settings.max_handle_bytes, scans=scans, labels=labels)
     router.set_fallback(proxy.resolve)  # GET /{handle}: every path no other route claims
     app.add_routes(proxy.routes())
+
+    def fast_answers(raw: str, headers: Mapping[str, str]) -> Ready | None:
+        if router.is_hot(raw):
+            return endpoint.ready_answer(raw, headers)
+        if router.is_fallback(raw):
+            return proxy.ready_answer(raw, headers)
+        return None
+
+    app[FAST_ANSWERS] = fast_answers
 
     async def start_listening(_app: web.Application) -> None:
         if replicas is not None:
@@ -242,6 +259,14 @@ async def create_app(settings: Settings, dsn: str, *, extensions: Iterable[Exten
     app.on_startup.append(start_listening)
     app.on_cleanup.append(shut_down)
     return app
+
+
+def node_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """The runner that serves a node's ``app`` (``kwargs`` as ``web.AppRunner``'s): with the fast lane when the
+    settings ask for it and no request log is on, since the lane's answers never reach aiohttp's access logger."""
+    if app[SETTINGS].fast_lane and "access_log" in kwargs and kwargs["access_log"] is None:
+        return FastLaneRunner(app, app[FAST_ANSWERS], **kwargs)
+    return web.AppRunner(app, **kwargs)
 
 
 async def healthz(_request: web.Request) -> web.StreamResponse:

@@ -4,7 +4,8 @@ Purpose. A cached look-up must cost little more than aiohttp's hello-world, so a
 answer already encoded (``CacheEntry.answer``: the anonymous, unfiltered JSON for the stored spelling, gzip-
 compressed when that saves: ``compression.py``) and the hot path is one dict look-up plus an expiry compare.
 Everything else about the record is derived from the entry on demand (``CacheEntry.values``), which keeps a
-million entries under 1 KiB each.
+node holding a million cached product records within 1 GiB of resident set, the whole process
+(``benchmarks/node_memory.py``: 956 MiB, 925 B per cached handle, 2026-12-02).
 
 Policy.
 - Positive entries live until a change notification evicts them (``changes.py``), or ``safety_ttl`` passes.
@@ -18,7 +19,10 @@ Policy.
   create notification.
   They have their own bound so that a scan of random identifiers cannot push real records out.
 - Bounded by entry count *and* estimated bytes. Eviction is CLOCK (second chance), an O(1) approximation of
-  LRU: a hit only sets a flag, so reads never reorder the map.
+  LRU: a hit only sets a flag, so reads never reorder the map. The hand walks a snapshot of the map's keys in
+  insertion order (``_ring``), taken when an eviction finds the last one walked; a plain dict keeps the entries
+  (an ``OrderedDict``'s linked nodes cost 48 B more per cached handle), and the snapshot's 8 B per key exist only
+  while the cache is full.
 - Misses of one key share one load (single-flight); misses arriving within one loop tick are loaded together
   by a single call of the loader (one ``= ANY($1)`` query). A load that raced with an invalidation of its key,
   or with a flush, answers its waiters but is not stored, so an old version never outlives its notification.
@@ -37,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -70,15 +75,18 @@ Loader = Callable[[Sequence[str]], Awaitable[dict[str, "CacheEntry"]]]
 _MAX_KEYS_PER_LOAD = 5000
 _NOWHERE = Tally()
 """The tally of an entry no cache holds (a cache without ``tallies`` counts into it too, unread)."""
-_ENTRY_OVERHEAD = 300
+_EXPIRY_GRAIN = 16
+"""Expiry times are rounded up to 1/16 s, so that entries stored within one such tick (a bulk load, a busy
+second) share one float object: 32 B less per cached handle, for at most 62.5 ms of extra life."""
+_ENTRY_OVERHEAD = 220
 """An entry's cost is estimated as ``_ENTRY_OVERHEAD`` plus 110 % of the lengths of its answer (as stored: gzip when
 that saved), stored JSON and redirect target and twice its handle's (the entry's spelling and the map's key, one
 string when they are equal: then the estimate errs high). The constant is the entry object, the headers of those
-strings and bytes, the version and expiry numbers, and the map's slot and node. Measured by
-``benchmarks/cache_size.py`` (2026-12-02), Python's own allocations (tracemalloc) per cached handle were 619 B for
-a 335 B answer, 865 B for the 1,249 B product record (944 B of resident set) and 728 B for an 8.6 KB answer (which
-compresses well); the estimate (617, 888, 738 B) is within 10 % of them, and tests/test_cache.py keeps it within
-20 % of the traced size."""
+strings and bytes, the version number, and the map's slot. Measured by ``benchmarks/cache_size.py`` (2026-12-02,
+after the entries lost 96 B), Python's own allocations (tracemalloc) per cached handle were 560 B for a 336 B
+answer, 806 B for the 1,249 B product record, 2,182 B for it with a hidden value (stored JSON kept) and 670 B for
+an 8.6 KB answer (which compresses well); the estimate (537, 809, 2,269, 659 B) is within 5 % of them, and
+tests/test_cache.py keeps it within 20 % of the traced size."""
 
 
 class CacheEntry:
@@ -87,20 +95,23 @@ class CacheEntry:
     ``stored`` is the record's stored JSON, kept only when some value is hidden from anonymous readers; for
     every other record the body already holds all values, so nothing is kept twice. ``product`` is the record's
     typed links and lifecycle state (``resolver/product.py``), None for the records that have neither.
+
+    Most records have neither, so those two live in a subclass (``_ProductEntry``) that the constructor picks when
+    either is given: the common entry saves their two slots (16 B of a 96 B object, per cached handle), and
+    reading ``entry.stored`` or ``entry.product`` of a common entry finds the class's None.
     """
 
-    __slots__ = (
-        "answer",
-        "expires_at",
-        "handle",
-        "location",
-        "min_ttl",
-        "product",
-        "referenced",
-        "stored",
-        "tally",
-        "version",
-    )
+    __slots__ = ("answer", "expires_at", "handle", "location", "min_ttl", "referenced", "tally", "version")
+
+    stored: str | bytes | None = None
+    product: Product | None = None
+
+    def __new__(
+        cls, *args: object, stored: str | bytes | None = None, product: Product | None = None, **kwargs: object
+    ) -> CacheEntry:
+        if cls is CacheEntry and (stored is not None or product is not None):
+            cls = _ProductEntry
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -118,10 +129,12 @@ class CacheEntry:
         self.answer = answer
         self.location = location
         self.min_ttl = min_ttl
-        self.stored = stored
-        self.product = product
+        if stored is not None or product is not None:
+            self.stored = stored
+            self.product = product
         self.expires_at = 0.0
-        """Monotonic time the entry expires; once expired and kept for serve-stale, minus that time."""
+        """Monotonic time the entry expires; once expired and kept for serve-stale, minus that time. Entries
+        stored within one ``_EXPIRY_GRAIN`` share one float object (``Cache.put``)."""
         self.referenced = False
         self.tally = _NOWHERE
 
@@ -154,6 +167,12 @@ class CacheEntry:
         return f"CacheEntry({self.handle!r}, version={self.version}, size={self.size})"
 
 
+class _ProductEntry(CacheEntry):
+    """An entry with hidden values (``stored``) or a product view (``product``): see ``CacheEntry``."""
+
+    __slots__ = ("product", "stored")
+
+
 class Cache:
     """Positive and negative entries with single-flight, tick-batched loading. Not thread-safe: one per loop."""
 
@@ -179,10 +198,13 @@ class Cache:
         "_bytes",
         "_clock",
         "_entries",
+        "_expiry",
         "_floors",
+        "_hand",
         "_inflight",
         "_load",
         "_negative",
+        "_ring",
         "_tallies",
         "_tasks",
         "discarded_loads",
@@ -216,7 +238,10 @@ class Cache:
         self._load = load
         self._clock = clock
         self._tallies = tallies
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._entries: dict[str, CacheEntry] = {}
+        self._ring: list[str] = []  # CLOCK: the keys the hand walks (a snapshot of _entries), and its position
+        self._hand = 0
+        self._expiry = 0.0  # the expiry time last given, shared by the entries stored in its tick
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
@@ -347,10 +372,17 @@ class Cache:
         if old is not None:
             self._bytes -= old.size
         entry.tally = self._tallies.of(key) if self._tallies is not None else _NOWHERE
-        entry.expires_at = self._clock() + (self.settings.safety_ttl if ttl is None else ttl)
+        entry.expires_at = self._shared_expiry(self._clock() + (self.settings.safety_ttl if ttl is None else ttl))
         self._entries[key] = entry
         self._bytes += entry.size
         self._evict_to_bounds(key)
+
+    def _shared_expiry(self, expires_at: float) -> float:
+        """``expires_at`` rounded up to ``_EXPIRY_GRAIN``, as the object already given for that time if any."""
+        rounded = math.ceil(expires_at * _EXPIRY_GRAIN) / _EXPIRY_GRAIN
+        if rounded != self._expiry:
+            self._expiry = rounded
+        return self._expiry
 
     def put_absent(self, key: str, ttl: float | None = None) -> None:
         """Remember for ``ttl`` seconds (default ``negative_ttl``) that ``key`` does not exist."""
@@ -364,15 +396,26 @@ class Cache:
             self.negative_evictions += 1
 
     def _evict_to_bounds(self, newest: str) -> None:
-        """CLOCK over the older entries: ``newest``, just stored, is never its own victim while others remain."""
+        """CLOCK over the older entries: ``newest``, just stored, is never its own victim while others remain.
+
+        A key of the snapshot that has left the map meanwhile is stepped over; one stored again since keeps its old
+        place on the ring until the next snapshot (CLOCK's approximation of LRU, as a hit keeps its place too).
+        """
         entries = self._entries
         max_entries, max_bytes = self.settings.max_entries, self.settings.max_bytes
         while entries and (len(entries) > max_entries or self._bytes > max_bytes):
-            key, entry = entries.popitem(last=False)
-            if entries and (entry.referenced or key == newest):
-                entry.referenced = False
-                entries[key] = entry  # second chance: back of the queue
+            if self._hand >= len(self._ring):
+                self._ring = list(entries)
+                self._hand = 0
+            key = self._ring[self._hand]
+            self._hand += 1
+            entry = entries.get(key)
+            if entry is None:
                 continue
+            if len(entries) > 1 and (entry.referenced or key == newest):
+                entry.referenced = False  # second chance: the hand passes it this time
+                continue
+            del entries[key]
             self._bytes -= entry.size
             self.evictions += 1
 
@@ -411,6 +454,8 @@ class Cache:
         """Forget everything; loads under way answer their waiters but store nothing (their data may predate it)."""
         self.flushes += 1
         self._entries.clear()
+        self._ring = []
+        self._hand = 0
         self._negative.clear()
         self._inflight.clear()
         self._floors.clear()

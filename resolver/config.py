@@ -63,6 +63,7 @@ log_level                   INFO               logging threshold
 log_format                  text               ``text`` or ``json`` (one object per line, resolver/logs.py)
 access_log_sample           0                  fraction of requests logged to idnode.access (0 = off)
 slow_request_ms             0                  log requests slower than this to idnode.slow (0 = off)
+fast_lane                   true               answer cached look-ups before aiohttp (resolver/fastlane.py)
 demo                        false              home 88.888.1 with demo products, a template and an enterprise
 tls                         false              serve HTTPS (authentication only counts on a secure channel)
 tls_cert / tls_key          (generated)        PEM files; without them a self-signed pair is kept in data_dir
@@ -137,6 +138,7 @@ class Settings:
     log_format: str = "text"
     access_log_sample: float = 0.0
     slow_request_ms: float = 0.0
+    fast_lane: bool = True
     demo: bool = False
     redirect_schemes: tuple[str, ...] = ()
     stats_interval: float = 60.0
@@ -308,6 +310,7 @@ _OPTIONS: dict[str, tuple[str | None, str, Callable[[Any], Any]]] = {
     "log_format": (None, "log_format", _log_format),
     "access_log_sample": (None, "access_log_sample", _fraction),
     "slow_request_ms": (None, "slow_request_ms", _non_negative_float),
+    "fast_lane": (None, "fast_lane", _bool),
     "demo": (None, "demo", _bool),
     "database_url": ("database", "url", _text),
     "database_replica_urls": ("database", "replica_urls", _dsns),

@@ -89,6 +89,7 @@ GS1_LINK_TYPES: dict[str, tuple[str, str]] = {
     "support": ("Support", "技术支持"),
     "faqs": ("FAQs", "常见问题"),
     "registerProduct": ("Register the product", "产品注册"),
+    "relatedImage": ("Product image", "产品图片"),
     "relatedVideo": ("Related video", "相关视频"),
     "smartLabel": ("SmartLabel", "智能标签"),
     "whatsInTheBox": ("What's in the box", "包装清单"),

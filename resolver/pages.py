@@ -20,12 +20,14 @@ from resolver.records import HandleValue
 
 __all__ = [
     "HTML_HEADERS",
+    "document",
     "error_page",
     "home_page",
     "not_found_page",
     "notice_banner",
+    "page_headers",
     "redirect_page",
-    "tombstone_page",
+    "value_cards",
     "values_page",
 ]
 
@@ -56,27 +58,40 @@ _STYLE = (
     "button{font:inherit;padding:.45rem 1rem;border:0;border-radius:6px;background:#0969da;color:#fff}"
     ".n{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:.7rem .9rem;margin:.6rem 0}"
 )
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
-HTML_HEADERS = {
-    "Content-Type": "text/html;charset=UTF-8",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; base-uri 'none'; "
-        "frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-}
+
+def style_hash(style: str) -> str:
+    """The CSP source of an inline stylesheet: ``'sha256-…'``."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()}'"
+
+
+def page_headers(style: str, *, images: bool = False) -> dict[str, str]:
+    """The headers of a page styled by ``style`` (its hash the only style allowed); ``images``: it may also show
+    ``http(s)`` images (a product's picture), nothing else."""
+    image_source = "img-src https: http:; " if images else ""
+    return {
+        "Content-Type": "text/html;charset=UTF-8",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src {style_hash(style)}; {image_source}form-action 'self'; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+HTML_HEADERS = page_headers(_STYLE)
 """Headers of every HTML answer (pages and the 302's body). ``no-referrer``: the product site a scan lands on
 is not told which page linked the identifier, and a values page's URL (the identifier) is not sent on."""
 
 
-def _page(title: str, content: str) -> bytes:
+def document(title: str, content: str, *, style: str = _STYLE, lang: str = "en", footer: str = "") -> bytes:
+    """A whole page: ``content`` (markup, already escaped) in ``main``, styled by ``style``, in language ``lang``."""
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main>{content}<footer>idnode identifier resolver</footer></main></body></html>\n"
+        f"<title>{escape(title)}</title><style>{style}</style></head>"
+        f"<body><main>{content}<footer>{footer or 'idnode identifier resolver'}</footer></main></body></html>\n"
     ).encode()
 
 
@@ -110,33 +125,28 @@ def notice_banner(title: str, notice: str, link: str = "") -> str:
     return f'<div class="n" role="alert"><b>{escape(title)}</b><p>{escape(notice)}</p>{more}</div>'
 
 
-def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str], bool], *, banner: str = "") -> bytes:
-    """All (public) values of a handle, one card each (the proxy's ``?noredirect`` view, transcript F2); URL
-    values for which ``links`` is true are links, the others text. ``banner`` (``notice_banner``'s markup) goes
-    first."""
-    cards = "".join(
+def value_cards(values: Sequence[HandleValue], links: Callable[[str], bool]) -> str:
+    """One card per value: its type, index and timestamp, its data (``links``: as ``values_page``)."""
+    return "".join(
         f'<div class="v"><div><span class="t">{escape(v.type)}</span> '
         f'<span class="i">#{v.index} · {escape(v.timestamp.replace("T", " "))}</span></div>'
         f'<div class="d">{_data_html(v, links)}</div></div>'
         for v in values
     )
+
+
+def values_page(handle: str, values: Sequence[HandleValue], links: Callable[[str], bool], *, banner: str = "") -> bytes:
+    """All (public) values of a handle, one card each (the proxy's ``?noredirect`` view, transcript F2); URL
+    values for which ``links`` is true are links, the others text. ``banner`` (``notice_banner``'s markup) goes
+    first."""
+    cards = value_cards(values, links)
     if not values:
         cards = "<p>This identifier has no public values.</p>"
-    return _page(f"Handle {handle}", f"{banner}<h1>Handle Values for: {escape(handle)}</h1>{cards}")
-
-
-def tombstone_page(handle: str, notice: str, successor: str = "") -> bytes:
-    """The 410 page of a withdrawn identifier; ``successor`` (a header-safe URL or path) is linked."""
-    more = f'<p>Successor: <a href="{escape(successor, quote=True)}">{escape(successor)}</a></p>' if successor else ""
-    return _page(
-        "Gone",
-        notice_banner("Withdrawn", notice or "This identifier has been withdrawn.")
-        + f"<h1>{escape(handle)}</h1>{more}",
-    )
+    return document(f"Handle {handle}", f"{banner}<h1>Handle Values for: {escape(handle)}</h1>{cards}")
 
 
 def not_found_page(handle: str) -> bytes:
-    return _page(
+    return document(
         "Not Found",
         f"<h1>Error - Not Found</h1><p>The handle you requested -- <b><i>{escape(handle)}</i></b> "
         "-- cannot be found.</p>",
@@ -145,13 +155,13 @@ def not_found_page(handle: str) -> bytes:
 
 def error_page(title: str, message: str, handle: str | None = None) -> bytes:
     detail = f"<p><b><i>{escape(handle)}</i></b></p>" if handle else ""
-    return _page(title, f"<h1>Error - {escape(title)}</h1>{detail}<p>{escape(message)}</p>")
+    return document(title, f"<h1>Error - {escape(title)}</h1>{detail}<p>{escape(message)}</p>")
 
 
 def home_page() -> bytes:
     """A form that resolves an identifier with a plain GET (``/?hdl=...``, as the Handle proxy's form sends it),
     so it works without script and under ``HTML_HEADERS``' policy."""
-    return _page(
+    return document(
         "idnode",
         '<h1>Identifier resolver</h1><form action="/" method="get">'
         '<input type="text" name="hdl" required aria-label="Identifier" placeholder="88.888.1/PUMP-2026-000123">'

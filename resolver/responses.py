@@ -39,6 +39,7 @@ __all__ = [
     "RECORD_HEADERS",
     "ErrorRenderer",
     "Handler",
+    "Ready",
     "answering",
     "answers_errors",
     "error_response",
@@ -67,6 +68,9 @@ _CALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_$.]")
 _TRUE_WORDS = frozenset({"", "true", "yes"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Ready = tuple[int, Mapping[str, str], bytes]
+"""An answer a hot path gives without awaiting: status, headers (without Content-Length, Date and Server, which
+the server adds) and body; the fast lane (``fastlane.py``) writes it itself, the hot handlers as a ``Response``."""
 
 ANY_TAIL = "{tail:[\\s\\S]*}"
 """Route pattern for "the rest of the path". aiohttp matches the *decoded* path, where ``.*`` would stop at a

@@ -103,16 +103,25 @@ class HotRouter(web.UrlDispatcher):
             if resource is not fallback
         )
 
+    def is_hot(self, raw: str) -> bool:
+        """Whether a GET or HEAD of the raw path ``raw`` goes to the hot handler (see :meth:`set_hot`)."""
+        return self._hot_route is not None and raw.startswith(self._hot_prefix)
+
+    def is_fallback(self, raw: str) -> bool:
+        """Whether a GET or HEAD of the raw path ``raw`` (not a hot one) goes to the fallback handler."""
+        if self._fallback is None:
+            return False
+        if self._taken is None:  # routes are all added by the first request
+            self._taken = self._first_segments()
+        return raw[1:].split("/", 1)[0].split("?", 1)[0] not in self._taken
+
     async def resolve(self, request: web.Request) -> web.UrlMappingMatchInfo:  # type: ignore[override]
         if request.method in _HOT_METHODS:
             raw = request.raw_path
-            if self._hot_route is not None and raw.startswith(self._hot_prefix):
-                return web.UrlMappingMatchInfo({}, self._hot_route)
-            if self._fallback is not None:
-                if self._taken is None:  # routes are all added by the first request
-                    self._taken = self._first_segments()
-                if raw[1:].split("/", 1)[0].split("?", 1)[0] not in self._taken:
-                    return web.UrlMappingMatchInfo({}, self._fallback)
+            if self.is_hot(raw):
+                return web.UrlMappingMatchInfo({}, self._hot_route)  # type: ignore[arg-type]
+            if self.is_fallback(raw):
+                return web.UrlMappingMatchInfo({}, self._fallback)  # type: ignore[arg-type]
         match = await super().resolve(request)
         error = match.http_exception
         if isinstance(error, web.HTTPMethodNotAllowed):

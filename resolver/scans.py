@@ -67,9 +67,10 @@ class ScanCounts:
         counts = self._by_type.get(link_type)
         if counts is None:
             counts = self._by_type[link_type] = {}
-        try:
-            counts[key] += 1
-        except KeyError:
+        seen = counts.get(key)
+        if seen is not None:
+            counts[key] = seen + 1
+        else:  # not a raised KeyError: once the table is full, every scan of an unseen handle comes here
             self._first(counts, key)
 
     def _first(self, counts: dict[str, int], key: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -28,10 +29,11 @@ import yarl
 from aiohttp import web
 
 from registry.app import extensions as registry_extensions
+from registry.demo import load_demo
 from registry.enterprises import Credentials, add_operator, onboard
 from registry.store import Actor, RegistryStore
 from registry.tls import ensure_self_signed
-from resolver.app import Extension, create_app
+from resolver.app import Extension, create_app, node_runner
 from resolver.config import RegistrySettings, Settings
 from resolver.identifiers import ascii_upper
 from resolver.records import decode_values, values_to_stored
@@ -180,6 +182,15 @@ def _decode(response: aiohttp.ClientResponse, body: bytes) -> Any:
     return body.decode("utf-8", "replace")
 
 
+def with_test_fast_lane(settings: Settings) -> Settings:
+    """``settings`` with the fast lane as ``IDNODE_FAST_LANE`` says, when it is set: CI runs the suite once with the
+    lane and once without (.ci/run), so every read-path test goes through both."""
+    raw = os.environ.get("IDNODE_FAST_LANE")
+    if raw is None:
+        return settings
+    return dataclasses.replace(settings, fast_lane=raw.strip().lower() in {"1", "true", "yes", "on"})
+
+
 async def start_node(
     dsn: str,
     settings: Settings | None = None,
@@ -187,12 +198,15 @@ async def start_node(
     ssl_context: ssl.SSLContext | None = None,
     extensions: Iterable[Extension] | None = None,
     port: int | None = None,
+    fast_lane: bool | None = None,
 ) -> tuple[web.AppRunner, str, web.Application]:
     """A full node (read path and registry, unless other ``extensions`` are given) on ``port`` of 127.0.0.1 (a
-    free one by default); HTTPS when ``ssl_context`` is given."""
-    settings = settings or Settings()
+    free one by default); HTTPS when ``ssl_context`` is given. ``fast_lane`` overrides ``IDNODE_FAST_LANE``."""
+    settings = with_test_fast_lane(settings or Settings())
+    if fast_lane is not None:
+        settings = dataclasses.replace(settings, fast_lane=fast_lane)
     app = await create_app(settings, dsn, extensions=registry_extensions() if extensions is None else extensions)
-    runner = web.AppRunner(app, access_log=None)
+    runner = node_runner(app, access_log=None)
     await runner.setup()
     port = port or free_port()
     site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
@@ -335,6 +349,15 @@ async def onboard_enterprise(dsn: str, prefix: str, *, name: str | None = None) 
             contact=None,
             actor=Actor("test"),
         )
+    finally:
+        await pool.close()
+
+
+async def load_demo_data(dsn: str) -> None:
+    """What ``idnode serve --demo`` sets up (registry/demo.py), by its own code."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await load_demo(RegistryStore(pool))
     finally:
         await pool.close()
 

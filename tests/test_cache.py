@@ -165,6 +165,31 @@ def test_referenced_entry_gets_a_second_chance() -> None:
     assert cache.evictions == 4
 
 
+def test_the_clock_hand_steps_over_entries_that_left_since_its_snapshot() -> None:
+    cache = _cache(max_entries=3)
+    for key in "ABCD":  # D's put takes the snapshot A B C D and evicts A
+        cache.put(key, _entry(key))
+    cache.evict("B")
+    for key in "EF":  # the hand passes the evicted B and takes C
+        cache.put(key, _entry(key))
+    assert list(cache.keys()) == ["D", "E", "F"]
+    cache.put("G", _entry("G"))  # then D, the last of the snapshot; the next put takes a new one
+    cache.put("H", _entry("H"))
+    assert list(cache.keys()) == ["F", "G", "H"]
+    assert cache.evictions == 4
+    assert cache.stats()["bytes"] == 3 * _entry("H").size
+
+
+def test_flush_restarts_the_clock_hand() -> None:
+    cache = _cache(max_entries=2)
+    for key in "ABC":
+        cache.put(key, _entry(key))
+    cache.flush()
+    for key in "XYZ":
+        cache.put(key, _entry(key))
+    assert list(cache.keys()) == ["Y", "Z"]
+
+
 def test_put_keeps_the_entry_just_stored_even_when_every_other_entry_was_read() -> None:
     cache = _cache(max_entries=2)
     cache.put("A", _entry("A"))
@@ -247,6 +272,18 @@ def test_negative_entry_expires_after_negative_ttl() -> None:
     assert not cache.is_absent("K")
     assert cache.expirations == 1
     assert cache.stats()["negative_entries"] == 0
+
+
+def test_an_entry_lives_its_ttl_and_at_most_a_sixteenth_of_a_second_more() -> None:
+    clock = Clock()
+    cache = _cache(clock=clock, safety_ttl=10)
+    clock.now += 0.01
+    cache.put("K", _entry("K"))
+    cache.put("L", _entry("L"))
+    clock.now += 10.04
+    assert cache.get("K") is not None
+    clock.now += 1 / 16
+    assert cache.get("K") is None and cache.get("L") is None
 
 
 def test_replacing_an_entry_restarts_its_safety_ttl() -> None:

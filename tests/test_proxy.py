@@ -5,6 +5,7 @@ Case names (F1–F5) refer to research/handle9-transcripts.md; §5 to research/h
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -73,6 +74,16 @@ async def test_f1_expires_is_now_plus_the_url_values_ttl(xyz: Node) -> None:
     expires = parsedate_to_datetime(headers["Expires"]).timestamp()
     assert abs(expires - (time.time() + 3600)) < 120
     assert headers["Expires"].endswith(" GMT")
+
+
+async def test_a_redirect_answered_again_in_a_later_second_gets_a_later_expires(xyz: Node) -> None:
+    """The proxy keeps a redirect's headers for the rest of the second: a later second must not reuse them."""
+    _, _, first, _ = await _get(xyz, "/88.TEST/xyz")
+    await asyncio.sleep(1.1)
+    _, body, second, _ = await _get(xyz, "/88.TEST/xyz")
+    assert parsedate_to_datetime(second["Expires"]) > parsedate_to_datetime(first["Expires"])
+    assert second["Location"] == first["Location"] == LANDING
+    assert body.rstrip("\n") == _redirect_body(LANDING)
 
 
 async def test_f4_json_accept_header_still_redirects(xyz: Node) -> None:

@@ -277,3 +277,18 @@ async def test_days_without_scans_are_left_out_and_link_types_are_open(pool: asy
     assert [d["day"] for d in report.days] == ["2026-01-02", "2026-01-04"]
     assert report.totals == {"default": 2, "gs1:pip": 1}
     assert report.handles == [{"handle": "88.A/P1", "scans": 3, "linkTypes": {"default": 2, "gs1:pip": 1}}]
+
+
+def test_scans_past_the_table_bound_are_counted_exactly_in_overflow_buckets() -> None:
+    scans = ScanCounts(max_handles=2, max_others=1)
+    for key in ["88.A/1", "88.A/2", "88.A/1", "88.A/3", "88.A/4", "88.A/3", "88.B/1"]:
+        scans.count(key)
+    scans.count("88.A/1", "gs1:pip")
+    assert scans.drain() == {  # a new (handle, link type) pair takes a bucket too: gs1:pip's goes to (other)
+        "88.A/1": {"default": 2},
+        "88.A/2": {"default": 1},
+        "88.A/(other)": {"default": 3},
+        "(other)": {"default": 1, "gs1:pip": 1},
+    }
+    scans.count("88.A/4")
+    assert scans.drain() == {"88.A/4": {"default": 1}}

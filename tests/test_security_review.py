@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 import orjson
+import pytest
 
 from registry.auth import MAX_ITERATIONS, hash_secret
 from registry.bulk import ImportReport, import_lines
@@ -26,13 +27,13 @@ ADMIN_OF_ITSELF = {
 }
 
 
-async def _import(dsn: str, *records: dict | str, command_timeout: float = 5.0) -> ImportReport:
+async def _import(dsn: str, *records: dict | str, command_timeout: float = 5.0, replace: bool = False) -> ImportReport:
     """``idnode import`` of ``records`` (JSON Lines) through the node's own pool, as the CLI runs it."""
     store = await connect(dsn, DatabaseSettings(command_timeout=command_timeout, pool_min=1, pool_max=2))
     try:
         lines = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in records]
         prefixes = PrefixTable(await store.fetch_prefixes())
-        return await import_lines(store, lines, prefixes, max_handle_bytes=1024, replace=False, actor="test")
+        return await import_lines(store, lines, prefixes, max_handle_bytes=1024, replace=replace, actor="test")
     finally:
         await close_pool(store.pool)
 
@@ -106,11 +107,14 @@ async def test_a_secret_key_stored_readable_by_all_never_appears_in_a_public_ans
 # --- 5. the import's index statement ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("replace", [False, True])
 async def test_an_import_large_enough_to_index_its_rows_is_not_bound_by_the_pools_short_timeout(
-    database: str,
+    database: str, replace: bool
 ) -> None:
-    """The index over the imported rows (built beyond 50,000 rows) may take longer than the pool's per-query
-    timeout, like every other bulk statement; an event trigger makes it take 1.5 s against a 1 s timeout."""
+    """The index over the imported rows (built beyond 50,000 rows, by an import with ``replace``, which stages its
+    rows) may take longer than the pool's per-query timeout, like every other bulk statement; an event trigger makes
+    it take 1.5 s against a 1 s timeout. Without ``replace`` the rows are copied straight into ``handles``, under
+    the same timeout."""
     await home(database, "88.TEST")
     con = await asyncpg.connect(database)
     try:
@@ -125,7 +129,7 @@ async def test_an_import_large_enough_to_index_its_rows_is_not_bound_by_the_pool
     finally:
         await con.close()
     lines = [f'{{"handle":"88.TEST/n{i}","values":[{{"index":1,"type":"NUM","data":"{i}"}}]}}' for i in range(50_001)]
-    report = await _import(database, *lines, command_timeout=1.0)
+    report = await _import(database, *lines, command_timeout=1.0, replace=replace)
     assert (report.error_count, report.written) == (0, 50_001)
 
 
