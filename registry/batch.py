@@ -28,8 +28,10 @@ from typing import Any
 from aiohttp import web
 
 from registry.auth import Identity, actor_of, verify_secret
+from registry.permissions import Permissions
 from registry.secret_keys import MAX_SECRETS, hash_secrets, prepare_secrets, secrets_to_hash
 from registry.store import Actor, RegistryStore
+from registry.templates import TemplateCheck
 from registry.write_stages import WriteStages
 from registry.writes import merge_keeping_stamps
 from resolver.errors import (
@@ -42,7 +44,14 @@ from resolver.errors import (
 )
 from resolver.identifiers import Handle, parse
 from resolver.product import values_with_links
-from resolver.records import SECRET_TYPES, HandleValue, decode_values, values_from_stored, values_to_stored
+from resolver.records import (
+    SECRET_TYPES,
+    HandleValue,
+    decode_values,
+    now_timestamp,
+    values_from_stored,
+    values_to_stored,
+)
 from resolver.responses import answers_errors, json_body, json_response
 from resolver.store import StoredRecord
 
@@ -126,9 +135,10 @@ class BatchWrites:
         self.check_size(len(raw_items))
         identity = await self.stages.auth.require(request)
         entries: list[BatchItem | Outcome] = []
+        stamp = now_timestamp()  # one clock reading for the request, as a PUT stamps all its values alike
         for raw in raw_items:
             try:
-                entries.append(self._parse(raw))
+                entries.append(self._parse(raw, stamp))
             except HandleError as exc:
                 entries.append(Outcome(_text_of(raw), exc))
         outcomes = await self.apply(actor_of(request, identity), identity, entries)
@@ -147,10 +157,10 @@ class BatchWrites:
             raise PrefixNotHomed(handle=handle.text)
         return BatchItem(op, handle, given)
 
-    def _parse(self, raw: Any) -> BatchItem:
+    def _parse(self, raw: Any, stamp: str) -> BatchItem:
         if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("handle"), str):
             raise ProtocolError('Each item needs "op" (create, replace or delete) and "handle"')
-        given = decode_values(values_with_links(raw)) if raw["op"] != "delete" else []
+        given = decode_values(values_with_links(raw), timestamp=stamp) if raw["op"] != "delete" else []
         return self.item(raw["op"], raw["handle"], given)
 
     async def apply(
@@ -184,7 +194,9 @@ class BatchWrites:
             await self.stages.replication.settle()  # "unchanged" too: a retry after a 503 waits for the mirrors
         return done
 
-    async def _decide(self, identity: Identity, item: BatchItem, before: Sequence[HandleValue] | None) -> str:
+    async def _decide(
+        self, checks: _Checks, identity: Identity, item: BatchItem, before: Sequence[HandleValue] | None
+    ) -> str:
         """What to do with one item against its locked record: ``create``, ``update``, ``delete`` or ``same``.
 
         Raises the HandleError the single-handle API would answer; templates are checked and secret keys hashed
@@ -194,11 +206,11 @@ class BatchWrites:
         if before is None and item.op in ("delete", "update"):
             raise HandleNotFound(handle=text)
         if item.op == "delete":
-            await self.stages.permissions.authorize_change(identity, item.handle, before, None)
+            await checks.permissions.authorize_change(identity, item.handle, before, None)
             return "delete"
         if before is not None and item.op == "create":
             # Only the handle's admins may learn whether a retry matches what is stored.
-            await self.stages.permissions.authorize_change(identity, item.handle, before, before)
+            await checks.permissions.authorize_change(identity, item.handle, before, before)
             if not await _same_record(before, item.given):
                 raise HandleAlreadyExists(handle=text)
             return "same"
@@ -207,8 +219,8 @@ class BatchWrites:
         item.values = prepare_secrets(given, before or ())
         if before is not None:
             item.values = merge_keeping_stamps(before, item.values)
-        await self.stages.permissions.authorize_change(identity, item.handle, before, item.values)
-        item.template = await self.stages.check_template(item.handle, item.values)
+        await checks.permissions.authorize_change(identity, item.handle, before, item.values)
+        item.template = await checks.template(item.handle, item.values)
         item.values = await hash_secrets(item.values)
         item.stored = values_to_stored(item.values).decode()
         return "create" if before is None else "update"
@@ -217,12 +229,15 @@ class BatchWrites:
         self, actor: Actor, identity: Identity, items: list[BatchItem], outcomes: list[Outcome | None]
     ) -> None:
         chosen: dict[str, list[BatchItem]] = {"create": [], "update": [], "delete": []}
+        checks = _Checks(self.stages.permissions.memoized(), self.stages.check_template.memoized())
+        held = {item.handle.key for item in items if self.stages.records.holds(item.handle.key)}
         async with self.store.transaction(actor) as tx:
             existing = await tx.lock_many([item.handle.key for item in items])
             for item in items:
                 stored = existing.get(item.handle.key)
+                before = None if stored is None else values_from_stored(stored)
                 try:
-                    action = await self._decide(identity, item, None if stored is None else values_from_stored(stored))
+                    action = await self._decide(checks, identity, item, before)
                 except HandleError as exc:
                     outcomes[item.position] = Outcome(item.handle.text, exc)
                     continue
@@ -239,17 +254,23 @@ class BatchWrites:
         created = {item.position for item in creates}
         for item in creates + updates:
             text = item.handle.text
-            version = versions.get(item.handle.key)
-            if version is None:  # a concurrent create took the handle between our lock and our insert
+            if item.handle.key not in versions:  # a concurrent create took the handle between our lock and our insert
                 outcomes[item.position] = Outcome(text, HandleAlreadyExists(handle=text))
                 continue
-            self.stages.records.remember(
-                StoredRecord(item.handle.key, item.handle.name, version, item.stored), item.values
-            )
+            record = StoredRecord(item.handle.key, item.handle.name, versions[item.handle.key], item.stored)
+            self.stages.records.written(record, item.values, held=item.handle.key in held)
             outcomes[item.position] = Outcome(text, status=201 if item.position in created else 200)
         for item in deletes:
             self.stages.records.forget(item.handle.key)
             outcomes[item.position] = Outcome(item.handle.text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """The permission and template checks of one batch, each reading a record or template once per batch."""
+
+    permissions: Permissions
+    template: TemplateCheck
 
 
 def _keeping_administration(before: Sequence[HandleValue], given: list[HandleValue]) -> list[HandleValue]:

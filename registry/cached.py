@@ -2,8 +2,9 @@
 
 Authorization and the existence checks of PUT read the same few records (identities, prefix handles, admin
 groups) on every write, so they go through the cache like any look-up. After a commit, ``remember``/``forget``
-give this node's cache the new state before the client hears 2xx (read-your-writes); other nodes hear it from
-the change notification.
+give this node's cache the new state before the client hears 2xx (read-your-writes): ``written`` refreshes a
+record the cache holds and drops any other, for the next look-up to load. Other nodes hear of every write from the
+change notification.
 """
 
 from __future__ import annotations
@@ -61,6 +62,21 @@ class CachedRecords:
                 self._decoded.clear()
             values = self._decoded[memo] = entry.values
         return values
+
+    def holds(self, key: str) -> bool:
+        """Whether this node's cache has an entry for the handle (live, or kept to serve stale); counts nothing."""
+        return key in self._lookup.cache.keys()  # noqa: SIM118 (a Cache, not a dict)
+
+    def written(self, record: StoredRecord, values: Sequence[HandleValue] | None = None, *, held: bool) -> None:
+        """A committed write, before the client hears 2xx. A record the cache ``held`` when the write began (someone
+        reads it) gets its new version; any other is only dropped, with its remembered absence, and the next look-up
+        loads it. Building and compressing the answer of every created record would cost a single PUT more than its
+        own statement, and a batch more than its writes, and fill the cache with records nobody has asked for.
+        (``held`` is asked before the write: its change notification may have evicted the entry by now.)"""
+        if held:
+            self.remember(record, values)
+        else:
+            self.evict(record.key)
 
     def remember(self, record: StoredRecord, values: Sequence[HandleValue] | None = None) -> None:
         """This node's cache holds the committed version before the client hears 2xx."""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from registry.auth import Identity, actor_of
+from registry.secret_keys import any_secret
 from registry.write_stages import WriteStages
 from registry.writes import ABSENT, Guard, Seen, Writer, WriteResult
 from resolver.errors import (
@@ -84,12 +85,15 @@ class HandleWrites:
             raise PrefixNotHomed(handle=text)
         return handle
 
-    def _guard(self, request: web.Request, identity: Identity, handle: Handle) -> Guard:
+    def _guard(self, request: web.Request, identity: Identity, handle: Handle, *, trial: bool = False) -> Guard:
+        """The checks of a write by ``identity``; a ``trial`` guard's template refusals are not counted."""
+        check = self.stages.check_template.quietly if trial else self.stages.check_template
+
         async def authorize(before: Sequence[HandleValue] | None, after: Sequence[HandleValue] | None) -> None:
             await self.stages.permissions.authorize_change(identity, handle, before, after)
 
         async def validate(after: Sequence[HandleValue]) -> str | None:
-            return await self.stages.check_template(handle, after)
+            return await check(handle, after)
 
         return Guard(actor_of(request, identity), authorize, validate)
 
@@ -125,15 +129,33 @@ class HandleWrites:
             return await self._mint(request, handle, values), "create"
         if not handle.suffix:
             raise InvalidHandle("Handle has an empty suffix", handle=text)
-        entry = await self.stages.records.entry_of(handle.name)
-        if entry is not None and not overwrite:
-            raise HandleAlreadyExists(handle=text)
-        identity = await self.stages.auth.require(request, text)
-        seen: Seen = ABSENT if entry is None else (entry.version, entry.values)
-        result = await self.writer.put_record(
-            handle, values, overwrite=overwrite, guard=self._guard(request, identity, handle), seen=seen
-        )
-        return self._written(result, text), "create" if result.created else "replace"
+        held = self.stages.records.holds(handle.key)
+        result = await self._write_record(request, handle, values, overwrite, held=held)
+        return self._written(result, text, held=held), "create" if result.created else "replace"
+
+    async def _write_record(
+        self, request: web.Request, handle: Handle, values: list[HandleValue], overwrite: bool, *, held: bool
+    ) -> WriteResult:
+        """Create or replace the whole record. A record the cache does not hold is not read first to learn whether
+        it exists: the create is tried, and its one statement shows the record instead when it does exist."""
+        text = handle.text
+        identity: Identity | None = None
+        seen: Seen | None = None
+        if overwrite and not held and not any_secret(values):
+            identity = await self.stages.auth.require(request, text)
+            tried = await self.writer.try_create(handle, values, self._guard(request, identity, handle, trial=True))
+            if isinstance(tried, WriteResult):
+                return tried
+            seen = tried
+        if seen is None:
+            entry = await self.stages.records.entry_of(handle.name)
+            if entry is not None and not overwrite:
+                raise HandleAlreadyExists(handle=text)
+            seen = ABSENT if entry is None else (entry.version, entry.values)
+        if identity is None:
+            identity = await self.stages.auth.require(request, text)
+        guard = self._guard(request, identity, handle)
+        return await self.writer.put_record(handle, values, overwrite=overwrite, guard=guard, seen=seen)
 
     async def _add_values(
         self,
@@ -172,12 +194,13 @@ class HandleWrites:
                 )
             except HandleAlreadyExists:
                 continue
-            return self._written(result, handle.text)
+            return self._written(result, handle.text, held=False)
         raise HandleAlreadyExists("Could not mint an unused suffix", handle=base.text)
 
-    def _written(self, result: WriteResult, text: str) -> web.StreamResponse:
+    def _written(self, result: WriteResult, text: str, *, held: bool = True) -> web.StreamResponse:
+        """The answer to a write; ``held``: whether the cache held the record before it (``CachedRecords.written``)."""
         if result.record is not None:
-            self.stages.records.remember(result.record, result.values)
+            self.stages.records.written(result.record, result.values, held=held)
         return json_response({"responseCode": 1, "handle": text}, status=201 if result.created else 200)
 
     # --- DELETE -------------------------------------------------------------------------------------------

@@ -152,12 +152,35 @@ def within_prefix(identity: Identity, prefix: str) -> bool:
 class Permissions:
     """Answers "may this identity do that" from HS_ADMIN/HS_VLIST values fetched through ``fetch``."""
 
-    __slots__ = ("fetch", "is_operator", "suspended")
+    __slots__ = ("_creates", "fetch", "is_operator", "suspended")
 
-    def __init__(self, fetch: Fetch, is_operator: Callable[[Identity], Awaitable[bool]], suspended: Suspended) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        is_operator: Callable[[Identity], Awaitable[bool]],
+        suspended: Suspended,
+        *,
+        creates: set[tuple[Identity, str, str]] | None = None,
+    ) -> None:
         self.fetch = fetch
         self.is_operator = is_operator
         self.suspended = suspended
+        self._creates = creates
+        """``memoized``: the (identity, prefix, governing prefix) creates already allowed, None when not kept."""
+
+    def memoized(self) -> Permissions:
+        """These permissions with every record read remembered for the view's life: a batch decides all its items
+        before it writes any, against the records as they were, so each prefix handle and admin group needs reading
+        once per batch, not once per item. Allowing a create depends on the identity and the prefix only, so a
+        create allowed once is allowed again without another look."""
+        memo: dict[str, Sequence[HandleValue] | None] = {}
+
+        async def fetch(text: str) -> Sequence[HandleValue] | None:
+            if text not in memo:
+                memo[text] = await self.fetch(text)
+            return memo[text]
+
+        return Permissions(fetch, self.is_operator, self.suspended, creates=set())
 
     async def authorize_change(
         self,
@@ -168,11 +191,16 @@ class Permissions:
     ) -> None:
         """Raise unless ``identity`` may turn ``before`` into ``after`` (None: absent / deleted)."""
         if before is None:
+            allowed = (identity, handle.prefix, governing_prefix(handle))
+            if self._creates is not None and allowed in self._creates:
+                return
             admins = await self.prefix_admins(handle.prefix)
-            needed = {Perm.ADD_HANDLE}
-        else:
-            admins = admin_permissions(before) or await self.prefix_admins(handle.prefix)
-            needed = {Perm.DELETE_HANDLE} if after is None else needed_for_change(before, after)
+            await self.require(identity, allowed[2], admins, {Perm.ADD_HANDLE}, handle=handle.text)
+            if self._creates is not None:
+                self._creates.add(allowed)
+            return
+        admins = admin_permissions(before) or await self.prefix_admins(handle.prefix)
+        needed = {Perm.DELETE_HANDLE} if after is None else needed_for_change(before, after)
         await self.require(identity, governing_prefix(handle), admins, needed, handle=handle.text)
 
     async def require_on_handle(

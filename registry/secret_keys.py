@@ -20,7 +20,7 @@ from registry.auth import StoredSecret, hash_secret, is_hashed_secret
 from resolver.errors import InvalidValue
 from resolver.records import SECRET_PLACEHOLDER, SECRET_TYPES, HandleValue
 
-__all__ = ["MAX_SECRETS", "hash_secrets", "prepare_secrets", "secrets_to_hash"]
+__all__ = ["MAX_SECRETS", "any_secret", "hash_secrets", "prepare_secrets", "secrets_to_hash"]
 
 MAX_SECRETS = 8
 """Plain secret keys one request may ask the node to hash (a batch counts all its items together)."""
@@ -47,6 +47,11 @@ def prepare_secrets(values: Iterable[HandleValue], before: Sequence[HandleValue]
     if secrets_to_hash(out) > MAX_SECRETS:
         raise InvalidValue(f"At most {MAX_SECRETS} secret keys can be set in one request")
     return out
+
+
+def any_secret(values: Iterable[HandleValue]) -> bool:
+    """Whether ``values`` hold a secret key in any form (plain, hashed, or the placeholder)."""
+    return any(v.type_key() in SECRET_TYPES for v in values)
 
 
 def secrets_to_hash(values: Iterable[HandleValue]) -> int:

@@ -58,6 +58,12 @@ _INSERT_ALONE = _ACTOR_CTE.format(6, 7) + (
     'INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
     "SELECT $1, $2, $3, $4::jsonb, $5 FROM actor ON CONFLICT (handle_key) DO NOTHING RETURNING version"
 )
+_INSERT_OR_SHOW = _ACTOR_CTE.format(6, 7) + (
+    ', created AS (INSERT INTO handles (handle_key, handle, prefix_key, "values", template_version) '
+    "SELECT $1, $2, $3, $4::jsonb, $5 FROM actor ON CONFLICT (handle_key) DO NOTHING RETURNING version) "
+    "SELECT version, NULL::text FROM created UNION ALL "
+    'SELECT version, "values"::text FROM handles WHERE handle_key = $1 AND NOT EXISTS (SELECT FROM created)'
+)
 _UPDATE = (
     'UPDATE handles SET "values" = $2::jsonb, template_version = $3 WHERE handle_key = $1 RETURNING handle, version'
 )
@@ -372,6 +378,17 @@ class RegistryStore:
         return await self.write.fetchval(
             _INSERT_ALONE, key, handle, prefix_key, stored, template, actor.name, actor.request_id
         )
+
+    async def insert_or_show(
+        self, key: str, handle: str, prefix_key: str, stored: str, template: str | None, actor: Actor
+    ) -> tuple[int, str | None] | None:
+        """Create a record in one statement, or show the one that is there: ``(version, None)`` when created,
+        ``(version, stored values)`` of the existing record, None when neither (it was created by a writer that
+        committed after this statement began, so its snapshot cannot show it)."""
+        row = await self.write.fetchrow(
+            _INSERT_OR_SHOW, key, handle, prefix_key, stored, template, actor.name, actor.request_id
+        )
+        return None if row is None else (row[0], row[1])
 
     async def update_if(
         self, key: str, stored: str, template: str | None, version: int, actor: Actor

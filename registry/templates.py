@@ -308,44 +308,68 @@ class TemplateCheck:
     and lifecycle state (``10320/loc``, ``IDNODE_STATUS``) against what the proxy can serve
     (``resolver/product.py`` ``check_values``)."""
 
-    __slots__ = ("_metrics", "_store")
+    __slots__ = ("_memo", "_metrics", "_store")
 
-    def __init__(self, store: RegistryStore, metrics: RegistryMetrics) -> None:
+    def __init__(
+        self, store: RegistryStore, metrics: RegistryMetrics, memo: dict[tuple[str, str], Any] | None = None
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        self._memo = memo
+
+    def memoized(self) -> TemplateCheck:
+        """This check with each template read once for the check's life (a batch): a batch of records naming one
+        template would otherwise read and parse it once per record."""
+        return TemplateCheck(self._store, self._metrics, {})
 
     async def items(self, prefix: str, version: str) -> list[dict[str, Any]] | None:
-        document = await self._store.template_items(ascii_upper(prefix), version)
-        return None if document is None else orjson.loads(document)
+        key = (ascii_upper(prefix), version)
+        if self._memo is not None and key in self._memo:
+            return self._memo[key]
+        document = await self._store.template_items(*key)
+        items = None if document is None else orjson.loads(document)
+        if self._memo is not None:
+            self._memo[key] = items
+        return items
 
     async def __call__(self, handle: Handle, values: Sequence[HandleValue]) -> str | None:
         """Validate ``values`` of ``handle`` against the template they name; returns ``PREFIX/version`` or None.
 
         A class pattern another class holds is refused here (409 rc 201) so that a batch answers it per item; the
         trigger of ``schema/0014`` still refuses what two writers race to claim."""
-        handle_prefix = handle.prefix
-        check_values(values, handle_prefix)
+        await self._check_links_and_patterns(handle, values)
+        try:
+            return await self._against_template(handle.prefix, values)
+        except InvalidValue:
+            self._metrics.template_failures += 1
+            raise
+
+    async def quietly(self, handle: Handle, values: Sequence[HandleValue]) -> str | None:
+        """The same check, a refusal not counted: for a trial whose refusal the caller then checks for real."""
+        await self._check_links_and_patterns(handle, values)
+        return await self._against_template(handle.prefix, values)
+
+    async def _check_links_and_patterns(self, handle: Handle, values: Sequence[HandleValue]) -> None:
+        check_values(values, handle.prefix)
         for value in values:
             if value.type_key() == CLASS_PATTERN_TYPE:
-                pattern = parse_pattern(value.value, handle_prefix)
+                pattern = parse_pattern(value.value, handle.prefix)
                 holder = await self._store.class_pattern_holder(
                     handle.prefix_key, pattern.head, pattern.tail, handle.key
                 )
                 if holder is not None:
                     raise ValueAlreadyExists(f"Class pattern {value.value[:200]} already belongs to {holder}")
-        try:
-            reference = template_reference(handle_prefix, values)
-            if reference is None:
-                return None
-            items = await self.items(*reference)
-            if items is None:
-                raise InvalidValue(f"Data template {_shown(reference[0] + '/' + reference[1])} does not exist")
-            problems = validate_record(items, values)
-            if problems:
-                raise InvalidValue(f"Does not match data template {_shown(reference[1])}: " + "; ".join(problems))
-        except InvalidValue:
-            self._metrics.template_failures += 1
-            raise
+
+    async def _against_template(self, handle_prefix: str, values: Sequence[HandleValue]) -> str | None:
+        reference = template_reference(handle_prefix, values)
+        if reference is None:
+            return None
+        items = await self.items(*reference)
+        if items is None:
+            raise InvalidValue(f"Data template {_shown(reference[0] + '/' + reference[1])} does not exist")
+        problems = validate_record(items, values)
+        if problems:
+            raise InvalidValue(f"Does not match data template {_shown(reference[1])}: " + "; ".join(problems))
         return f"{ascii_upper(reference[0])}/{reference[1]}"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from registry.secret_keys import hash_secrets, prepare_secrets
 from registry.store import Actor, RegistryStore, WriteTransaction
-from resolver.errors import HandleAlreadyExists, HandleNotFound, ValueAlreadyExists, ValuesNotFound
+from resolver.errors import HandleAlreadyExists, HandleError, HandleNotFound, ValueAlreadyExists, ValuesNotFound
 from resolver.identifiers import Handle
 from resolver.records import HandleValue, values_from_stored, values_to_stored
 from resolver.store import StoredRecord
@@ -129,6 +129,32 @@ class Writer:
             before = values_from_stored(row[1])
             after = merge_keeping_stamps(before, prepare_secrets(values, before))
             return await _update(tx, handle, before, after, guard, created=False)
+
+    async def try_create(
+        self, handle: Handle, values: Sequence[HandleValue], trial: Guard
+    ) -> WriteResult | tuple[int, Sequence[HandleValue]] | None:
+        """Create the record in one statement when nobody has looked whether it exists: the statement itself
+        tells, which saves the read a PUT would otherwise make first.
+
+        ``trial`` holds the checks of a create, whose refusal says nothing yet (the record may exist, and its own
+        admins decide then), so they must not count or answer anything: None means "decide the ordinary way",
+        as it does when the record appeared after this statement began. When the record exists its
+        ``(version, values)`` come back, to carry on as ``put_record`` does with what a read has seen. ``values``
+        must hold no secret keys: a create would hash them for nothing when the record exists.
+        """
+        try:
+            after, template, stored = await _checked(trial, None, list(values))
+        except HandleError:
+            return None
+        row = await self._store.insert_or_show(
+            handle.key, handle.name, handle.prefix_key, stored, template, trial.actor
+        )
+        if row is None:
+            return None
+        version, existing = row
+        if existing is not None:
+            return version, values_from_stored(existing)
+        return WriteResult(StoredRecord(handle.key, handle.name, version, stored), True, after)
 
     async def _insert(self, handle: Handle, values: Sequence[HandleValue], guard: Guard) -> WriteResult | None:
         """One-statement create; None when the handle exists."""
