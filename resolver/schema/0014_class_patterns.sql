@@ -32,6 +32,15 @@ RETURNS TABLE (head text, tail text, pattern text) LANGUAGE sql IMMUTABLE AS $$
              WHERE t LIKE '%{%}%') q(p)
 $$;
 
+-- Whether a record's values hold a class pattern: the test every written row goes through, so it reads the types
+-- of the jsonb array (about 8 us per 1.1 KB record) instead of matching the record's text (about 33 us: the jsonb is
+-- printed first), which cost a 100,000-row COPY a quarter of its rate.
+CREATE FUNCTION idnode_has_class_pattern(vals jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT EXISTS (SELECT 1
+                     FROM jsonb_array_elements(CASE jsonb_typeof(vals) WHEN 'array' THEN vals ELSE '[]'::jsonb END) v
+                    WHERE upper(v ->> 'type') = 'IDNODE_CLASS_PATTERN')
+$$;
+
 CREATE FUNCTION idnode_class_patterns_written() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     removed bigint := 0;
@@ -42,17 +51,16 @@ BEGIN
         DELETE FROM class_patterns c USING new_rows n WHERE c.class_key = n.handle_key;
         GET DIAGNOSTICS removed = ROW_COUNT;
     END IF;
-    -- The text test first: most records hold no pattern, and it is cheaper than expanding their values.
-    IF EXISTS (SELECT 1 FROM new_rows WHERE "values"::text ILIKE '%IDNODE\_CLASS\_PATTERN%') THEN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE idnode_has_class_pattern("values")) THEN
         SELECT p.pattern, c.class_handle INTO clash
           FROM new_rows n, idnode_class_pattern_rows(n."values") p, class_patterns c
-         WHERE n."values"::text ILIKE '%IDNODE\_CLASS\_PATTERN%'
+         WHERE idnode_has_class_pattern(n."values")
            AND c.prefix_key = n.prefix_key AND c.head = p.head AND c.tail = p.tail
          LIMIT 1;
         IF NOT FOUND THEN  -- two records of this statement claiming one pattern
             SELECT min(p.pattern) AS pattern, min(n.handle) AS class_handle INTO clash
               FROM new_rows n, idnode_class_pattern_rows(n."values") p
-             WHERE n."values"::text ILIKE '%IDNODE\_CLASS\_PATTERN%'
+             WHERE idnode_has_class_pattern(n."values")
              GROUP BY n.prefix_key, p.head, p.tail HAVING count(*) > 1
              LIMIT 1;
         END IF;
@@ -63,7 +71,7 @@ BEGIN
         INSERT INTO class_patterns
             SELECT n.handle_key, n.handle, n.prefix_key, p.head, p.tail, p.pattern
               FROM new_rows n, idnode_class_pattern_rows(n."values") p
-             WHERE n."values"::text ILIKE '%IDNODE\_CLASS\_PATTERN%';
+             WHERE idnode_has_class_pattern(n."values");
         GET DIAGNOSTICS added = ROW_COUNT;
     END IF;
     IF removed + added > 0 THEN
@@ -96,4 +104,4 @@ CREATE TRIGGER handles_class_patterns_delete AFTER DELETE ON handles
 INSERT INTO class_patterns
     SELECT h.handle_key, h.handle, h.prefix_key, p.head, p.tail, p.pattern
       FROM handles h, idnode_class_pattern_rows(h."values") p
-     WHERE h."values"::text ILIKE '%IDNODE\_CLASS\_PATTERN%';
+     WHERE idnode_has_class_pattern(h."values");
