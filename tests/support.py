@@ -29,6 +29,7 @@ import yarl
 from aiohttp import web
 
 from registry.app import extensions as registry_extensions
+from registry.bulk import ImportReport, import_lines
 from registry.demo import load_demo
 from registry.enterprises import Credentials, add_operator, onboard
 from registry.store import Actor, RegistryStore
@@ -36,7 +37,9 @@ from registry.tls import ensure_self_signed
 from resolver.app import Extension, create_app, node_runner
 from resolver.config import RegistrySettings, Settings
 from resolver.identifiers import ascii_upper
+from resolver.prefixes import PrefixTable
 from resolver.records import decode_values, values_to_stored
+from resolver.store import DatabaseSettings, close_pool, connect
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,6 +129,20 @@ local ports of outgoing connections: a port handed out here cannot be taken by a
 asked for it binds it, nor by the other test run CI starts beside this one (it draws its own random ports)."""
 _ports = random.Random()  # seeded from os.urandom: each process draws its own sequence
 _handed_out: set[int] = set()
+
+
+async def import_records(
+    dsn: str, *records: dict[str, Any] | str, command_timeout: float = 5.0, replace: bool = False, actor: str = "test"
+) -> ImportReport:
+    """``idnode import`` of ``records`` (JSON Lines, or objects dumped to them) through the node's own pool, as the
+    CLI runs it."""
+    store = await connect(dsn, DatabaseSettings(command_timeout=command_timeout, pool_min=1, pool_max=2))
+    try:
+        lines = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in records]
+        prefixes = PrefixTable(await store.fetch_prefixes())
+        return await import_lines(store, lines, prefixes, max_handle_bytes=1024, replace=replace, actor=actor)
+    finally:
+        await close_pool(store.pool)
 
 
 def free_port() -> int:

@@ -12,10 +12,7 @@ import asyncpg
 import orjson
 
 from registry.auth import StoredSecret
-from registry.bulk import ImportReport, import_lines
-from resolver.prefixes import PrefixTable
-from resolver.store import DatabaseSettings, close_pool, connect
-from tests.support import home
+from tests.support import home, import_records
 
 COUNT = 12_000
 """More than one COPY statement's rows, so that the import writes in several statements."""
@@ -27,22 +24,13 @@ def _line(number: int) -> str:
     ).decode()
 
 
-async def _import(dsn: str, lines: list[str]) -> ImportReport:
-    store = await connect(dsn, DatabaseSettings(pool_min=1, pool_max=2))
-    try:
-        prefixes = PrefixTable(await store.fetch_prefixes())
-        return await import_lines(store, lines, prefixes, max_handle_bytes=1024, replace=False, actor="importer")
-    finally:
-        await close_pool(store.pool)
-
-
 async def test_every_imported_record_gets_history_search_rows_feed_entry_and_a_notification(database: str) -> None:
     await home(database, "88.TEST")
     listener = await asyncpg.connect(database)
     payloads: list[str] = []
     await listener.add_listener("idnode_changes", lambda *args: payloads.append(args[3]))
     try:
-        report = await _import(database, [_line(n) for n in range(COUNT)])
+        report = await import_records(database, *[_line(n) for n in range(COUNT)], actor="importer")
         assert (report.error_count, report.rows, report.written) == (0, COUNT, COUNT)
         con = await asyncpg.connect(database)
         try:
@@ -84,7 +72,7 @@ async def test_a_record_another_writer_creates_during_the_import_is_skipped(data
             "'88.TEST', $1::jsonb)",
             theirs,
         )
-        importing = asyncio.create_task(_import(database, [_line(n) for n in range(10)]))
+        importing = asyncio.create_task(import_records(database, *[_line(n) for n in range(10)], actor="importer"))
         for _ in range(200):  # until the import's COPY waits for the other writer's uncommitted row
             waiting = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -113,7 +101,7 @@ async def test_a_secret_key_type_in_any_spelling_is_hashed_and_private(database:
         f'{{"handle": "88.TEST/k{n}", "values": [{{"index": 300, "type": "{spelling}", "data": "s3cret-{n}"}}]}}'
         for n, spelling in enumerate(spellings)
     ]
-    report = await _import(database, lines)
+    report = await import_records(database, *lines, actor="importer")
     assert (report.error_count, report.written) == (0, len(spellings))
     con = await asyncpg.connect(database)
     try:

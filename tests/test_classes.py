@@ -24,12 +24,12 @@ from tests.support import (
     delete_record,
     eventually,
     home,
+    import_records,
     onboard_enterprise,
     put_record,
     running_node,
     secure_basic,
 )
-from tests.test_security_review import _import
 
 CLASS = "88.TEST/PUMP-CP40"
 SERIAL = "88.TEST/PUMP-CP40-000123"
@@ -259,7 +259,7 @@ async def test_bad_and_conflicting_patterns_are_refused_on_every_write_path(
         got, answer, _ = await node.get("/api/handles/88.A/OTHER")
         assert got == 404
     line = {"handle": "88.A/OTHER", "values": CLASS_VALUES[:1], "classPattern": pattern}
-    report = await _import(database, line)
+    report = await import_records(database, line)
     assert report.written == 0
     assert problem in str(report.errors[0])
 

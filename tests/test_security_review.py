@@ -13,29 +13,24 @@ import orjson
 import pytest
 
 from registry.auth import MAX_ITERATIONS, hash_secret
-from registry.bulk import ImportReport, import_lines
 from registry.secret_keys import MAX_SECRETS
 from resolver.identifiers import ascii_upper
-from resolver.prefixes import PrefixTable
-from resolver.store import DatabaseSettings, close_pool, connect
-from tests.support import Node, behind_trusted_proxy, home, onboard_enterprise, put_record, running_node, secure_basic
+from tests.support import (
+    Node,
+    behind_trusted_proxy,
+    home,
+    import_records,
+    onboard_enterprise,
+    put_record,
+    running_node,
+    secure_basic,
+)
 
 ADMIN_OF_ITSELF = {
     "index": 100,
     "type": "HS_ADMIN",
     "data": {"format": "admin", "value": {"handle": "88.TEST/ADMIN", "index": 300, "permissions": "111111111111"}},
 }
-
-
-async def _import(dsn: str, *records: dict | str, command_timeout: float = 5.0, replace: bool = False) -> ImportReport:
-    """``idnode import`` of ``records`` (JSON Lines) through the node's own pool, as the CLI runs it."""
-    store = await connect(dsn, DatabaseSettings(command_timeout=command_timeout, pool_min=1, pool_max=2))
-    try:
-        lines = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in records]
-        prefixes = PrefixTable(await store.fetch_prefixes())
-        return await import_lines(store, lines, prefixes, max_handle_bytes=1024, replace=replace, actor="test")
-    finally:
-        await close_pool(store.pool)
 
 
 async def _stored_values(dsn: str, handle: str) -> list[dict]:
@@ -55,7 +50,7 @@ async def test_an_imported_plain_secret_key_is_stored_hashed_and_private_and_sti
 ) -> None:
     await home(database, "88.TEST")
     secret = {"index": 300, "type": "HS_SECKEY", "data": "s3cret"}
-    report = await _import(database, {"handle": "88.TEST/ADMIN", "values": [ADMIN_OF_ITSELF, secret]})
+    report = await import_records(database, {"handle": "88.TEST/ADMIN", "values": [ADMIN_OF_ITSELF, secret]})
     assert (report.error_count, report.written) == (0, 1), report.errors
     stored = {v["index"]: v for v in await _stored_values(database, "88.TEST/ADMIN")}
     assert stored[300]["data"]["value"].startswith("pbkdf2-sha1$")
@@ -77,7 +72,7 @@ async def test_an_import_line_with_a_pre_hashed_secret_outside_the_iteration_ran
 ) -> None:
     await home(database, "88.TEST")
     costly = f"pbkdf2-sha1${MAX_ITERATIONS + 1}$c2FsdHNhbHQ=${'QUFB' * 8}"
-    report = await _import(
+    report = await import_records(
         database,
         {"handle": "88.TEST/fine", "values": [{"index": 1, "type": "URL", "data": "https://example.org/"}]},
         {"handle": "88.TEST/costly", "values": [{"index": 300, "type": "HS_SECKEY", "data": costly}]},
@@ -129,7 +124,7 @@ async def test_an_import_large_enough_to_index_its_rows_is_not_bound_by_the_pool
     finally:
         await con.close()
     lines = [f'{{"handle":"88.TEST/n{i}","values":[{{"index":1,"type":"NUM","data":"{i}"}}]}}' for i in range(50_001)]
-    report = await _import(database, *lines, command_timeout=1.0, replace=replace)
+    report = await import_records(database, *lines, command_timeout=1.0, replace=replace)
     assert (report.error_count, report.written) == (0, 50_001)
 
 
